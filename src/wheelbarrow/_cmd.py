@@ -1,0 +1,101 @@
+"""Every host command goes through :func:`run`.
+
+It finds the executable (or raises a clear :class:`ToolMissingError`), echoes
+the command shell-quoted, captures its output and, on failure, raises
+:class:`CommandFailed` carrying that output so the caller can turn it into an
+actionable :class:`~wheelbarrow.errors.WheelbarrowError`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._log import Log
+from .errors import ToolMissingError
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    output: str
+
+    def tail(self, lines: int = 25) -> str:
+        return "\n".join(self.output.rstrip().splitlines()[-lines:])
+
+
+class CommandFailed(Exception):  # noqa: N818 - not a user-facing error; callers translate it
+    """A command exited non-zero. Callers translate it into a WheelbarrowError."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__(f"{shlex.join(result.argv)} exited with {result.returncode}")
+        self.result = result
+
+
+def which(tool: str, *, hint: str = "") -> str:
+    """Find ``tool`` next to the running interpreter first, then on PATH."""
+    beside = Path(sys.executable).parent / tool
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which(tool)
+    if found is None:
+        msg = f"'{tool}' was not found next to {sys.executable} or on PATH"
+        raise ToolMissingError(msg, tip=hint or f"Install {tool} and run again.")
+    return found
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    log: Log,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    check: bool = True,
+    stream: bool = False,
+    hint: str = "",
+) -> Result:
+    """Run one host command.
+
+    ``stream`` shows the output live (long steps such as compiles) while still
+    capturing it, so a failure can replay its tail.
+    """
+    args = [os.fspath(a) for a in argv]
+    args[0] = which(args[0], hint=hint) if os.sep not in args[0] else args[0]
+    log.command(shlex.join(args))
+    full_env = {**os.environ, **env} if env is not None else None
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - argv is built by wheelbarrow, never a shell string
+            args,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+        )
+    except FileNotFoundError as err:
+        msg = f"'{args[0]}' could not be started: {err.strerror}"
+        raise ToolMissingError(msg, tip=hint or f"Install {args[0]} and run again.") from err
+    assert proc.stdout is not None
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    chunks: list[str] = []
+    for raw in proc.stdout:
+        line = raw.decode("utf-8", "replace")
+        chunks.append(line)
+        if stream:
+            log.info("    " + line.rstrip("\n"))
+    returncode = proc.wait()
+    result = Result(tuple(args), returncode, "".join(chunks))
+    if check and returncode != 0:
+        raise CommandFailed(result)
+    return result

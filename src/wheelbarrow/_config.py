@@ -1,0 +1,292 @@
+"""Configuration, declared once and read once.
+
+Each option is declared in :data:`OPTIONS` with its default. Values come from
+``[tool.wheelbarrow]`` in the project's pyproject.toml, then ``WHEELBARROW_*``
+environment variables, then the command line; later sources win. The result is
+a frozen :class:`Config`; nothing else in wheelbarrow reads pyproject.toml's
+``[tool.wheelbarrow]`` table or the environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from packaging.utils import canonicalize_name
+
+from .errors import ConfigError
+
+ProjectBuild = Literal["auto", "pure", "platform"]
+
+#: glibc of each Debian suite wheelbarrow can bootstrap; it bounds the wheels
+#: that fit the runtime image.
+DEBIAN_GLIBC = {"bullseye": "2.31", "bookworm": "2.36", "trixie": "2.41"}
+DEBIAN_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    kind: Literal["str", "list", "choice"]
+    default: str | tuple[str, ...]
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> str:
+        return "WHEELBARROW_" + self.key.upper().replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("python", "str", "3.11", "CPython version the wheels are built for (X.Y)."),
+    Option("groups", "list", ("main",), "Poetry dependency groups to include."),
+    Option(
+        "build-from-source",
+        "list",
+        (),
+        "Locked packages built from their sdist even if a wheel exists.",
+    ),
+    Option(
+        "builder-base",
+        "str",
+        "manylinux_2_28",
+        "Builder base image: a reference, or a manylinux policy name that "
+        "cibuildwheel pins (manylinux_2_28, manylinux_2_34 ...).",
+    ),
+    Option(
+        "runtime-base",
+        "str",
+        "python:3.11-slim",
+        "Runtime base image the wheelhouse must fit.",
+    ),
+    Option(
+        "debian-suite",
+        "choice",
+        "",
+        "Bootstrap local bases from this Debian suite when a base cannot be pulled.",
+        choices=("", *DEBIAN_GLIBC),
+    ),
+    Option("debian-mirror", "str", "", "Debian mirror for bootstrap (default: the host's apt mirror)."),
+    Option("system-packages", "list", (), "System packages the builder needs (e.g. libpq-dev)."),
+    Option("wheelhouse", "str", "wheelhouse", "Output directory, relative to the project."),
+    Option("lock", "str", "", "Lock file: poetry.lock, pylock.toml or a hashed requirements file."),
+    Option(
+        "cache-dir",
+        "str",
+        "",
+        "Where fetched artifacts are cached by sha256 (default: $XDG_CACHE_HOME/wheelbarrow or ~/.cache/wheelbarrow).",
+    ),
+    Option("engine", "str", "docker", "Container engine CLI (docker or podman)."),
+    Option(
+        "project-build",
+        "choice",
+        "auto",
+        "How the project's own wheel is built: pure (python -m build in the builder) "
+        "or platform (cibuildwheel + auditwheel).",
+        choices=get_args(ProjectBuild),
+    ),
+    Option(
+        "glibc",
+        "str",
+        "",
+        "Highest glibc of the target (default: from debian-suite, else the manylinux policy).",
+    ),
+)
+
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Config:
+    project_dir: Path
+    project_name: str
+    project_version: str
+    python: str
+    groups: tuple[str, ...]
+    build_from_source: tuple[str, ...]
+    builder_base: str
+    runtime_base: str
+    debian_suite: str
+    debian_mirror: str
+    system_packages: tuple[str, ...]
+    wheelhouse: Path
+    lock: Path | None
+    cache_dir: Path
+    engine: str
+    project_build: ProjectBuild
+    glibc: str
+
+    @property
+    def python_tag(self) -> str:
+        return "cp" + self.python.replace(".", "")
+
+    @property
+    def glibc_tuple(self) -> tuple[int, int]:
+        major, minor = self.glibc.split(".")
+        return int(major), int(minor)
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, list(_BY_KEY), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _coerce(option: Option, value: object, source: str) -> str | tuple[str, ...]:
+    if option.kind == "list":
+        if isinstance(value, str):
+            return tuple(v for v in re.split(r"[,\s]+", value) if v)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        msg = f"{source}: '{option.key}' must be a list of strings, not {type(value).__name__}"
+        raise ConfigError(msg, tip=f'Write it as {option.key} = ["a", "b"].')
+    if not isinstance(value, str):
+        msg = f"{source}: '{option.key}' must be a string, not {type(value).__name__}"
+        raise ConfigError(msg, tip=f'Write it as {option.key} = "...".')
+    if option.kind == "choice" and value not in option.choices:
+        allowed = ", ".join(repr(c) for c in option.choices)
+        msg = f"{source}: '{option.key}' is {value!r}, which is not one of {allowed}"
+        raise ConfigError(msg, tip=f"Set {option.key} to one of {allowed}.")
+    return value
+
+
+def _check_keys(keys: object, source: str) -> None:
+    for key in keys:  # type: ignore[attr-defined]
+        if key not in _BY_KEY:
+            msg = f"{source}: unknown key '{key}'.{_did_you_mean(str(key))}"
+            raise ConfigError(msg, tip="See the configuration reference in the README.")
+
+
+def _read_pyproject(project_dir: Path) -> dict[str, object]:
+    path = project_dir / "pyproject.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        msg = f"no pyproject.toml in {project_dir}"
+        raise ConfigError(msg, tip="Run wheelbarrow from the project's directory or pass --project.") from err
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        msg = f"{path} is not valid TOML: {err}"
+        raise ConfigError(msg, tip="Fix the syntax error it names.") from err
+
+
+def _name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str]:
+    project = data.get("project")
+    poetry = data.get("tool", {}).get("poetry", {}) if isinstance(data.get("tool"), dict) else {}  # type: ignore[union-attr]
+    for table in (project, poetry):
+        if isinstance(table, dict) and isinstance(table.get("name"), str):
+            version = table.get("version")
+            if not isinstance(version, str):
+                msg = f"{path}: the project has no static version"
+                raise ConfigError(msg, tip="Set [project] version; wheelbarrow records it in the manifest.")
+            return table["name"], version
+    msg = f"{path}: no [project] name"
+    raise ConfigError(msg, tip="Add a [project] table with name and version.")
+
+
+def load_config(
+    project_dir: Path,
+    *,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, object] | None = None,
+) -> Config:
+    """Read pyproject.toml, then the environment, then ``overrides`` (the CLI)."""
+    project_dir = project_dir.resolve()
+    data = _read_pyproject(project_dir)
+    name, version = _name_and_version(data, project_dir / "pyproject.toml")
+    tool = data.get("tool", {})
+    table = tool.get("wheelbarrow", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        msg = "pyproject.toml: [tool.wheelbarrow] must be a table"
+        raise ConfigError(msg, tip="Write it as a [tool.wheelbarrow] section.")
+    _check_keys(table, "[tool.wheelbarrow]")
+    values: dict[str, str | tuple[str, ...]] = {o.key: o.default for o in OPTIONS}
+    for key, value in table.items():
+        values[key] = _coerce(_BY_KEY[key], value, "[tool.wheelbarrow]")
+    known_env = {o.env: o for o in OPTIONS}
+    for env_key, env_value in environ.items():
+        if env_key.startswith("WHEELBARROW_") and env_key not in known_env:
+            close = difflib.get_close_matches(env_key, list(known_env), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            msg = f"environment: unknown variable {env_key}.{hint}"
+            raise ConfigError(msg, tip="Unset it or fix its name.")
+        if env_key in known_env:
+            option = known_env[env_key]
+            values[option.key] = _coerce(option, env_value, f"environment {env_key}")
+    for key, value in (overrides or {}).items():
+        if key not in _BY_KEY:
+            msg = f"command line: unknown option '{key}'.{_did_you_mean(key)}"
+            raise ConfigError(msg, tip="Run 'wheelbarrow build --help' for the options.")
+        values[key] = _coerce(_BY_KEY[key], value, "command line")
+    return _finish(project_dir, name, version, values, environ)
+
+
+def _default_cache(environ: Mapping[str, str]) -> Path:
+    xdg = environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "wheelbarrow"
+
+
+def _finish(
+    project_dir: Path,
+    name: str,
+    version: str,
+    v: Mapping[str, str | tuple[str, ...]],
+    environ: Mapping[str, str],
+) -> Config:
+    def s(key: str) -> str:
+        value = v[key]
+        assert isinstance(value, str)
+        return value
+
+    def t(key: str) -> tuple[str, ...]:
+        value = v[key]
+        assert isinstance(value, tuple)
+        return value
+
+    python = s("python")
+    if not re.fullmatch(r"3\.\d{1,2}", python):
+        msg = f"python is {python!r}, expected a CPython version such as '3.11'"
+        raise ConfigError(msg, tip='Set python = "3.11" in [tool.wheelbarrow].')
+    suite = s("debian-suite")
+    if suite and DEBIAN_PYTHON[suite] != python:
+        msg = f"debian-suite {suite!r} ships CPython {DEBIAN_PYTHON[suite]}, not {python}"
+        raise ConfigError(msg, tip=f'Set python = "{DEBIAN_PYTHON[suite]}" or pick another suite.')
+    glibc = s("glibc") or _default_glibc(suite, s("builder-base"))
+    if not re.fullmatch(r"2\.\d+", glibc):
+        msg = f"glibc is {glibc!r}, expected a version such as '2.36'"
+        raise ConfigError(msg, tip='Set glibc = "2.36" in [tool.wheelbarrow].')
+    project_build = s("project-build")
+    assert project_build in get_args(ProjectBuild)
+    lock = s("lock")
+    return Config(
+        project_dir=project_dir,
+        project_name=name,
+        project_version=version,
+        python=python,
+        groups=t("groups"),
+        build_from_source=tuple(canonicalize_name(n) for n in t("build-from-source")),
+        builder_base=s("builder-base"),
+        runtime_base=s("runtime-base"),
+        debian_suite=suite,
+        debian_mirror=s("debian-mirror"),
+        system_packages=t("system-packages"),
+        wheelhouse=project_dir / s("wheelhouse"),
+        lock=project_dir / lock if lock else None,
+        cache_dir=Path(s("cache-dir")).expanduser() if s("cache-dir") else _default_cache(environ),
+        engine=s("engine"),
+        project_build=project_build,  # type: ignore[arg-type]
+        glibc=glibc,
+    )
+
+
+def _default_glibc(suite: str, builder_base: str) -> str:
+    if suite:
+        return DEBIAN_GLIBC[suite]
+    found = re.search(r"manylinux_(\d+)_(\d+)", builder_base)
+    if found:
+        return f"{found[1]}.{found[2]}"
+    return "2.28"
+

@@ -1,0 +1,258 @@
+"""Stage 1, lock: the hash-pinned requirement set of the project.
+
+Three inputs give the same :class:`Lock`:
+
+* ``poetry.lock``: checked against pyproject.toml (``poetry check --lock``),
+  exported for the configured groups (``poetry export -f requirements.txt``),
+  and joined with the lock's file list so every hash has its file name;
+* a PEP 751 ``pylock.toml``;
+* a requirements file in which every requirement is pinned with ``==`` and
+  carries ``--hash=sha256:...`` (file names are then learnt at fetch time).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from packaging.markers import InvalidMarker, Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
+from ._cmd import CommandFailed, run, which
+from ._config import Config
+from ._log import Log
+from .errors import LockError, MissingLockError, StaleLockError, UnhashedRequirementError
+
+LockKind = Literal["poetry", "pylock", "requirements"]
+POETRY_HINT = "Install poetry and poetry-plugin-export (pip install 'wheelbarrow[poetry]'), or run through nox."
+
+
+@dataclass(frozen=True)
+class LockedFile:
+    filename: str
+    sha256: str
+    path: Path | None = None  # a local file named by pylock.toml's ``path``
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: NormalizedName
+    version: str
+    hashes: tuple[str, ...]
+    files: tuple[LockedFile, ...] = ()  # empty when the lock names no files
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Lock:
+    source: Path
+    kind: LockKind
+    packages: tuple[LockedPackage, ...]
+
+
+def marker_environment(python: str, machine: str) -> dict[str, str]:
+    """The PEP 508 environment of the target (a Linux CPython), not of the host."""
+    return {
+        "implementation_name": "cpython",
+        "implementation_version": f"{python}.0",
+        "os_name": "posix",
+        "platform_machine": machine,
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_system": "Linux",
+        "platform_version": "",
+        "python_full_version": f"{python}.0",
+        "python_version": python,
+        "sys_platform": "linux",
+    }
+
+
+def find_lock(config: Config) -> tuple[Path, LockKind]:
+    candidates = [config.lock] if config.lock else [
+        config.project_dir / "poetry.lock",
+        config.project_dir / "pylock.toml",
+        config.project_dir / "requirements.txt",
+    ]
+    for path in candidates:
+        if path is not None and path.is_file():
+            return path, _kind_of(path)
+    if config.lock:
+        msg = f"the lock file {config.lock} does not exist"
+        raise MissingLockError(msg, tip="Fix the 'lock' key in [tool.wheelbarrow], or create the lock.")
+    msg = f"no lock in {config.project_dir}: looked for poetry.lock, pylock.toml, requirements.txt"
+    raise MissingLockError(msg, tip="Run 'poetry lock' (or 'pip lock') in the project and run again.")
+
+
+def _kind_of(path: Path) -> LockKind:
+    if path.name == "poetry.lock":
+        return "poetry"
+    if path.name == "pylock.toml" or (path.name.startswith("pylock.") and path.suffix == ".toml"):
+        return "pylock"
+    return "requirements"
+
+
+def read_lock(config: Config, log: Log, *, machine: str) -> Lock:
+    """Stage entry point: the locked runtime requirements for the target."""
+    path, kind = find_lock(config)
+    env = marker_environment(config.python, machine)
+    match kind:
+        case "poetry":
+            text = export_poetry(config, log)
+            files = poetry_lock_files(path)
+            packages = tuple(
+                _attach_files(p, files.get((p.name, p.version), ())) for p in parse_requirements(text, env, path)
+            )
+        case "pylock":
+            packages = parse_pylock(path.read_text(encoding="utf-8"), env, path)
+        case "requirements":
+            packages = parse_requirements(path.read_text(encoding="utf-8"), env, path)
+    own = canonicalize_name(config.project_name)
+    return Lock(path, kind, tuple(sorted((p for p in packages if p.name != own), key=lambda p: p.name)))
+
+
+def export_poetry(config: Config, log: Log) -> str:
+    poetry = which("poetry", hint=POETRY_HINT)
+    env = {"POETRY_NO_INTERACTION": "1"}
+    try:
+        run([poetry, "check", "--lock"], log, cwd=config.project_dir, env=env)
+    except CommandFailed as err:
+        msg = f"poetry.lock is stale or invalid for {config.project_dir / 'pyproject.toml'}:\n{err.result.tail(5)}"
+        raise StaleLockError(msg, tip="Run 'poetry lock' in the project, commit the lock, and run again.") from err
+    argv = [poetry, "export", "-f", "requirements.txt", "--only", ",".join(config.groups)]
+    try:
+        return run(argv, log, cwd=config.project_dir, env=env, hint=POETRY_HINT).output
+    except CommandFailed as err:
+        msg = f"poetry export failed:\n{err.result.tail(8)}"
+        tip = "Check the 'groups' key names groups that exist; is poetry-plugin-export installed?"
+        raise LockError(msg, tip=tip) from err
+
+
+def poetry_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...]]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        msg = f"{path} is not valid TOML: {err}"
+        raise LockError(msg, tip="Regenerate it with 'poetry lock'.") from err
+    out: dict[tuple[str, str], tuple[LockedFile, ...]] = {}
+    for package in data.get("package", []):
+        files = tuple(
+            LockedFile(f["file"], f["hash"].removeprefix("sha256:"))
+            for f in package.get("files", [])
+            if isinstance(f, dict) and str(f.get("hash", "")).startswith("sha256:")
+        )
+        out[(canonicalize_name(package["name"]), str(package["version"]))] = files
+    return out
+
+
+def _attach_files(package: LockedPackage, files: tuple[LockedFile, ...]) -> LockedPackage:
+    wanted = set(package.hashes)
+    return LockedPackage(package.name, package.version, package.hashes, tuple(f for f in files if f.sha256 in wanted))
+
+
+def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    buffer, start = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if not buffer:
+            start = number
+        if line.endswith("\\"):
+            buffer += line[:-1] + " "
+            continue
+        buffer += line
+        if buffer.strip():
+            yield start, buffer.strip()
+        buffer = ""
+    if buffer.strip():
+        yield start, buffer.strip()
+
+
+def parse_requirements(text: str, env: Mapping[str, str], source: Path) -> tuple[LockedPackage, ...]:
+    """Parse pinned, hashed requirements; keep those whose marker holds for ``env``."""
+    packages: list[LockedPackage] = []
+    for number, line in _logical_lines(text):
+        if line.startswith("-"):
+            continue  # index options (--index-url, --find-links ...) say nothing about what is locked
+        parts = line.split(" --hash=")
+        spec = parts[0].strip()
+        where = f"{source}:{number}"
+        try:
+            req = Requirement(spec)
+        except InvalidRequirement as err:
+            msg = f"{where}: cannot parse requirement {spec!r}: {err}"
+            raise LockError(msg, tip="Regenerate the requirements file from the lock.") from err
+        if req.marker is not None and not req.marker.evaluate(dict(env)):
+            continue
+        pins = [s for s in req.specifier if s.operator in ("==", "===")]
+        if len(pins) != 1 or "*" in pins[0].version or req.url:
+            msg = f"{where}: {spec!r} is not pinned to one version with =="
+            raise LockError(msg, tip="Lock every requirement to an exact version (poetry export or pip-compile).")
+        hashes = tuple(h.strip().removeprefix("sha256:") for h in parts[1:] if h.strip().startswith("sha256:"))
+        if not hashes:
+            msg = f"{where}: {req.name}=={pins[0].version} has no --hash=sha256:..."
+            raise UnhashedRequirementError(msg, tip="Regenerate the file with hashes (pip-compile --generate-hashes).")
+        packages.append(LockedPackage(canonicalize_name(req.name), pins[0].version, hashes))
+    return tuple(packages)
+
+
+def _pylock_file(entry: Mapping[str, object], where: str, lock_dir: Path) -> LockedFile:
+    hashes = entry.get("hashes")
+    sha = hashes.get("sha256") if isinstance(hashes, dict) else None
+    location = entry.get("url") or entry.get("path")
+    name = entry.get("name") or (PurePosixPath(unquote(urlsplit(str(location)).path)).name if location else None)
+    if not isinstance(sha, str):
+        msg = f"{where}: a file has no sha256 hash"
+        raise UnhashedRequirementError(msg, tip="Regenerate pylock.toml with hashes (pip lock writes them).")
+    if not isinstance(name, str) or not name:
+        msg = f"{where}: a file has neither name, url nor path"
+        raise LockError(msg, tip="Regenerate pylock.toml.")
+    path = entry.get("path")
+    return LockedFile(name, sha, (lock_dir / str(path)) if isinstance(path, str) else None)
+
+
+def parse_pylock(text: str, env: Mapping[str, str], source: Path) -> tuple[LockedPackage, ...]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        msg = f"{source} is not valid TOML: {err}"
+        raise LockError(msg, tip="Regenerate it (pip lock).") from err
+    if not str(data.get("lock-version", "")).startswith("1."):
+        msg = f"{source}: lock-version {data.get('lock-version')!r} is not a PEP 751 version 1.x"
+        raise LockError(msg, tip="Regenerate it with a PEP 751 tool (pip lock).")
+    packages: list[LockedPackage] = []
+    entries = data.get("packages", [])
+    if not isinstance(entries, list):
+        msg = f"{source}: 'packages' must be an array of tables"
+        raise LockError(msg, tip="Regenerate it (pip lock).")
+    for index, entry in enumerate(entries):
+        where = f"{source}: packages[{index}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            msg = f"{where} has no name"
+            raise LockError(msg, tip="Regenerate it (pip lock).")
+        marker = entry.get("marker")
+        try:
+            if isinstance(marker, str) and not Marker(marker).evaluate(dict(env)):
+                continue
+        except InvalidMarker as err:
+            msg = f"{where}: invalid marker {marker!r}"
+            raise LockError(msg, tip="Regenerate it (pip lock).") from err
+        if "directory" in entry or "vcs" in entry:
+            continue  # the project itself or a source tree: built, not fetched
+        files = [entry["sdist"]] if isinstance(entry.get("sdist"), dict) else []
+        files += [w for w in entry.get("wheels", []) if isinstance(w, dict)]
+        locked = tuple(_pylock_file(f, where, source.parent) for f in files)
+        if not locked or not isinstance(entry.get("version"), str):
+            msg = f"{where} ({entry['name']}) has no version or no sdist/wheels"
+            raise UnhashedRequirementError(msg, tip="Lock every package to files with hashes.")
+        packages.append(
+            LockedPackage(canonicalize_name(entry["name"]), entry["version"], tuple(f.sha256 for f in locked), locked)
+        )
+    return tuple(packages)
+

@@ -1,0 +1,57 @@
+"""The one output sink of the library.
+
+Library code never prints: it calls a :class:`Log`. The CLI gives it a stream
+(stderr); the nox helpers give it ``session.log``. Each pipeline stage runs
+inside :meth:`Log.stage`, which announces it, times it and, on GitHub Actions,
+folds its output in a ``::group::``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+Sink = Callable[[str], None]
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Log:
+    """Where progress goes. ``quiet`` keeps only warnings and the stage lines."""
+
+    sink: Sink = _stderr
+    quiet: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.sink(message)
+
+    def warning(self, message: str) -> None:
+        self.sink(f"WARNING: {message}")
+
+    def command(self, argv_text: str) -> None:
+        self.info(f"$ {argv_text}")
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        folds = os.environ.get("GITHUB_ACTIONS") == "true"
+        if folds:
+            self.sink(f"::group::{name}")
+        self.sink(f"==> {name}")
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            elapsed = time.monotonic() - start
+            self.timings[name] = elapsed
+            if folds:
+                self.sink("::endgroup::")
+            self.sink(f"<== {name} ({elapsed:.1f} s)")

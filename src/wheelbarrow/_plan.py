@@ -1,0 +1,199 @@
+"""Stage 2, plan: a pure function from config + lock to a :class:`BuildPlan`.
+
+It decides, with no docker and no network, which locked wheels are taken from
+the index as they are (the best one for the target's tags), which sdists are
+compiled in the builder (those listed in ``build-from-source`` and those with
+no compatible wheel), and how the project's own wheel is built.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
+
+from ._config import Config
+from ._lock import Lock, LockedFile, LockedPackage
+from .errors import ConfigError, LockError
+
+BuildEngine = Literal["cibuildwheel", "pure"]
+#: Build backends whose projects are pure Python unless told otherwise.
+PURE_BACKENDS = ("poetry.core.masonry.api", "flit_core.buildapi", "hatchling.build", "pdm.backend")
+
+
+@dataclass(frozen=True)
+class IndexWheel:
+    """A wheel taken from the index as it is."""
+
+    name: str
+    version: str
+    file: LockedFile | None  # None: the lock names no files; fetch picks one matching ``hashes``
+    hashes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SdistBuild:
+    """An sdist compiled and repaired in the builder with cibuildwheel."""
+
+    name: str
+    version: str
+    file: LockedFile | None
+    hashes: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
+class ProjectBuild:
+    name: str
+    version: str
+    source: Path
+    engine: BuildEngine
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    python: str
+    python_tag: str
+    machine: str
+    glibc: tuple[int, int]
+    builder_base: str
+    debian_suite: str
+    system_packages: tuple[str, ...]
+    index_wheels: tuple[IndexWheel, ...]
+    sdist_builds: tuple[SdistBuild, ...]
+    project: ProjectBuild
+    wheelhouse: Path
+    lock: Path
+
+    @property
+    def cibuildwheel_identifier(self) -> str:
+        return f"{self.python_tag}-manylinux_{self.machine}"
+
+    def describe(self) -> str:
+        lines = [
+            f"target: CPython {self.python} ({self.python_tag}), linux {self.machine}, glibc <= "
+            f"{self.glibc[0]}.{self.glibc[1]}",
+            f"lock: {self.lock}",
+            f"builder: {self.builder_base}" + (f" (Debian {self.debian_suite} fallback)" if self.debian_suite else ""),
+            f"  system packages: {' '.join(self.system_packages) or '(none)'}",
+            f"from the index ({len(self.index_wheels)}):",
+            *(f"  {w.name}=={w.version}  {w.file.filename if w.file else '(file chosen at fetch)'}"
+              for w in self.index_wheels),
+            f"built from sdist in the builder ({len(self.sdist_builds)}):",
+            *(f"  {b.name}=={b.version}  {b.file.filename if b.file else '(sdist)'}  [{b.reason}]"
+              for b in self.sdist_builds),
+            f"the project: {self.project.name}=={self.project.version} from {self.project.source} "
+            f"[{self.project.engine}]",
+            f"wheelhouse: {self.wheelhouse}",
+        ]
+        return "\n".join(lines)
+
+
+def manylinux_platforms(glibc: tuple[int, int], machine: str) -> list[str]:
+    """manylinux platform tags a target with this glibc accepts, best first."""
+    legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+    platforms: list[str] = []
+    for minor in range(glibc[1], 4, -1):
+        platforms.append(f"manylinux_2_{minor}_{machine}")
+        if (2, minor) in legacy:
+            platforms.append(f"{legacy[(2, minor)]}_{machine}")
+    return platforms
+
+
+def target_tags(python: str, glibc: tuple[int, int], machine: str) -> list[Tag]:
+    version = tuple(int(p) for p in python.split("."))
+    platforms = manylinux_platforms(glibc, machine)
+    return [*cpython_tags(version, platforms=platforms), *compatible_tags(version, platforms=platforms)]
+
+
+def _best_wheel(files: tuple[LockedFile, ...], ranks: dict[Tag, int]) -> LockedFile | None:
+    best: tuple[int, LockedFile] | None = None
+    for file in files:
+        if not file.filename.endswith(".whl"):
+            continue
+        try:
+            _, _, _, tags = parse_wheel_filename(file.filename)
+        except InvalidWheelFilename:
+            continue
+        rank = min((ranks[t] for t in tags if t in ranks), default=None)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, file)
+    return best[1] if best else None
+
+
+def _sdist(files: tuple[LockedFile, ...]) -> LockedFile | None:
+    for file in files:
+        try:
+            parse_sdist_filename(file.filename)
+        except InvalidSdistFilename:
+            continue
+        return file
+    return None
+
+
+def _project_engine(config: Config) -> BuildEngine:
+    if config.project_build != "auto":
+        return config.project_build
+    data = tomllib.loads((config.project_dir / "pyproject.toml").read_text(encoding="utf-8"))
+    backend = data.get("build-system", {}).get("build-backend", "")
+    return "pure" if backend in PURE_BACKENDS else "cibuildwheel"
+
+
+def make_plan(config: Config, lock: Lock, *, machine: str) -> BuildPlan:
+    """Decide what comes from the index and what is built. Pure: no I/O but pyproject.toml."""
+    ranks = {tag: i for i, tag in enumerate(target_tags(config.python, config.glibc_tuple, machine))}
+    locked = {p.name for p in lock.packages}
+    for name in config.build_from_source:
+        if name not in locked:
+            msg = f"build-from-source names '{name}', which is not in the locked runtime set ({lock.source.name})"
+            raise ConfigError(msg, tip=f"Remove '{name}' from build-from-source, or add it to the project's dependencies.")
+    index: list[IndexWheel] = []
+    builds: list[SdistBuild] = []
+    for package in lock.packages:
+        index_wheel, build = _decide(package, config, ranks, machine)
+        if index_wheel:
+            index.append(index_wheel)
+        if build:
+            builds.append(build)
+    return BuildPlan(
+        python=config.python,
+        python_tag=config.python_tag,
+        machine=machine,
+        glibc=config.glibc_tuple,
+        builder_base=config.builder_base,
+        debian_suite=config.debian_suite,
+        system_packages=config.system_packages,
+        index_wheels=tuple(index),
+        sdist_builds=tuple(builds),
+        project=ProjectBuild(config.project_name, config.project_version, config.project_dir, _project_engine(config)),
+        wheelhouse=config.wheelhouse,
+        lock=lock.source,
+    )
+
+
+def _decide(
+    package: LockedPackage, config: Config, ranks: dict[Tag, int], machine: str
+) -> tuple[IndexWheel | None, SdistBuild | None]:
+    sdist = _sdist(package.files)
+    if package.name in config.build_from_source:
+        if package.files and sdist is None:
+            msg = f"{package.requirement} is listed in build-from-source but the lock has no sdist for it"
+            raise LockError(msg, tip=f"Remove '{package.name}' from build-from-source, or lock a version with an sdist.")
+        hashes = (sdist.sha256,) if sdist else package.hashes
+        return None, SdistBuild(package.name, package.version, sdist, hashes, "build-from-source")
+    if not package.files:
+        return IndexWheel(package.name, package.version, None, package.hashes), None
+    wheel = _best_wheel(package.files, ranks)
+    if wheel is not None:
+        return IndexWheel(package.name, package.version, wheel, (wheel.sha256,)), None
+    if sdist is not None:
+        return None, SdistBuild(package.name, package.version, sdist, (sdist.sha256,), "no compatible wheel")
+    msg = (
+        f"{package.requirement} has no wheel for {config.python_tag} manylinux (glibc {config.glibc}) {machine} "
+        "and no sdist in the lock"
+    )
+    raise LockError(msg, tip="Pick a version that ships an sdist or a compatible wheel, or change 'python'/'glibc'.")
