@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from ._cmd import CommandFailed, Result, run
 from ._log import Log
-from .errors import EngineError, EngineMissingError, EngineStoppedError, ToolMissingError
+from .errors import EngineError, EngineMissingError, EngineStoppedError, ToolMissingError, WheelbarrowError
 
 RUN_LABEL = "io.wheelbarrow.run"
 
@@ -91,11 +91,14 @@ class Engine:
         return image
 
     def remove_leftovers(self) -> None:
-        """Remove containers of this run (and of runs that died before cleaning up)."""
-        result = self._run("ps", "-aq", "--filter", f"label={RUN_LABEL}", check=False)
-        ids = result.output.split()
-        if ids:
-            self._run("rm", "-f", *ids, check=False)
+        """Remove every container this run created (cibuildwheel's included); never raises."""
+        try:
+            result = self._run("ps", "-aq", "--filter", f"label={RUN_LABEL}={self.run_id}", check=False)
+            ids = result.output.split()
+            if result.returncode == 0 and ids:
+                self._run("rm", "-f", *ids, check=False)
+        except WheelbarrowError:
+            pass  # no engine: nothing can be left in it
 
     @contextlib.contextmanager
     def container(self, image: str, *, network: str = "none") -> Iterator[Container]:
@@ -134,5 +137,7 @@ class Container:
     def copy_into(self, src: Path, dest: PurePosixPath) -> None:
         self.engine._run("cp", str(src), f"{self.name}:{dest}")  # noqa: SLF001
 
-    def copy_out(self, src: PurePosixPath, dest: Path) -> None:
-        self.engine._run("cp", f"{self.name}:{src}", str(dest))  # noqa: SLF001
+    def copy_out(self, src: PurePosixPath, dest: Path, *, contents: bool = False) -> None:
+        """Copy ``src`` out; with ``contents``, what is inside the ``src`` directory."""
+        source = f"{src}/." if contents else str(src)
+        self.engine._run("cp", f"{self.name}:{source}", str(dest))  # noqa: SLF001

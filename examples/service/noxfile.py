@@ -1,0 +1,3 @@
+import nox
+import wheelbarrow.nox
+nox.session(wheelbarrow.nox.build_wheels)

@@ -1,0 +1,182 @@
+"""Stage 4, build: wheels are compiled in the builder container, offline.
+
+The project's builder image is the builder base plus the configured system
+packages plus the build requirements fetched on the host. Platform sdists are
+built and repaired by cibuildwheel in a container created with
+``--network none`` and no host mount; every input travels into the container
+by copy. Before each build the container proves it is offline
+(``wheelbarrow-check-offline``). A pure-Python project is built with
+``python -m build`` in a container of the same image, also offline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ._cmd import CommandFailed, Result, run, which
+from ._engine import RUN_LABEL, Engine
+from ._fetch import Fetched
+from ._log import Log
+from ._plan import BuildPlan
+from ._repair import RepairedWheel, is_pure, one_repaired_wheel, repair_command
+from .errors import BuildError, CompileError, RepairError, ToolMissingError
+
+WHEELS_IN_IMAGE = "/wheelbarrow/wheels"
+IGNORED_IN_PROJECT = (".git", ".nox", ".venv", "__pycache__", "*.pyc", "wheelhouse", ".wheelhouse-*", "dist", "build")
+#: Lines of a failed build that point at the cause.
+_CAUSE = re.compile(r"error|not found|No such file|fatal|cannot|undefined reference", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Builder:
+    tag: str
+    image_id: str
+
+
+def prepare_builder(plan: BuildPlan, base: str, build_requirements: tuple[Path, ...], engine: Engine, log: Log) -> Builder:
+    """Build the project's builder image (system packages, then build requirement wheels)."""
+    dockerfiles = Path(__file__).parent / "docker"
+    tag = f"wheelbarrow/builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}"
+    with tempfile.TemporaryDirectory(prefix="wheelbarrow-context-") as tmp:
+        context = Path(tmp)
+        shutil.copy(dockerfiles / "builder.Dockerfile", context / "Dockerfile")
+        shutil.copy(dockerfiles / "check-offline", context / "check-offline")
+        (context / "wheels").mkdir()
+        for wheel in build_requirements:
+            shutil.copy(wheel, context / "wheels" / wheel.name)
+        image_id = engine.build(
+            context,
+            tag,
+            dockerfile=context / "Dockerfile",
+            build_args={"BASE": base, "SYSTEM_PACKAGES": " ".join(plan.system_packages)},
+        )
+    return Builder(tag, image_id)
+
+
+def _offline_env(epoch: int) -> dict[str, str]:
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_IN_IMAGE, "SOURCE_DATE_EPOCH": str(epoch)}
+
+
+def cibuildwheel_env(plan: BuildPlan, builder: Builder, engine: Engine, epoch: int) -> dict[str, str]:
+    """The whole cibuildwheel configuration of one build, as environment variables."""
+    inner = " ".join(f"{k}={v}" for k, v in _offline_env(epoch).items())
+    engine_config = (
+        f"{engine.name}; create_args: --network none --label {RUN_LABEL}={engine.run_id}; disable_host_mount: true"
+    )
+    return {
+        "CIBW_BUILD": plan.cibuildwheel_identifier,
+        "CIBW_ARCHS_LINUX": plan.machine,
+        f"CIBW_MANYLINUX_{plan.machine.upper()}_IMAGE": builder.tag,
+        "CIBW_CONTAINER_ENGINE": engine_config,
+        "CIBW_ENVIRONMENT_LINUX": inner,
+        "CIBW_ENVIRONMENT_PASS_LINUX": "",
+        "CIBW_BEFORE_ALL_LINUX": "",
+        "CIBW_BEFORE_BUILD_LINUX": "wheelbarrow-check-offline",
+        "CIBW_BUILD_FRONTEND": "build",
+        "CIBW_REPAIR_WHEEL_COMMAND_LINUX": repair_command(),
+        "CIBW_TEST_COMMAND": "",
+        "CIBW_BUILD_VERBOSITY": "1",
+    }
+
+
+def _cause_lines(result: Result, limit: int = 15) -> str:
+    """The last lines of a failed build that look like its cause (compiler errors...)."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    marker = next((i for i, line in enumerate(lines) if "Build failed" in line or "returned non-zero" in line), None)
+    body = lines[:marker] if marker is not None else lines
+    causes = [line for line in body if _CAUSE.search(line)]
+    return "\n".join((causes or body)[-limit:])
+
+
+def build_sdist(
+    sdist: Fetched, plan: BuildPlan, builder: Builder, engine: Engine, work: Path, log: Log, epoch: int
+) -> RepairedWheel:
+    """Compile and repair one sdist with cibuildwheel; return the repaired wheel."""
+    out_dir = work / f"out-{sdist.name}"
+    out_dir.mkdir(parents=True)
+    argv = [which("cibuildwheel"), "--platform", "linux", "--output-dir", str(out_dir), str(sdist.path)]
+    try:
+        run(argv, log, env=cibuildwheel_env(plan, builder, engine, epoch), stream=True)
+    except CommandFailed as err:
+        raise _build_error(sdist, err.result, plan) from err
+    return one_repaired_wheel(out_dir, sdist.filename)
+
+
+def _build_error(sdist: Fetched, result: Result, plan: BuildPlan) -> Exception:
+    what = f"{sdist.name}=={sdist.version}"
+    match result.returncode:
+        case 5:
+            msg = f"{what} built a pure-Python wheel; it needs no compiling"
+            return BuildError(msg, tip=f"Remove '{sdist.name}' from build-from-source; the index's wheel will do.")
+        case 8:
+            msg = f"auditwheel could not repair {what}:\n{_cause_lines(result)}"
+            return RepairError(msg, tip="Check 'glibc' and the builder base: the wheel may need a newer policy.")
+        case _:
+            msg = f"compiling {what} from {sdist.filename} failed in the builder:\n{_cause_lines(result)}"
+            have = " ".join(plan.system_packages) or "none"
+            tip = (
+                f"If a header, library or tool (pg_config, *.h) is missing, add its package to "
+                f"system-packages in [tool.wheelbarrow] (now: {have})."
+            )
+            return CompileError(msg, tip=tip)
+
+
+def _copy_project(source: Path, dest: Path) -> None:
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*IGNORED_IN_PROJECT), symlinks=True)
+
+
+def build_project_pure(
+    plan: BuildPlan, builder: Builder, engine: Engine, work: Path, log: Log, epoch: int
+) -> RepairedWheel:
+    """``python -m build --wheel`` of the project in an offline builder container."""
+    staged = work / "project-src" / plan.project.name
+    _copy_project(plan.project.source, staged)
+    out_dir = work / "out-project"
+    out_dir.mkdir()
+    python = f"/opt/python/{plan.python_tag}-{plan.python_tag}/bin/python"
+    inside = PurePosixPath("/wheelbarrow/project")
+    with engine.container(builder.tag, network="none") as container:
+        container.call(["mkdir", "-p", str(inside.parent), "/wheelbarrow/out"])
+        container.copy_into(staged, inside)
+        try:
+            container.call(["wheelbarrow-check-offline"])
+            container.call(
+                [python, "-m", "build", "--wheel", "--outdir", "/wheelbarrow/out", str(inside)],
+                env=_offline_env(epoch),
+            )
+        except CommandFailed as err:
+            msg = f"building the project's wheel failed in the builder:\n{_cause_lines(err.result)}"
+            raise BuildError(msg, tip="Run 'python -m build --wheel' in the project to see the error.") from err
+        container.copy_out(PurePosixPath("/wheelbarrow/out"), out_dir, contents=True)
+    repaired = one_repaired_wheel(out_dir, f"the project {plan.project.name}")
+    if not is_pure(repaired.path.name):
+        msg = f"the project built a platform wheel ({repaired.path.name}) with the pure-Python builder"
+        raise BuildError(msg, tip='Set project-build = "platform" so it is built and repaired with cibuildwheel.')
+    return repaired
+
+
+def build_project_platform(
+    plan: BuildPlan, builder: Builder, engine: Engine, work: Path, log: Log, epoch: int
+) -> RepairedWheel:
+    """A project with extensions goes through cibuildwheel like an sdist, from a staged copy."""
+    staged = work / "project-src" / plan.project.name
+    _copy_project(plan.project.source, staged)
+    fake = Fetched(plan.project.name, plan.project.version, staged, "")
+    return build_sdist(fake, plan, builder, engine, work, log, epoch)
+
+
+def source_date_epoch(project_dir: Path, log: Log) -> int:
+    """SOURCE_DATE_EPOCH if set, else the project's last commit time, else 1980-01-01."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    try:
+        result = run(["git", "log", "-1", "--format=%ct"], log, cwd=project_dir, check=False)
+    except ToolMissingError:  # no git is a normal case: fall back to a fixed date
+        return 315532800
+    text = result.output.strip()
+    return int(text) if result.returncode == 0 and text.isdigit() else 315532800

@@ -1,0 +1,166 @@
+"""The pipeline, declared as data.
+
+:data:`BUILD` lists the stages of ``wheelbarrow build`` in order; ``wheelbarrow
+plan`` runs its first part. The CLI and the nox helpers both call
+:func:`execute`, so they run the same pipeline. Each stage is a function of
+the :class:`Run` that reads what earlier stages left on it and adds its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.utils import canonicalize_name
+
+from . import _bootstrap, _build, _fetch, _lock, _plan, _wheelhouse
+from ._config import Config
+from ._engine import Engine
+from ._fetch import Fetched, sha256_of
+from ._log import Log
+from ._repair import RepairedWheel, platform_tag
+
+
+@dataclass
+class Run:
+    """What the stages of one run share."""
+
+    config: Config
+    log: Log
+    engine: Engine
+    machine: str = field(default_factory=_bootstrap.machine)
+    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wheelbarrow-")))
+    lock: _lock.Lock | None = None
+    plan: _plan.BuildPlan | None = None
+    index_wheels: tuple[Fetched, ...] = ()
+    sdists: tuple[Fetched, ...] = ()
+    build_requirements: tuple[Path, ...] = ()
+    builder: _build.Builder | None = None
+    builder_base: str = ""
+    epoch: int = 0
+    built: list[tuple[Fetched | None, RepairedWheel]] = field(default_factory=list)
+    manifest: _wheelhouse.Manifest | None = None
+
+    def need_plan(self) -> _plan.BuildPlan:
+        assert self.plan is not None, "the plan stage runs before this one"
+        return self.plan
+
+
+def stage_engine(run: Run) -> None:
+    version = run.engine.check()
+    run.log.info(f"{run.engine.name} engine {version}")
+
+
+def stage_lock(run: Run) -> None:
+    run.lock = _lock.read_lock(run.config, run.log, machine=run.machine)
+    run.log.info(f"{len(run.lock.packages)} locked runtime packages from {run.lock.source.name} ({run.lock.kind})")
+
+
+def stage_plan(run: Run) -> None:
+    assert run.lock is not None
+    run.plan = _plan.make_plan(run.config, run.lock, machine=run.machine)
+    run.log.info(run.plan.describe())
+
+
+def stage_fetch(run: Run) -> None:
+    plan = run.need_plan()
+    cache = _fetch.ArtifactCache(run.config.cache_dir, run.log)
+    run.index_wheels, run.sdists = _fetch.fetch_locked(plan, cache, run.log)
+    requirement_sets = [_fetch.build_requires_of_sdist(s.path) for s in run.sdists]
+    requirement_sets.append(_fetch.build_requires_of_project(plan.project.source))
+    run.build_requirements = _fetch.fetch_build_requirements(plan, requirement_sets, run.work / "buildreqs", run.log)
+    run.log.info(f"build requirements: {', '.join(p.name for p in run.build_requirements)}")
+
+
+def stage_builder(run: Run) -> None:
+    plan = run.need_plan()
+    run.builder_base = _bootstrap.resolve_builder_base(run.config, run.engine, run.log)
+    run.builder = _build.prepare_builder(plan, run.builder_base, run.build_requirements, run.engine, run.log)
+    run.log.info(f"builder image {run.builder.tag} ({run.builder.image_id[:19]})")
+
+
+def stage_build(run: Run) -> None:
+    plan, builder = run.need_plan(), run.builder
+    assert builder is not None
+    run.epoch = _build.source_date_epoch(plan.project.source, run.log)
+    for sdist in run.sdists:
+        run.log.info(f"building {sdist.filename} with cibuildwheel (network off)")
+        run.built.append((sdist, _build.build_sdist(sdist, plan, builder, run.engine, run.work, run.log, run.epoch)))
+    build_project = {"pure": _build.build_project_pure, "cibuildwheel": _build.build_project_platform}
+    run.log.info(f"building the project {plan.project.name} ({plan.project.engine}, network off)")
+    project_wheel = build_project[plan.project.engine](plan, builder, run.engine, run.work, run.log, run.epoch)
+    run.built.append((None, project_wheel))
+    for _, wheel in run.built:
+        libs = ", ".join(wheel.grafted) or "none"
+        run.log.info(f"built {wheel.path.name} (grafted: {libs})")
+
+
+def stage_wheelhouse(run: Run) -> None:
+    plan, builder, lock = run.need_plan(), run.builder, run.lock
+    assert builder is not None and lock is not None
+    entries: list[tuple[Path, _wheelhouse.WheelEntry]] = []
+    for wheel in run.index_wheels:
+        entry = _wheelhouse.entry_for(wheel.path, wheel.name, wheel.version, "index", platform_tag(wheel.filename))
+        entries.append((wheel.path, entry))
+    for sdist, repaired in run.built:
+        name = sdist.name if sdist else canonicalize_name(plan.project.name)
+        version = sdist.version if sdist else plan.project.version
+        entry = _wheelhouse.entry_for(
+            repaired.path,
+            name,
+            version,
+            "built",
+            repaired.platform_tag,
+            sdist={"file": sdist.filename, "sha256": sdist.sha256} if sdist else None,
+            builder_image_id=builder.image_id,
+            grafted_libraries=repaired.grafted,
+        )
+        entries.append((repaired.path, entry))
+    entries.sort(key=lambda pair: pair[1].name)
+    run.manifest = _wheelhouse.Manifest(
+        project={"name": plan.project.name, "version": plan.project.version},
+        target={"python": plan.python, "python_tag": plan.python_tag, "machine": plan.machine,
+                "glibc": f"{plan.glibc[0]}.{plan.glibc[1]}"},
+        lock={"file": lock.source.name, "kind": lock.kind, "sha256": sha256_of(lock.source)},
+        builder={"image": builder.tag, "image_id": builder.image_id, "base": run.builder_base,
+                 "system_packages": list(plan.system_packages)},
+        source_date_epoch=run.epoch,
+        build_requirements=tuple({"file": p.name, "sha256": sha256_of(p)} for p in run.build_requirements),
+        wheels=tuple(e for _, e in entries),
+    )
+    with _wheelhouse.staging(plan.wheelhouse) as stage:
+        _wheelhouse.fill(stage, entries, run.manifest)
+        _wheelhouse.swap_in(stage, plan.wheelhouse)
+    run.log.info(f"wheelhouse {plan.wheelhouse}: {len(entries)} wheels")
+    for _, entry in entries:
+        libs = f", {len(entry.grafted_libraries)} grafted libraries" if entry.grafted_libraries else ""
+        run.log.info(f"  {entry.file}  [{entry.origin}{libs}]")
+
+
+Stage = tuple[str, Callable[[Run], None]]
+PLAN: tuple[Stage, ...] = (("lock", stage_lock), ("plan", stage_plan))
+BUILD: tuple[Stage, ...] = (
+    ("engine", stage_engine),
+    *PLAN,
+    ("fetch", stage_fetch),
+    ("builder", stage_builder),
+    ("build + repair", stage_build),
+    ("wheelhouse", stage_wheelhouse),
+)
+
+
+def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD) -> Run:
+    """Run ``stages`` in order; always remove the work directory and this run's containers."""
+    run = Run(config=config, log=log, engine=Engine(log, name=config.engine))
+    try:
+        for name, stage in stages:
+            with log.stage(name):
+                stage(run)
+    finally:
+        shutil.rmtree(run.work, ignore_errors=True)
+        if any(name in {"builder", "build + repair"} for name, _ in stages):
+            run.engine.remove_leftovers()
+    return run

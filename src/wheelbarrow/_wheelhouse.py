@@ -1,0 +1,162 @@
+"""Stage 6, wheelhouse: exactly the runtime wheels, a hash lock, a manifest.
+
+The new wheelhouse is assembled in a staging directory beside the old one and
+swapped in with one atomic ``renameat2(RENAME_EXCHANGE)``: an interrupted or
+failed run leaves the previous wheelhouse as it was.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ._fetch import sha256_of
+from .errors import WheelhouseError
+
+MANIFEST_VERSION = 1
+Origin = Literal["index", "built"]
+
+README = """\
+# wheelhouse
+
+Written by `wheelbarrow build` (or `nox -s build_wheels`); replaced as a whole
+on every successful run, never edited by hand.
+
+- `*.whl`: every wheel the project needs at run time, and the project's own
+  wheel. Wheels compiled from sdists were built in an offline builder
+  container and repaired by auditwheel: they carry their native libraries in
+  `<package>.libs/`.
+- `requirements.txt`: each wheel pinned with the sha256 of the file here.
+  Install with no index:
+  `pip install --no-index --find-links wheelhouse --require-hashes -r wheelhouse/requirements.txt`
+- `manifest.json`: for each wheel its origin (index or built), sha256, size,
+  platform tag, the sdist and builder image it was built from, and the
+  libraries auditwheel grafted in.
+"""
+
+
+@dataclass(frozen=True)
+class WheelEntry:
+    name: str
+    version: str
+    file: str
+    sha256: str
+    size: int
+    origin: Origin
+    platform_tag: str
+    sdist: dict[str, str] | None = None
+    builder_image_id: str | None = None
+    grafted_libraries: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    project: dict[str, str]
+    target: dict[str, str]
+    lock: dict[str, str]
+    builder: dict[str, Any]
+    source_date_epoch: int
+    build_requirements: tuple[dict[str, str], ...]
+    wheels: tuple[WheelEntry, ...]
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data = {"manifest_version": data.pop("manifest_version"), **data}
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            data = json.loads(text)
+            if data.get("manifest_version") != MANIFEST_VERSION:
+                msg = f"manifest_version {data.get('manifest_version')!r} is not {MANIFEST_VERSION}"
+                raise WheelhouseError(msg, tip="Rebuild the wheelhouse with this wheelbarrow.")
+            wheels = tuple(
+                WheelEntry(**{**w, "grafted_libraries": tuple(w.get("grafted_libraries", ()))}) for w in data["wheels"]
+            )
+            return cls(
+                project=data["project"],
+                target=data["target"],
+                lock=data["lock"],
+                builder=data["builder"],
+                source_date_epoch=int(data["source_date_epoch"]),
+                build_requirements=tuple(data["build_requirements"]),
+                wheels=wheels,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            msg = f"the wheelhouse manifest cannot be read: {err}"
+            raise WheelhouseError(msg, tip="Rebuild the wheelhouse (wheelbarrow build).") from err
+
+
+def entry_for(path: Path, name: str, version: str, origin: Origin, platform_tag: str, **extra: Any) -> WheelEntry:
+    return WheelEntry(name, version, path.name, sha256_of(path), path.stat().st_size, origin, platform_tag, **extra)
+
+
+def requirements_text(entries: Sequence[WheelEntry]) -> str:
+    lines = [
+        "# Written by wheelbarrow: exactly the wheels in this directory, pinned by sha256.",
+        "# pip install --no-index --find-links wheelhouse --require-hashes -r wheelhouse/requirements.txt",
+    ]
+    for entry in sorted(entries, key=lambda e: e.name):
+        lines.append(f"{entry.name}=={entry.version} \\\n    --hash=sha256:{entry.sha256}")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def staging(wheelhouse: Path) -> Iterator[Path]:
+    """A fresh directory beside ``wheelhouse``, removed unless it was swapped in."""
+    wheelhouse.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{wheelhouse.name}-", dir=wheelhouse.parent))
+    stage.chmod(0o755)  # mkdtemp makes it private; a wheelhouse is for others to read
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def fill(stage: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manifest) -> None:
+    for source, entry in wheels:
+        shutil.copyfile(source, stage / entry.file)
+        if sha256_of(stage / entry.file) != entry.sha256:
+            msg = f"{entry.file} changed while it was copied into the wheelhouse"
+            raise WheelhouseError(msg, tip="Run again; check the disk for errors.")
+    write_atomic(stage / "requirements.txt", requirements_text([e for _, e in wheels]))
+    write_atomic(stage / "manifest.json", manifest.to_json())
+    write_atomic(stage / "README.md", README)
+
+
+def _exchange(a: Path, b: Path) -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(a))
+
+
+def swap_in(stage: Path, wheelhouse: Path) -> None:
+    """Make ``stage`` the wheelhouse in one atomic step; the old one ends up in ``stage``."""
+    try:
+        if wheelhouse.exists():
+            _exchange(stage, wheelhouse)
+        else:
+            os.rename(stage, wheelhouse)
+            stage.mkdir()  # the caller's cleanup expects it
+    except OSError as err:
+        msg = f"could not replace {wheelhouse}: {err}"
+        raise WheelhouseError(msg, tip="Check that the directory is writable and on a local file system.") from err
