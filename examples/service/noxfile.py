@@ -1,3 +1,5 @@
 import nox
+
 import wheelbarrow.nox
+
 nox.session(wheelbarrow.nox.build_wheels)

@@ -152,7 +152,9 @@ def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = N
             build_args={"BASE": rootfs, "PYTHON_TAG": f"{python_tag}-{python_tag}"},
         )
         runtime = f"wheelbarrow/runtime-base:{suite}"
-        engine.build(context, runtime, dockerfile=context / "debian-runtime-base.Dockerfile", build_args={"BASE": rootfs})
+        engine.build(
+            context, runtime, dockerfile=context / "debian-runtime-base.Dockerfile", build_args={"BASE": rootfs}
+        )
     log.info(f"builder base: {builder}\nruntime base: {runtime}")
     return BaseImages(builder, runtime)
 

@@ -38,7 +38,7 @@ class Builder:
     image_id: str
 
 
-def prepare_builder(plan: BuildPlan, base: str, build_requirements: tuple[Path, ...], engine: Engine, log: Log) -> Builder:
+def prepare_builder(plan: BuildPlan, base: str, build_requirements: tuple[Path, ...], engine: Engine) -> Builder:
     """Build the project's builder image (system packages, then build requirement wheels)."""
     dockerfiles = Path(__file__).parent / "docker"
     tag = f"wheelbarrow/builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}"
@@ -140,6 +140,7 @@ def build_project_pure(
     out_dir.mkdir()
     python = f"/opt/python/{plan.python_tag}-{plan.python_tag}/bin/python"
     inside = PurePosixPath("/wheelbarrow/project")
+    log.info(f"copying {plan.project.source} into the builder (by copy: no host mount)")
     with engine.container(builder.tag, network="none") as container:
         container.call(["mkdir", "-p", str(inside.parent), "/wheelbarrow/out"])
         container.copy_into(staged, inside)

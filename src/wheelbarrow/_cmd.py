@@ -72,7 +72,7 @@ def run(
     log.command(shlex.join(args))
     full_env = {**os.environ, **env} if env is not None else None
     try:
-        proc = subprocess.Popen(  # noqa: S603 - argv is built by wheelbarrow, never a shell string
+        proc = subprocess.Popen(
             args,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,

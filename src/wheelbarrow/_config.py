@@ -174,9 +174,9 @@ def _read_pyproject(project_dir: Path) -> dict[str, object]:
 
 
 def _name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str]:
-    project = data.get("project")
-    poetry = data.get("tool", {}).get("poetry", {}) if isinstance(data.get("tool"), dict) else {}  # type: ignore[union-attr]
-    for table in (project, poetry):
+    tool = data.get("tool")
+    poetry = tool.get("poetry") if isinstance(tool, dict) else None
+    for table in (data.get("project"), poetry):
         if isinstance(table, dict) and isinstance(table.get("name"), str):
             version = table.get("version")
             if not isinstance(version, str):
@@ -289,4 +289,3 @@ def _default_glibc(suite: str, builder_base: str) -> str:
     if found:
         return f"{found[1]}.{found[2]}"
     return "2.28"
-

@@ -39,7 +39,7 @@ class Engine:
             result = self._run("version", "--format", "{{.Server.Version}}", check=False)
         except ToolMissingError as err:
             msg = f"no container engine: '{self.name}' is not installed"
-            tip = "Install Docker (apt-get install docker.io) or set engine = \"podman\"."
+            tip = 'Install Docker (apt-get install docker.io) or set engine = "podman".'
             raise EngineMissingError(msg, tip=tip) from err
         if result.returncode != 0 or not result.output.strip():
             reason = result.tail(3) or "no answer"
@@ -75,7 +75,9 @@ class Engine:
             self._run(*argv, str(context), stream=True)
         except CommandFailed as err:
             msg = f"building image {tag} failed:\n{err.result.tail()}"
-            raise EngineError(msg, tip="Read the build output above; a missing package name is the usual cause.") from err
+            raise EngineError(
+                msg, tip="Read the build output above; a missing package name is the usual cause."
+            ) from err
         image = self.image_id(tag)
         assert image is not None
         return image
@@ -105,8 +107,18 @@ class Engine:
         name = f"wheelbarrow-{self.run_id}-{uuid.uuid4().hex[:6]}"
         try:
             self._run(
-                "create", "--name", name, "--network", network, "--label", f"{RUN_LABEL}={self.run_id}",
-                "--entrypoint", "/bin/sh", image, "-c", "sleep infinity",
+                "create",
+                "--name",
+                name,
+                "--network",
+                network,
+                "--label",
+                f"{RUN_LABEL}={self.run_id}",
+                "--entrypoint",
+                "/bin/sh",
+                image,
+                "-c",
+                "sleep infinity",
             )
         except CommandFailed as err:
             msg = f"could not create a container from {image}:\n{err.result.tail()}"

@@ -77,7 +77,9 @@ def pip_download(args: Sequence[str], dest: Path, log: Log) -> None:
         output = err.result.tail(12)
         if "THESE PACKAGES DO NOT MATCH THE HASHES" in output:
             msg = f"the index served a file whose sha256 is not the locked one:\n{output}"
-            raise HashMismatchError(msg, tip="The lock or the index changed: re-lock the project and run again.") from err
+            raise HashMismatchError(
+                msg, tip="The lock or the index changed: re-lock the project and run again."
+            ) from err
         msg = f"pip download failed:\n{output}"
         tip = "Check that the index is reachable from this host (pip config list), or that the lock's files exist."
         raise FetchError(msg, tip=tip) from err
@@ -106,7 +108,7 @@ class ArtifactCache:
         target = target_dir / path.name
         partial = target_dir / f".{path.name}.part-{os.getpid()}"
         shutil.copyfile(path, partial)
-        os.replace(partial, target)
+        partial.replace(target)
         return target
 
 
@@ -161,7 +163,8 @@ def _from_cache_or_path(item: Wanted, cache: ArtifactCache) -> Fetched | None:
 def fetch_locked(plan: BuildPlan, cache: ArtifactCache, log: Log) -> tuple[tuple[Fetched, ...], tuple[Fetched, ...]]:
     """Every locked wheel and sdist of the plan, verified, from the cache or the index."""
     found: dict[Wanted, Fetched] = {}
-    for item in (*plan.index_wheels, *plan.sdist_builds):
+    everything: list[Wanted] = [*plan.index_wheels, *plan.sdist_builds]
+    for item in everything:
         hit = _from_cache_or_path(item, cache)
         if hit is not None:
             found[item] = hit

@@ -76,11 +76,15 @@ def marker_environment(python: str, machine: str) -> dict[str, str]:
 
 
 def find_lock(config: Config) -> tuple[Path, LockKind]:
-    candidates = [config.lock] if config.lock else [
-        config.project_dir / "poetry.lock",
-        config.project_dir / "pylock.toml",
-        config.project_dir / "requirements.txt",
-    ]
+    candidates = (
+        [config.lock]
+        if config.lock
+        else [
+            config.project_dir / "poetry.lock",
+            config.project_dir / "pylock.toml",
+            config.project_dir / "requirements.txt",
+        ]
+    )
     for path in candidates:
         if path is not None and path.is_file():
             return path, _kind_of(path)
@@ -255,4 +259,3 @@ def parse_pylock(text: str, env: Mapping[str, str], source: Path) -> tuple[Locke
             LockedPackage(canonicalize_name(entry["name"]), entry["version"], tuple(f.sha256 for f in locked), locked)
         )
     return tuple(packages)
-

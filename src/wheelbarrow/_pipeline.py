@@ -78,7 +78,7 @@ def stage_fetch(run: Run) -> None:
 def stage_builder(run: Run) -> None:
     plan = run.need_plan()
     run.builder_base = _bootstrap.resolve_builder_base(run.config, run.engine, run.log)
-    run.builder = _build.prepare_builder(plan, run.builder_base, run.build_requirements, run.engine, run.log)
+    run.builder = _build.prepare_builder(plan, run.builder_base, run.build_requirements, run.engine)
     run.log.info(f"builder image {run.builder.tag} ({run.builder.image_id[:19]})")
 
 
@@ -100,7 +100,8 @@ def stage_build(run: Run) -> None:
 
 def stage_wheelhouse(run: Run) -> None:
     plan, builder, lock = run.need_plan(), run.builder, run.lock
-    assert builder is not None and lock is not None
+    assert builder is not None
+    assert lock is not None
     entries: list[tuple[Path, _wheelhouse.WheelEntry]] = []
     for wheel in run.index_wheels:
         entry = _wheelhouse.entry_for(wheel.path, wheel.name, wheel.version, "index", platform_tag(wheel.filename))
@@ -122,11 +123,19 @@ def stage_wheelhouse(run: Run) -> None:
     entries.sort(key=lambda pair: pair[1].name)
     run.manifest = _wheelhouse.Manifest(
         project={"name": plan.project.name, "version": plan.project.version},
-        target={"python": plan.python, "python_tag": plan.python_tag, "machine": plan.machine,
-                "glibc": f"{plan.glibc[0]}.{plan.glibc[1]}"},
+        target={
+            "python": plan.python,
+            "python_tag": plan.python_tag,
+            "machine": plan.machine,
+            "glibc": f"{plan.glibc[0]}.{plan.glibc[1]}",
+        },
         lock={"file": lock.source.name, "kind": lock.kind, "sha256": sha256_of(lock.source)},
-        builder={"image": builder.tag, "image_id": builder.image_id, "base": run.builder_base,
-                 "system_packages": list(plan.system_packages)},
+        builder={
+            "image": builder.tag,
+            "image_id": builder.image_id,
+            "base": run.builder_base,
+            "system_packages": list(plan.system_packages),
+        },
         source_date_epoch=run.epoch,
         build_requirements=tuple({"file": p.name, "sha256": sha256_of(p)} for p in run.build_requirements),
         wheels=tuple(e for _, e in entries),

@@ -75,19 +75,27 @@ class BuildPlan:
 
     def describe(self) -> str:
         lines = [
-            f"target: CPython {self.python} ({self.python_tag}), linux {self.machine}, glibc <= "
-            f"{self.glibc[0]}.{self.glibc[1]}",
+            (
+                f"target: CPython {self.python} ({self.python_tag}), linux {self.machine}, "
+                f"glibc <= {self.glibc[0]}.{self.glibc[1]}"
+            ),
             f"lock: {self.lock}",
             f"builder: {self.builder_base}" + (f" (Debian {self.debian_suite} fallback)" if self.debian_suite else ""),
             f"  system packages: {' '.join(self.system_packages) or '(none)'}",
             f"from the index ({len(self.index_wheels)}):",
-            *(f"  {w.name}=={w.version}  {w.file.filename if w.file else '(file chosen at fetch)'}"
-              for w in self.index_wheels),
+            *(
+                f"  {w.name}=={w.version}  {w.file.filename if w.file else '(file chosen at fetch)'}"
+                for w in self.index_wheels
+            ),
             f"built from sdist in the builder ({len(self.sdist_builds)}):",
-            *(f"  {b.name}=={b.version}  {b.file.filename if b.file else '(sdist)'}  [{b.reason}]"
-              for b in self.sdist_builds),
-            f"the project: {self.project.name}=={self.project.version} from {self.project.source} "
-            f"[{self.project.engine}]",
+            *(
+                f"  {b.name}=={b.version}  {b.file.filename if b.file else '(sdist)'}  [{b.reason}]"
+                for b in self.sdist_builds
+            ),
+            (
+                f"the project: {self.project.name}=={self.project.version} from {self.project.source} "
+                f"[{self.project.engine}]"
+            ),
             f"wheelhouse: {self.wheelhouse}",
         ]
         return "\n".join(lines)
@@ -136,8 +144,10 @@ def _sdist(files: tuple[LockedFile, ...]) -> LockedFile | None:
 
 
 def _project_engine(config: Config) -> BuildEngine:
-    if config.project_build != "auto":
-        return config.project_build
+    if config.project_build == "pure":
+        return "pure"
+    if config.project_build == "platform":
+        return "cibuildwheel"
     data = tomllib.loads((config.project_dir / "pyproject.toml").read_text(encoding="utf-8"))
     backend = data.get("build-system", {}).get("build-backend", "")
     return "pure" if backend in PURE_BACKENDS else "cibuildwheel"
@@ -150,7 +160,9 @@ def make_plan(config: Config, lock: Lock, *, machine: str) -> BuildPlan:
     for name in config.build_from_source:
         if name not in locked:
             msg = f"build-from-source names '{name}', which is not in the locked runtime set ({lock.source.name})"
-            raise ConfigError(msg, tip=f"Remove '{name}' from build-from-source, or add it to the project's dependencies.")
+            raise ConfigError(
+                msg, tip=f"Remove '{name}' from build-from-source, or add it to the project's dependencies."
+            )
     index: list[IndexWheel] = []
     builds: list[SdistBuild] = []
     for package in lock.packages:
@@ -182,7 +194,9 @@ def _decide(
     if package.name in config.build_from_source:
         if package.files and sdist is None:
             msg = f"{package.requirement} is listed in build-from-source but the lock has no sdist for it"
-            raise LockError(msg, tip=f"Remove '{package.name}' from build-from-source, or lock a version with an sdist.")
+            raise LockError(
+                msg, tip=f"Remove '{package.name}' from build-from-source, or lock a version with an sdist."
+            )
         hashes = (sdist.sha256,) if sdist else package.hashes
         return None, SdistBuild(package.name, package.version, sdist, hashes, "build-from-source")
     if not package.files:

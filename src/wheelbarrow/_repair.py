@@ -65,4 +65,6 @@ def one_repaired_wheel(out_dir: Path, what: str) -> RepairedWheel:
         case several:
             names = ", ".join(p.name for p in several)
             msg = f"repairing {what} produced {len(several)} wheels: {names}"
-            raise RepairProducedManyWheelsError(msg, tip="A repair must give exactly one wheel; check the repair command.")
+            raise RepairProducedManyWheelsError(
+                msg, tip="A repair must give exactly one wheel; check the repair command."
+            )

@@ -107,8 +107,10 @@ def requirements_text(entries: Sequence[WheelEntry]) -> str:
         "# Written by wheelbarrow: exactly the wheels in this directory, pinned by sha256.",
         "# pip install --no-index --find-links wheelhouse --require-hashes -r wheelhouse/requirements.txt",
     ]
-    for entry in sorted(entries, key=lambda e: e.name):
-        lines.append(f"{entry.name}=={entry.version} \\\n    --hash=sha256:{entry.sha256}")
+    lines += [
+        f"{entry.name}=={entry.version} \\\n    --hash=sha256:{entry.sha256}"
+        for entry in sorted(entries, key=lambda e: e.name)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +129,7 @@ def staging(wheelhouse: Path) -> Iterator[Path]:
 def write_atomic(path: Path, text: str) -> None:
     partial = path.with_name(f".{path.name}.part")
     partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
+    partial.replace(path)
 
 
 def fill(stage: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manifest) -> None:
@@ -155,7 +157,7 @@ def swap_in(stage: Path, wheelhouse: Path) -> None:
         if wheelhouse.exists():
             _exchange(stage, wheelhouse)
         else:
-            os.rename(stage, wheelhouse)
+            stage.rename(wheelhouse)
             stage.mkdir()  # the caller's cleanup expects it
     except OSError as err:
         msg = f"could not replace {wheelhouse}: {err}"

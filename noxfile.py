@@ -1,0 +1,48 @@
+"""wheelbarrow's own sessions. `build_wheels` dogfoods it on examples/service."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT / "src"))  # the helpers come from this checkout, not an installed copy
+
+import wheelbarrow.nox  # noqa: E402 - needs the path above
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+EXAMPLE = "examples/service"
+TEST_DEPS = ("pytest>=8", "hypothesis>=6")
+
+
+@nox.session
+def build_wheels(session: nox.Session) -> None:
+    """Build the example service's wheelhouse into ./wheelhouse."""
+    wheelbarrow.nox.build_wheels(session, project=EXAMPLE, wheelhouse=str(ROOT / "wheelhouse"))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests (no docker), then integration tests (real engine, PostgreSQL)."""
+    session.install(f"{ROOT}[poetry]", *TEST_DEPS)
+    session.run("pytest", *(session.posargs or ["tests/unit", "tests/integration"]))
+
+
+@nox.session
+def unit(session: nox.Session) -> None:
+    """Unit tests only: seconds, no docker, no network."""
+    session.install(f"{ROOT}[poetry]", *TEST_DEPS)
+    session.run("pytest", "tests/unit", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy (strict)."""
+    session.install(f"{ROOT}[poetry]", "ruff>=0.6", "mypy>=1.10", "nox", *TEST_DEPS)
+    session.run("ruff", "check", "src", "tests", "noxfile.py", "examples", "bench")
+    session.run("mypy")

@@ -1,0 +1,53 @@
+"""Nox helpers: a project's noxfile needs three lines.
+
+.. code-block:: python
+
+    import nox
+    import wheelbarrow.nox
+    nox.session(wheelbarrow.nox.build_wheels)
+
+Each helper installs wheelbarrow with its tools (poetry, poetry-plugin-export,
+cibuildwheel) into the session's own virtual environment, never assuming them
+on the host, and runs the same pipeline as the CLI there. A failure ends the
+session with wheelbarrow's one-line cause and fix (printed above it).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+__all__ = ["build_wheels", "install_spec"]
+
+
+def install_spec() -> str:
+    """What to install into a session: this checkout if wheelbarrow runs from one, else the release."""
+    override = os.environ.get("WHEELBARROW_NOX_INSTALL")
+    if override:
+        return override
+    checkout = Path(__file__).resolve().parents[2]
+    pyproject = checkout / "pyproject.toml"
+    if pyproject.is_file():
+        name = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("name")
+        if name == "wheelbarrow":
+            return f"{checkout}[poetry]"
+    return f"wheelbarrow[poetry]=={__version__}"
+
+
+def _run_wheelbarrow(session: Any, command: str, project: str, extra: list[str]) -> None:
+    import nox  # noqa: PLC0415 - the helpers are only called inside a nox run
+
+    session.install(install_spec())
+    try:
+        session.run("wheelbarrow", command, "--project", project, *extra, *session.posargs)
+    except nox.command.CommandFailed:
+        session.error(f"wheelbarrow {command} failed: see the ERROR and TIP lines above")
+
+
+def build_wheels(session: Any, project: str = ".", wheelhouse: str | None = None) -> None:
+    """Build the project's wheelhouse: lock, fetch, build and repair in an offline builder."""
+    _run_wheelbarrow(session, "build", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])
