@@ -14,7 +14,7 @@ from ._config import OPTIONS, Config, load_config
 from ._engine import Engine
 from ._log import Log
 from ._pipeline import BUILD, PLAN, execute
-from .errors import WheelbarrowError
+from .errors import ConfigError, WheelbarrowError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,8 +50,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     for item in args.config:
         key, sep, value = item.partition("=")
         if not sep:
-            from .errors import ConfigError  # noqa: PLC0415 - only on this error path
-
             msg = f"-C {item!r} is not KEY=VALUE"
             raise ConfigError(msg, tip="Write it as -C key=value, e.g. -C python=3.11.")
         out[key.strip()] = value

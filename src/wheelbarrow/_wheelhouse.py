@@ -8,7 +8,6 @@ failed run leaves the previous wheelhouse as it was.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import os
 import shutil
@@ -144,7 +143,7 @@ def fill(stage: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manif
 
 
 def _exchange(a: Path, b: Path) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)  # the running process already has libc loaded
     at_fdcwd, rename_exchange = -100, 2
     if libc.renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) != 0:
         errno = ctypes.get_errno()

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from wheelbarrow import _wheelhouse
+from wheelbarrow._fetch import sha256_of
+from wheelbarrow._repair import grafted_libraries, is_pure, one_repaired_wheel, platform_tag
+from wheelbarrow._wheelhouse import Manifest, WheelEntry, entry_for, requirements_text
+from wheelbarrow.errors import RepairProducedManyWheelsError, RepairProducedNoWheelError, WheelhouseError
+
+
+def make_wheel(path: Path, names: tuple[str, ...] = ("pkg/__init__.py",)) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in names:
+            archive.writestr(name, b"x")
+    return path
+
+
+def test_repair_outcomes_by_shape(tmp_path: Path) -> None:
+    with pytest.raises(RepairProducedNoWheelError, match="produced no wheel"):
+        one_repaired_wheel(tmp_path, "psycopg2")
+    wheel = make_wheel(
+        tmp_path / "psycopg2-2.9.13-cp311-cp311-manylinux_2_34_x86_64.whl",
+        ("psycopg2/_psycopg.so", "psycopg2.libs/libpq-a1b2.so.5.15", "psycopg2.libs/libssl-c3d4.so.3"),
+    )
+    repaired = one_repaired_wheel(tmp_path, "psycopg2")
+    assert repaired.path == wheel
+    assert repaired.platform_tag == "manylinux_2_34_x86_64"
+    assert repaired.grafted == ("libpq-a1b2.so.5.15", "libssl-c3d4.so.3")
+    make_wheel(tmp_path / "psycopg2-2.9.13-cp311-cp311-manylinux_2_28_x86_64.whl")
+    with pytest.raises(RepairProducedManyWheelsError, match="produced 2 wheels"):
+        one_repaired_wheel(tmp_path, "psycopg2")
+
+
+def test_wheel_names() -> None:
+    assert is_pure("six-1.16.0-py2.py3-none-any.whl")
+    assert not is_pure("psycopg2-2.9.13-cp311-cp311-manylinux_2_34_x86_64.whl")
+    assert platform_tag("six-1.16.0-py2.py3-none-any.whl") == "any"
+
+
+def test_grafted_libraries_ignore_other_files(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "a-1-cp311-cp311-linux_x86_64.whl", ("a/x.so", "a.libs/libz.so.1", "a.libs/README"))
+    assert grafted_libraries(wheel) == ("libz.so.1",)
+
+
+def manifest(*wheels: WheelEntry) -> Manifest:
+    return Manifest(
+        project={"name": "demo", "version": "1"},
+        target={"python": "3.11"},
+        lock={"file": "poetry.lock"},
+        builder={"image": "b", "image_id": "sha256:0"},
+        source_date_epoch=315532800,
+        build_requirements=({"file": "setuptools-1-py3-none-any.whl", "sha256": "0" * 64},),
+        wheels=wheels,
+    )
+
+
+def test_manifest_round_trip(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "psycopg2-2.9.13-cp311-cp311-manylinux_2_34_x86_64.whl")
+    entry = entry_for(
+        wheel,
+        "psycopg2",
+        "2.9.13",
+        "built",
+        "manylinux_2_34_x86_64",
+        sdist={"file": "psycopg2-2.9.13.tar.gz", "sha256": "1" * 64},
+        builder_image_id="sha256:abc",
+        grafted_libraries=("libpq.so.5",),
+    )
+    assert entry.sha256 == sha256_of(wheel)
+    assert entry.size == wheel.stat().st_size
+    original = manifest(entry)
+    text = original.to_json()
+    assert text.startswith('{\n  "manifest_version": 1')
+    assert Manifest.from_json(text) == original
+
+
+@pytest.mark.parametrize("text", ["", "[]", '{"manifest_version": 2}', '{"manifest_version": 1}'])
+def test_bad_manifest_is_a_wheelhouse_error(text: str) -> None:
+    with pytest.raises(WheelhouseError):
+        Manifest.from_json(text)
+
+
+def test_requirements_pin_every_wheel_by_hash() -> None:
+    entries = [
+        WheelEntry("b", "2", "b-2-py3-none-any.whl", "b" * 64, 1, "index", "any"),
+        WheelEntry("a", "1", "a-1-py3-none-any.whl", "a" * 64, 1, "index", "any"),
+    ]
+    text = requirements_text(entries)
+    assert text.index("a==1 \\\n    --hash=sha256:" + "a" * 64) < text.index("b==2")
+
+
+def test_swap_keeps_the_old_wheelhouse_until_the_new_one_is_complete(tmp_path: Path) -> None:
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    (wheelhouse / "old.whl").write_bytes(b"old")
+    source = make_wheel(tmp_path / "a-1-py3-none-any.whl")
+    entry = entry_for(source, "a", "1", "index", "any")
+    with pytest.raises(RuntimeError), _wheelhouse.staging(wheelhouse) as stage:
+        _wheelhouse.fill(stage, [(source, entry)], manifest(entry))
+        raise RuntimeError  # a failure after filling, before the swap
+    assert sorted(p.name for p in wheelhouse.iterdir()) == ["old.whl"]
+    with _wheelhouse.staging(wheelhouse) as stage:
+        _wheelhouse.fill(stage, [(source, entry)], manifest(entry))
+        _wheelhouse.swap_in(stage, wheelhouse)
+    assert sorted(p.name for p in wheelhouse.iterdir()) == [
+        "README.md",
+        "a-1-py3-none-any.whl",
+        "manifest.json",
+        "requirements.txt",
+    ]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_first_wheelhouse_is_created(tmp_path: Path) -> None:
+    wheelhouse = tmp_path / "out" / "wheelhouse"
+    with _wheelhouse.staging(wheelhouse) as stage:
+        (stage / "x").write_text("x", encoding="utf-8")
+        _wheelhouse.swap_in(stage, wheelhouse)
+    assert (wheelhouse / "x").is_file()
+    assert oct(wheelhouse.stat().st_mode & 0o777) == "0o755"
+
+
+def test_committed_wheelhouse_readme_is_the_one_written() -> None:
+    committed = Path(__file__).parents[2] / "wheelhouse" / "README.md"
+    assert committed.read_text(encoding="utf-8") == _wheelhouse.README

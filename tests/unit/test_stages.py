@@ -1,0 +1,146 @@
+"""Engine, fetch and build logic with the real engine replaced by fakes (no processes)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import write_project
+from wheelbarrow import _build, _engine
+from wheelbarrow._cli import main
+from wheelbarrow._cmd import Result
+from wheelbarrow._config import load_config
+from wheelbarrow._fetch import ArtifactCache, Fetched, build_requires_of_sdist, sha256_of
+from wheelbarrow._lock import Lock, LockedFile, LockedPackage
+from wheelbarrow._log import Log
+from wheelbarrow._plan import make_plan
+from wheelbarrow.errors import (
+    CompileError,
+    EngineMissingError,
+    EngineStoppedError,
+    RepairError,
+    ToolMissingError,
+)
+
+
+def quiet() -> Log:
+    return Log(sink=lambda _line: None)
+
+
+def test_engine_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_binary(*_args: Any, **_kwargs: Any) -> Result:
+        raise ToolMissingError("'docker' was not found")
+
+    monkeypatch.setattr(_engine, "run", no_binary)
+    with pytest.raises(EngineMissingError, match="not installed") as caught:
+        _engine.Engine(quiet()).check()
+    assert "apt-get install docker.io" in caught.value.tip
+
+
+def test_engine_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"
+    monkeypatch.setattr(_engine, "run", lambda argv, *_a, **_k: Result(tuple(argv), 1, answer))
+    with pytest.raises(EngineStoppedError, match="not running: Cannot connect") as caught:
+        _engine.Engine(quiet()).check()
+    assert "DOCKER_HOST" in caught.value.tip
+
+
+def test_cache_discards_a_corrupt_entry(tmp_path: Path) -> None:
+    lines: list[str] = []
+    cache = ArtifactCache(tmp_path, Log(sink=lines.append))
+    source = tmp_path / "six-1.16.0-py2.py3-none-any.whl"
+    source.write_bytes(b"good")
+    sha = sha256_of(source)
+    stored = cache.store(source, sha)
+    assert cache.lookup(LockedFile(source.name, sha)) == stored
+    stored.write_bytes(b"bad!")
+    assert cache.lookup(LockedFile(source.name, sha)) is None
+    assert not stored.exists()
+    assert any("does not match its sha256" in line for line in lines)
+
+
+def sdist_with(tmp_path: Path, pyproject: str | None) -> Path:
+    path = tmp_path / "demo-1.0.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        files = {"demo-1.0/setup.py": "", **({"demo-1.0/pyproject.toml": pyproject} if pyproject is not None else {})}
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            archive.addfile(info, io.BytesIO(text.encode()))
+    return path
+
+
+def test_build_requires_of_sdists(tmp_path: Path) -> None:
+    with_table = sdist_with(tmp_path, '[build-system]\nrequires = ["setuptools>=70.1", "cython"]\n')
+    assert build_requires_of_sdist(with_table) == ("setuptools>=70.1", "cython")
+    without = sdist_with(tmp_path, None)
+    assert build_requires_of_sdist(without) == ("setuptools>=40.8.0",)
+
+
+def demo_plan(tmp_path: Path):  # noqa: ANN201
+    project = write_project(tmp_path, 'debian-suite = "bookworm"\nsystem-packages = ["libpq-dev"]')
+    config = load_config(project, environ={})
+    sdist = LockedFile("psycopg2-2.9.13.tar.gz", "1" * 64)
+    lock = Lock(project / "poetry.lock", "poetry", (LockedPackage("psycopg2", "2.9.13", (sdist.sha256,), (sdist,)),))  # type: ignore[arg-type]
+    return make_plan(config, lock, machine="x86_64")
+
+
+def test_cibuildwheel_runs_offline_without_host_mount(tmp_path: Path) -> None:
+    plan = demo_plan(tmp_path)
+    engine = _engine.Engine(quiet(), run_id="abc123")
+    env = _build.cibuildwheel_env(plan, _build.Builder("wheelbarrow/builder:demo", "sha256:1"), engine, 315532800)
+    assert env["CIBW_BUILD"] == "cp311-manylinux_x86_64"
+    assert env["CIBW_MANYLINUX_X86_64_IMAGE"] == "wheelbarrow/builder:demo"
+    assert "create_args: --network none --label io.wheelbarrow.run=abc123" in env["CIBW_CONTAINER_ENGINE"]
+    assert "disable_host_mount: true" in env["CIBW_CONTAINER_ENGINE"]
+    assert "PIP_NO_INDEX=1" in env["CIBW_ENVIRONMENT_LINUX"]
+    assert "SOURCE_DATE_EPOCH=315532800" in env["CIBW_ENVIRONMENT_LINUX"]
+    assert env["CIBW_BEFORE_BUILD_LINUX"] == "wheelbarrow-check-offline"
+    assert env["CIBW_REPAIR_WHEEL_COMMAND_LINUX"].startswith("auditwheel repair")
+
+
+COMPILE_FAILURE = """\
+running build_ext
+Error: pg_config executable not found.
+
+pg_config is required to build psycopg2 from source.  Please add the directory
+containing pg_config to the $PATH or specify the full executable path with the
+option:
+ERROR Backend subprocess exited when trying to invoke build_wheel
+cibuildwheel: error: Command python -m build /project --wheel failed with code 1.
+"""
+
+
+def test_compile_failure_shows_the_cause_and_names_the_key(tmp_path: Path) -> None:
+    plan = demo_plan(tmp_path)
+    sdist = Fetched("psycopg2", "2.9.13", tmp_path / "psycopg2-2.9.13.tar.gz", "1" * 64)
+    error = _build._build_error(sdist, Result(("cibuildwheel",), 1, COMPILE_FAILURE), plan)  # noqa: SLF001
+    assert isinstance(error, CompileError)
+    assert "pg_config executable not found" in error.message
+    assert "system-packages" in error.tip
+    assert "libpq-dev" in error.tip
+    repair = _build._build_error(sdist, Result(("cibuildwheel",), 8, "auditwheel: error"), plan)  # noqa: SLF001
+    assert isinstance(repair, RepairError)
+
+
+def test_cli_prints_cause_and_tip_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = write_project(tmp_path, 'pyhton = "3.11"')
+    assert main(["plan", "--project", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == "ERROR: [tool.wheelbarrow]: unknown key 'pyhton'. Did you mean 'python'?"
+    assert err.splitlines()[1].startswith("TIP: ")
+    assert "Traceback" not in err
+
+
+def test_cli_no_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--project", str(write_project(tmp_path))]) == 4
+    assert "ERROR: no lock in" in capsys.readouterr().err
+
+
+def test_cli_bad_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--project", str(write_project(tmp_path)), "-C", "python"]) == 2
+    assert "is not KEY=VALUE" in capsys.readouterr().err
