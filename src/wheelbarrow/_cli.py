@@ -76,7 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             case "bootstrap":
                 bootstrap(config, Engine(log, name=config.engine), log, suite=args.suite)
     except WheelbarrowError as err:
-        print(f"ERROR: {err.message}", file=sys.stderr)
+        first, *details = err.message.splitlines() or [""]
+        print(f"ERROR: {first}", file=sys.stderr)
+        for line in details:  # indented, so no detail line reads as a second error
+            print(f"  {line}", file=sys.stderr)
         if err.tip:
             print(f"TIP: {err.tip}", file=sys.stderr)
         return err.return_code

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -76,13 +77,26 @@ def pip_download(args: Sequence[str], dest: Path, log: Log) -> None:
     except CommandFailed as err:
         output = err.result.tail(12)
         if "THESE PACKAGES DO NOT MATCH THE HASHES" in output:
-            msg = f"the index served a file whose sha256 is not the locked one:\n{output}"
+            msg = f"the index served a file whose sha256 is not the locked one: {_mismatch(output)}"
             raise HashMismatchError(
                 msg, tip="The lock or the index changed: re-lock the project and run again."
             ) from err
         msg = f"pip download failed:\n{output}"
         tip = "Check that the index is reachable from this host (pip config list), or that the lock's files exist."
         raise FetchError(msg, tip=tip) from err
+
+
+def _mismatch(pip_output: str) -> str:
+    """``six==1.16.0 (six-1.16.0-py2.py3-none-any.whl): expected sha256 0000..., got 8abb...`` from pip's report."""
+    found = re.search(
+        r"^\s*(\S+==\S+) from \S*?([^/\s]+\.(?:whl|tar\.gz|zip))\b.*?Expected sha256 (\w+).*?Got\s+(\w+)",
+        pip_output,
+        re.MULTILINE | re.DOTALL,
+    )
+    if not found:
+        return pip_output.strip().splitlines()[-1]
+    requirement, filename, expected, got = found.groups()
+    return f"{requirement} ({filename}): expected sha256 {expected}, got {got}"
 
 
 @dataclass

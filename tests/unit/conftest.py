@@ -18,7 +18,9 @@ def no_subprocesses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subprocess, "Popen", refuse)
 
 
-def write_project(root: Path, wheelbarrow: str = "", *, name: str = "demo", backend: str = "poetry.core.masonry.api") -> Path:
+def write_project(
+    root: Path, wheelbarrow: str = "", *, name: str = "demo", backend: str = "poetry.core.masonry.api"
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "pyproject.toml").write_text(
         f'[project]\nname = "{name}"\nversion = "1.0"\n\n'

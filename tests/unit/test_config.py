@@ -40,12 +40,12 @@ def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
 
 
 def test_unknown_environment_variable_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="WHEELBARROW_PYTON.*Did you mean 'WHEELBARROW_PYTHON'"):
+    with pytest.raises(ConfigError, match=r"WHEELBARROW_PYTON.*Did you mean 'WHEELBARROW_PYTHON'"):
         load_config(write_project(tmp_path), environ={"WHEELBARROW_PYTON": "3.11"})
 
 
 def test_unknown_command_line_option(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown option 'wheelhose'.*'wheelhouse'"):
+    with pytest.raises(ConfigError, match=r"unknown option 'wheelhose'.*'wheelhouse'"):
         load_config(write_project(tmp_path), environ={}, overrides={"wheelhose": "x"})
 
 
@@ -78,10 +78,10 @@ def test_build_from_source_names_are_normalised(tmp_path: Path) -> None:
 
 
 def test_missing_pyproject_and_missing_name(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no pyproject.toml"):
+    with pytest.raises(ConfigError, match=r"no pyproject\.toml"):
         load_config(tmp_path, environ={})
     (tmp_path / "pyproject.toml").write_text("[tool.wheelbarrow]\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="no \\[project\\] name"):
+    with pytest.raises(ConfigError, match=r"no \[project\] name"):
         load_config(tmp_path, environ={})
 
 

@@ -107,7 +107,10 @@ def test_pylock_entries_files_and_markers(tmp_path: Path) -> None:
 
 
 def test_pylock_file_without_hash_is_refused(tmp_path: Path) -> None:
-    text = 'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1"\nwheels = [{ name = "six-1-py3-none-any.whl" }]\n'
+    text = (
+        'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1"\n'
+        'wheels = [{ name = "six-1-py3-none-any.whl" }]\n'
+    )
     with pytest.raises(UnhashedRequirementError, match="no sha256"):
         parse_pylock(text, ENV, tmp_path / "pylock.toml")
 

@@ -3,22 +3,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.unit.conftest import write_project
 from wheelbarrow._config import load_config
 from wheelbarrow._lock import Lock, LockedFile, LockedPackage
-from wheelbarrow._plan import make_plan, manylinux_platforms
+from wheelbarrow._plan import BuildPlan, make_plan, manylinux_platforms
 from wheelbarrow.errors import ConfigError, LockError
 
 
 def pkg(name: str, version: str, *filenames: str) -> LockedPackage:
     files = tuple(LockedFile(f, f"{i:064x}") for i, f in enumerate(filenames, 1))
-    from packaging.utils import canonicalize_name
-
     return LockedPackage(canonicalize_name(name), version, tuple(f.sha256 for f in files), files)
 
 
-def plan_for(tmp_path: Path, table: str, *packages: LockedPackage, backend: str = "poetry.core.masonry.api"):  # noqa: ANN201
+def plan_for(
+    tmp_path: Path, table: str, *packages: LockedPackage, backend: str = "poetry.core.masonry.api"
+) -> BuildPlan:
     config = load_config(write_project(tmp_path, table, backend=backend), environ={})
     return make_plan(config, Lock(tmp_path / "poetry.lock", "poetry", packages), machine="x86_64")
 

@@ -99,9 +99,14 @@ def test_swap_keeps_the_old_wheelhouse_until_the_new_one_is_complete(tmp_path: P
     (wheelhouse / "old.whl").write_bytes(b"old")
     source = make_wheel(tmp_path / "a-1-py3-none-any.whl")
     entry = entry_for(source, "a", "1", "index", "any")
-    with pytest.raises(RuntimeError), _wheelhouse.staging(wheelhouse) as stage:
-        _wheelhouse.fill(stage, [(source, entry)], manifest(entry))
-        raise RuntimeError  # a failure after filling, before the swap
+
+    def fail_after_filling() -> None:
+        with _wheelhouse.staging(wheelhouse) as stage:
+            _wheelhouse.fill(stage, [(source, entry)], manifest(entry))
+            raise RuntimeError  # a failure after filling, before the swap
+
+    with pytest.raises(RuntimeError):
+        fail_after_filling()
     assert sorted(p.name for p in wheelhouse.iterdir()) == ["old.whl"]
     with _wheelhouse.staging(wheelhouse) as stage:
         _wheelhouse.fill(stage, [(source, entry)], manifest(entry))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.unit.conftest import write_project
 from wheelbarrow import _build, _engine
@@ -17,7 +18,7 @@ from wheelbarrow._config import load_config
 from wheelbarrow._fetch import ArtifactCache, Fetched, build_requires_of_sdist, sha256_of
 from wheelbarrow._lock import Lock, LockedFile, LockedPackage
 from wheelbarrow._log import Log
-from wheelbarrow._plan import make_plan
+from wheelbarrow._plan import BuildPlan, make_plan
 from wheelbarrow.errors import (
     CompileError,
     EngineMissingError,
@@ -81,11 +82,12 @@ def test_build_requires_of_sdists(tmp_path: Path) -> None:
     assert build_requires_of_sdist(without) == ("setuptools>=40.8.0",)
 
 
-def demo_plan(tmp_path: Path):  # noqa: ANN201
+def demo_plan(tmp_path: Path) -> BuildPlan:
     project = write_project(tmp_path, 'debian-suite = "bookworm"\nsystem-packages = ["libpq-dev"]')
     config = load_config(project, environ={})
     sdist = LockedFile("psycopg2-2.9.13.tar.gz", "1" * 64)
-    lock = Lock(project / "poetry.lock", "poetry", (LockedPackage("psycopg2", "2.9.13", (sdist.sha256,), (sdist,)),))  # type: ignore[arg-type]
+    package = LockedPackage(canonicalize_name("psycopg2"), "2.9.13", (sdist.sha256,), (sdist,))
+    lock = Lock(project / "poetry.lock", "poetry", (package,))
     return make_plan(config, lock, machine="x86_64")
 
 
@@ -144,3 +146,29 @@ def test_cli_no_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 def test_cli_bad_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["plan", "--project", str(write_project(tmp_path)), "-C", "python"]) == 2
     assert "is not KEY=VALUE" in capsys.readouterr().err
+
+
+PIP_MISMATCH = """\
+ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated the package \
+versions, please update the hashes.
+    six==1.16.0 from https://index.invalid/packages/d9/5a/six-1.16.0-py2.py3-none-any.whl (from -r locked.txt (line 1)):
+        Expected sha256 0000000000000000000000000000000000000000000000000000000000000000
+             Got        8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254
+"""
+
+
+def test_hash_mismatch_report_is_one_line() -> None:
+    from wheelbarrow._fetch import _mismatch
+
+    assert _mismatch(PIP_MISMATCH) == (
+        "six==1.16.0 (six-1.16.0-py2.py3-none-any.whl): expected sha256 "
+        + "0" * 64
+        + ", got 8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"
+    )
+
+
+def test_multi_line_messages_are_indented(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project\nbad", encoding="utf-8")
+    assert main(["plan", "--project", str(tmp_path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [line for line in lines if line.startswith("ERROR: ")] == [lines[0]]

@@ -1,0 +1,198 @@
+"""Integration fixtures: the real Docker engine, a real PostgreSQL, one real build.
+
+Nothing here is faked. The example service's wheelhouse is built once per
+session (psycopg2 compiled from its sdist in the offline builder) and shared.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "service"
+PROJECTS = REPO / "tests" / "projects"
+RUNTIME_BASE = "wheelbarrow/runtime-base:bookworm"
+BUILDER = "wheelbarrow/builder:example-service"
+LABEL = "io.wheelbarrow.run"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    returncode: int
+    output: str
+
+
+def sh(argv: Sequence[str], *, check: bool = True, env: dict[str, str] | None = None, timeout: int = 900) -> Outcome:
+    proc = subprocess.run(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout[-4000:]}")
+    return Outcome(proc.returncode, proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+Runner = Callable[..., "Outcome"]
+
+
+@pytest.fixture(scope="session")
+def wheelbarrow(cache_dir: Path) -> Runner:
+    """Run the real CLI in a subprocess, as a user would."""
+    engine = sh(["docker", "version", "--format", "{{.Server.Version}}"], check=False)
+    if engine.returncode != 0:
+        pytest.fail(f"integration tests need a running Docker engine (.ci/run starts one):\n{engine.output}")
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Outcome:
+        return sh(
+            [sys.executable, "-m", "wheelbarrow", *args],
+            check=False,
+            env={"WHEELBARROW_CACHE_DIR": str(cache_dir), **(env or {})},
+        )
+
+    return run
+
+
+def copy_project(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("wheelhouse", ".nox", "__pycache__"))
+    return dest
+
+
+@dataclass(frozen=True)
+class Build:
+    project: Path
+    wheelhouse: Path
+    outcome: Outcome
+
+
+@pytest.fixture(scope="session")
+def example_build(wheelbarrow: Runner, tmp_path_factory: pytest.TempPathFactory) -> Build:
+    project = copy_project(EXAMPLE, tmp_path_factory.mktemp("example") / "service")
+    outcome = wheelbarrow("build", "--project", str(project))
+    if outcome.returncode != 0:
+        pytest.fail(f"building the example service failed:\n{outcome.output[-6000:]}")
+    return Build(project, project / "wheelhouse", outcome)
+
+
+def leftover_containers() -> list[str]:
+    return sh(["docker", "ps", "-aq", "--filter", f"label={LABEL}"]).output.split()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Postgres:
+    port: int
+    user: str
+    password: str
+
+    @property
+    def dsn(self) -> str:
+        return f"host=127.0.0.1 port={self.port} dbname=postgres user={self.user} password={self.password}"
+
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not found:
+        pytest.fail("integration tests need Debian's postgresql package (.ci/run installs it)")
+    return found[-1].parent
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL on a loopback port, with SCRAM password auth, for this session only."""
+    bindir = _pg_bin()
+    root = Path(tempfile.mkdtemp(prefix="wheelbarrow-pg-"))
+    root.chmod(0o755)
+    data, pwfile = root / "data", root / "pw"
+    password = "wheelbarrow-test"
+    pwfile.write_text(password, encoding="utf-8")
+    as_postgres: list[str] = []
+    if os.geteuid() == 0:  # initdb and pg_ctl refuse to run as root
+        shutil.chown(root, "postgres")
+        shutil.chown(pwfile, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "wheelbarrow", "--pwfile", str(pwfile)]
+    sh([*as_postgres, *initdb, "--auth=scram-sha-256"])
+    options = f"-c listen_addresses=127.0.0.1 -c port={port} -k {root}"
+    sh([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"])
+    try:
+        yield Postgres(port, "wheelbarrow", password)
+    finally:
+        sh([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def runtime_image(example_build: Build) -> Iterator[str]:
+    """The runtime base with the wheelhouse installed offline into /venv, committed as an image."""
+    name = f"wheelbarrow-test-install-{os.getpid()}"
+    sh(["docker", "create", "--name", name, "--network", "none", RUNTIME_BASE, "sleep", "infinity"])
+    try:
+        sh(["docker", "start", name])
+        sh(["docker", "cp", str(example_build.wheelhouse), f"{name}:/wheelhouse"])
+        sh(["docker", "exec", name, "python3", "-m", "venv", "/venv"])
+        install = sh(
+            [
+                "docker",
+                "exec",
+                name,
+                "/venv/bin/pip",
+                "install",
+                "--no-index",
+                "--find-links",
+                "/wheelhouse",
+                "--require-hashes",
+                "-r",
+                "/wheelhouse/requirements.txt",
+            ]
+        )
+        assert "Successfully installed" in install.output
+        sh(["docker", "exec", name, "rm", "-rf", "/wheelhouse"])
+        sh(["docker", "commit", name, f"{name}:latest"])
+    finally:
+        sh(["docker", "rm", "-f", name], check=False)
+    yield f"{name}:latest"
+    sh(["docker", "rmi", "-f", f"{name}:latest"], check=False)
+
+
+def wait_for_http(url: str, timeout: float = 30) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)

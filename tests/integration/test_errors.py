@@ -1,0 +1,82 @@
+"""Bad input and broken engines end with a clear error, and nothing is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+from tests.integration.conftest import PROJECTS, Build, Runner, copy_project, leftover_containers
+
+
+def digest_tree(path: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.iterdir())}
+
+
+def assert_clean_error(output: str, cause: str, fix: str) -> None:
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("ERROR: ")]
+    tips = [line for line in output.splitlines() if line.startswith("TIP: ")]
+    assert len(errors) == 1, output[-3000:]
+    assert cause in output.split("ERROR: ", 1)[1], output[-3000:]
+    assert len(tips) == 1
+    assert fix in tips[0]
+
+
+def test_engine_stopped_leaves_the_wheelhouse(wheelbarrow: Runner, example_build: Build) -> None:
+    before = digest_tree(example_build.wheelhouse)
+    out = wheelbarrow("build", "--project", str(example_build.project), env={"DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert out.returncode == 6
+    assert_clean_error(out.output, "the docker engine is not running", "DOCKER_HOST")
+    assert digest_tree(example_build.wheelhouse) == before
+
+
+def test_no_engine_binary(wheelbarrow: Runner, example_build: Build) -> None:
+    out = wheelbarrow("build", "--project", str(example_build.project), "-C", "engine=no-such-engine")
+    assert out.returncode == 6
+    assert_clean_error(out.output, "no container engine", "Install Docker")
+
+
+def test_stale_lock(wheelbarrow: Runner, example_build: Build, tmp_path: Path) -> None:
+    project = copy_project(example_build.project, tmp_path / "stale")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"gunicorn>=23,<24",', '"gunicorn>=23,<24",\n    "six",'))
+    out = wheelbarrow("build", "--project", str(project))
+    assert out.returncode == 4
+    assert_clean_error(out.output, "poetry.lock is stale", "poetry lock")
+    assert not (project / "wheelhouse").exists() or digest_tree(project / "wheelhouse") == digest_tree(
+        example_build.wheelhouse
+    )
+
+
+def test_hash_mismatch_from_the_index(wheelbarrow: Runner, tmp_path: Path) -> None:
+    project = copy_project(PROJECTS / "bad-hash", tmp_path / "bad-hash")
+    out = wheelbarrow("build", "--project", str(project))
+    assert out.returncode == 5
+    assert_clean_error(out.output, "sha256 is not the locked one", "re-lock")
+    assert not (project / "wheelhouse").exists()
+
+
+def test_missing_system_package_shows_the_compiler_and_the_key(
+    wheelbarrow: Runner, example_build: Build, tmp_path: Path
+) -> None:
+    project = copy_project(example_build.project, tmp_path / "nolibpq")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('system-packages = ["libpq-dev"]', "system-packages = []"))
+    shutil.copytree(example_build.wheelhouse, project / "wheelhouse")  # a previous good run
+    before = digest_tree(project / "wheelhouse")
+    out = wheelbarrow("build", "--project", str(project))
+    assert out.returncode == 8
+    assert_clean_error(out.output, "compiling psycopg2==2.9.13 from psycopg2-2.9.13.tar.gz failed", "system-packages")
+    assert "pg_config executable not found" in out.output.split("ERROR: ", 1)[1]
+    assert digest_tree(project / "wheelhouse") == before
+    assert leftover_containers() == []
+
+
+def test_unknown_key(wheelbarrow: Runner, example_build: Build, tmp_path: Path) -> None:
+    project = copy_project(example_build.project, tmp_path / "typo")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("system-packages =", "system-package ="))
+    out = wheelbarrow("build", "--project", str(project))
+    assert out.returncode == 2
+    assert_clean_error(out.output, "Did you mean 'system-packages'?", "configuration reference")
