@@ -59,12 +59,6 @@ OPTIONS: tuple[Option, ...] = (
         "cibuildwheel pins (manylinux_2_28, manylinux_2_34 ...).",
     ),
     Option(
-        "runtime-base",
-        "str",
-        "python:3.11-slim",
-        "Runtime base image the wheelhouse must fit.",
-    ),
-    Option(
         "debian-suite",
         "choice",
         "",
@@ -110,7 +104,6 @@ class Config:
     groups: tuple[str, ...]
     build_from_source: tuple[str, ...]
     builder_base: str
-    runtime_base: str
     debian_suite: str
     debian_mirror: str
     system_packages: tuple[str, ...]
@@ -269,7 +262,6 @@ def _finish(
         groups=t("groups"),
         build_from_source=tuple(canonicalize_name(n) for n in t("build-from-source")),
         builder_base=s("builder-base"),
-        runtime_base=s("runtime-base"),
         debian_suite=suite,
         debian_mirror=s("debian-mirror"),
         system_packages=t("system-packages"),

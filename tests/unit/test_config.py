@@ -95,3 +95,9 @@ def test_every_option_has_help_and_an_env_name() -> None:
     for option in OPTIONS:
         assert option.help
         assert option.env.startswith("WHEELBARROW_")
+
+
+def test_readme_documents_every_option() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    for option in OPTIONS:
+        assert f"| `{option.key}` | `{option.env}` |" in readme, option.key
