@@ -17,7 +17,7 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 EXAMPLE = "examples/service"
-TEST_DEPS = ("pytest>=8", "hypothesis>=6")
+TEST_DEPS = ("pytest>=8", "hypothesis>=6", "pip>=25.1")  # pip lock makes pylock.toml fixtures
 
 
 @nox.session

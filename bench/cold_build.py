@@ -51,15 +51,28 @@ def raw_psycopg2(tmp: Path) -> float:
     """pip wheel + auditwheel repair of the same sdist, by hand, in the same offline builder image."""
     sdist_dir = tmp / "sdist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary=:all:", "-d", str(sdist_dir),
-         "psycopg2==2.9.13"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--no-binary=:all:",
+            "-d",
+            str(sdist_dir),
+            "psycopg2==2.9.13",
+        ],
         check=True,
     )
     (sdist,) = sdist_dir.glob("*.tar.gz")
     name = "wheelbarrow-bench-raw"
     subprocess.run(["docker", "rm", "-f", name], check=False, capture_output=True)
-    subprocess.run(["docker", "create", "--name", name, "--network", "none", "--entrypoint", "sleep", BUILDER,
-                    "infinity"], check=True, capture_output=True)
+    subprocess.run(
+        ["docker", "create", "--name", name, "--network", "none", "--entrypoint", "sleep", BUILDER, "infinity"],
+        check=True,
+        capture_output=True,
+    )
     try:
         subprocess.run(["docker", "start", name], check=True, capture_output=True)
         subprocess.run(["docker", "cp", str(sdist), f"{name}:/tmp/{sdist.name}"], check=True)

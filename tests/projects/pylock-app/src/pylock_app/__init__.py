@@ -1,0 +1,3 @@
+import six
+
+GREETING = six.ensure_str(b"carried")
