@@ -27,6 +27,18 @@ def build_wheels(session: nox.Session) -> None:
 
 
 @nox.session
+def image(session: nox.Session) -> None:
+    """Build and verify the example service's runtime image from ./wheelhouse."""
+    wheelbarrow.nox.image(session, project=EXAMPLE, wheelhouse=str(ROOT / "wheelhouse"))
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """Verify the example service's runtime image (network off)."""
+    wheelbarrow.nox.verify(session, project=EXAMPLE, wheelhouse=str(ROOT / "wheelhouse"))
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests (no docker), then integration tests (real engine, PostgreSQL)."""
     session.install(f"{ROOT}[poetry]", *TEST_DEPS)

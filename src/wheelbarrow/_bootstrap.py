@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from ._cmd import CommandFailed, run
 from ._config import DEBIAN_PYTHON, Config
@@ -159,17 +160,31 @@ def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = N
     return BaseImages(builder, runtime)
 
 
-def resolve_builder_base(config: Config, engine: Engine, log: Log) -> str:
-    """The builder base to use: local, pulled, or bootstrapped when a Debian suite is configured."""
-    ref = pinned_manylinux_image(config.builder_base, machine()) or config.builder_base
+def _resolve(ref: str, role: Literal["builder", "runtime"], config: Config, engine: Engine, log: Log) -> str:
+    """A base image that is local, pulled, or bootstrapped when a Debian suite is configured."""
     if engine.image_id(ref):
         return ref
-    log.info(f"pulling the builder base {ref}")
+    log.info(f"pulling the {role} base {ref}")
     if engine.pull(ref):
         return ref
+    bootstrapped = f"wheelbarrow/{role}-base:{config.debian_suite}"
+    if config.debian_suite and engine.image_id(bootstrapped):
+        log.info(f"{ref} cannot be pulled; using {bootstrapped} (run 'wheelbarrow bootstrap' to refresh it)")
+        return bootstrapped
     if not config.debian_suite:
-        msg = f"the builder base {ref} is not local and cannot be pulled"
+        msg = f"the {role} base {ref} is not local and cannot be pulled"
         tip = 'Set debian-suite = "bookworm" to bootstrap one from Debian packages, or docker load the image.'
         raise BootstrapError(msg, tip=tip)
-    log.info(f"{ref} cannot be pulled; bootstrapping a local builder base from Debian {config.debian_suite}")
-    return bootstrap(config, engine, log).builder
+    log.info(f"{ref} cannot be pulled; bootstrapping a local {role} base from Debian {config.debian_suite}")
+    bases = bootstrap(config, engine, log)
+    return bases.builder if role == "builder" else bases.runtime
+
+
+def resolve_builder_base(config: Config, engine: Engine, log: Log) -> str:
+    """The builder base: a manylinux policy name resolves to the image cibuildwheel pins."""
+    ref = pinned_manylinux_image(config.builder_base, machine()) or config.builder_base
+    return _resolve(ref, "builder", config, engine, log)
+
+
+def resolve_runtime_base(config: Config, engine: Engine, log: Log) -> str:
+    return _resolve(config.runtime_base, "runtime", config, engine, log)

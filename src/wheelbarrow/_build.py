@@ -62,7 +62,9 @@ def _offline_env(epoch: int) -> dict[str, str]:
     return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_IN_IMAGE, "SOURCE_DATE_EPOCH": str(epoch)}
 
 
-def cibuildwheel_env(plan: BuildPlan, builder: Builder, engine: Engine, epoch: int) -> dict[str, str]:
+def cibuildwheel_env(
+    plan: BuildPlan, builder: Builder, engine: Engine, epoch: int, exclude: tuple[str, ...] = ()
+) -> dict[str, str]:
     """The whole cibuildwheel configuration of one build, as environment variables."""
     inner = " ".join(f"{k}={v}" for k, v in _offline_env(epoch).items())
     engine_config = (
@@ -78,7 +80,7 @@ def cibuildwheel_env(plan: BuildPlan, builder: Builder, engine: Engine, epoch: i
         "CIBW_BEFORE_ALL_LINUX": "",
         "CIBW_BEFORE_BUILD_LINUX": "wheelbarrow-check-offline",
         "CIBW_BUILD_FRONTEND": "build",
-        "CIBW_REPAIR_WHEEL_COMMAND_LINUX": repair_command(),
+        "CIBW_REPAIR_WHEEL_COMMAND_LINUX": repair_command(exclude),
         "CIBW_TEST_COMMAND": "",
         "CIBW_BUILD_VERBOSITY": "1",
     }
@@ -93,18 +95,30 @@ def _cause_lines(result: Result, limit: int = 15) -> str:
     return "\n".join((causes or body)[-limit:])
 
 
-def build_sdist(
-    sdist: Fetched, plan: BuildPlan, builder: Builder, engine: Engine, work: Path, log: Log, epoch: int
-) -> RepairedWheel:
+@dataclass(frozen=True)
+class BuildContext:
+    """What every build of one run shares."""
+
+    plan: BuildPlan
+    builder: Builder
+    engine: Engine
+    work: Path
+    log: Log
+    epoch: int
+    exclude: tuple[str, ...] = ()  # sonames the repair leaves to the runtime base
+
+
+def build_sdist(sdist: Fetched, ctx: BuildContext) -> RepairedWheel:
     """Compile and repair one sdist with cibuildwheel; return the repaired wheel."""
+    plan, work = ctx.plan, ctx.work
     out_dir = work / f"out-{sdist.name}"
     out_dir.mkdir(parents=True)
     argv = [which("cibuildwheel"), "--platform", "linux", "--output-dir", str(out_dir), str(sdist.path)]
     try:
-        run(argv, log, env=cibuildwheel_env(plan, builder, engine, epoch), stream=True)
+        run(argv, ctx.log, env=cibuildwheel_env(plan, ctx.builder, ctx.engine, ctx.epoch, ctx.exclude), stream=True)
     except CommandFailed as err:
         raise _build_error(sdist, err.result, plan) from err
-    return one_repaired_wheel(out_dir, sdist.filename)
+    return one_repaired_wheel(out_dir, sdist.filename, ctx.exclude)
 
 
 def _build_error(sdist: Fetched, result: Result, plan: BuildPlan) -> Exception:
@@ -130,10 +144,9 @@ def _copy_project(source: Path, dest: Path) -> None:
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*IGNORED_IN_PROJECT), symlinks=True)
 
 
-def build_project_pure(
-    plan: BuildPlan, builder: Builder, engine: Engine, work: Path, log: Log, epoch: int
-) -> RepairedWheel:
+def build_project_pure(ctx: BuildContext) -> RepairedWheel:
     """``python -m build --wheel`` of the project in an offline builder container."""
+    plan, work, log = ctx.plan, ctx.work, ctx.log
     staged = work / "project-src" / plan.project.name
     _copy_project(plan.project.source, staged)
     out_dir = work / "out-project"
@@ -141,14 +154,14 @@ def build_project_pure(
     python = f"/opt/python/{plan.python_tag}-{plan.python_tag}/bin/python"
     inside = PurePosixPath("/wheelbarrow/project")
     log.info(f"copying {plan.project.source} into the builder (by copy: no host mount)")
-    with engine.container(builder.tag, network="none") as container:
+    with ctx.engine.container(ctx.builder.tag, network="none") as container:
         container.call(["mkdir", "-p", str(inside.parent), "/wheelbarrow/out"])
         container.copy_into(staged, inside)
         try:
             container.call(["wheelbarrow-check-offline"])
             container.call(
                 [python, "-m", "build", "--wheel", "--outdir", "/wheelbarrow/out", str(inside)],
-                env=_offline_env(epoch),
+                env=_offline_env(ctx.epoch),
             )
         except CommandFailed as err:
             msg = f"building the project's wheel failed in the builder:\n{_cause_lines(err.result)}"
@@ -161,14 +174,12 @@ def build_project_pure(
     return repaired
 
 
-def build_project_platform(
-    plan: BuildPlan, builder: Builder, engine: Engine, work: Path, log: Log, epoch: int
-) -> RepairedWheel:
+def build_project_platform(ctx: BuildContext) -> RepairedWheel:
     """A project with extensions goes through cibuildwheel like an sdist, from a staged copy."""
-    staged = work / "project-src" / plan.project.name
+    plan = ctx.plan
+    staged = ctx.work / "project-src" / plan.project.name
     _copy_project(plan.project.source, staged)
-    fake = Fetched(plan.project.name, plan.project.version, staged, "")
-    return build_sdist(fake, plan, builder, engine, work, log, epoch)
+    return build_sdist(Fetched(plan.project.name, plan.project.version, staged, ""), ctx)
 
 
 def source_date_epoch(project_dir: Path, log: Log) -> int:

@@ -13,7 +13,7 @@ from ._bootstrap import bootstrap
 from ._config import OPTIONS, Config, load_config
 from ._engine import Engine
 from ._log import Log
-from ._pipeline import BUILD, PLAN, execute
+from ._pipeline import BUILD, IMAGE, PLAN, VERIFY, execute
 from .errors import ConfigError, WheelbarrowError
 
 
@@ -36,10 +36,12 @@ def _parser() -> argparse.ArgumentParser:
         help="override a [tool.wheelbarrow] key (repeatable; lists are comma-separated)",
     )
     for option in OPTIONS:
-        if option.key in {"python", "wheelhouse", "builder-base", "debian-suite", "lock"}:
+        if option.key in {"python", "wheelhouse", "builder-base", "runtime-base", "debian-suite", "lock", "image-tag"}:
             common.add_argument(f"--{option.key}", dest=f"opt_{option.key}", metavar="VALUE", help=option.help)
     sub.add_parser("plan", parents=[common], help="print what would be fetched and built")
     sub.add_parser("build", parents=[common], help="build the wheelhouse (lock, fetch, build, repair)")
+    sub.add_parser("image", parents=[common], help="build the runtime image from the wheelhouse, then verify it")
+    sub.add_parser("verify", parents=[common], help="check the runtime image with the network off")
     boot = sub.add_parser("bootstrap", parents=[common], help="make local base images from Debian packages")
     boot.add_argument("--suite", help="Debian suite (default: debian-suite from the config)")
     return parser
@@ -73,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 execute(config, log, PLAN)
             case "build":
                 execute(config, log, BUILD)
+            case "image":
+                execute(config, log, IMAGE)
+            case "verify":
+                execute(config, log, VERIFY)
             case "bootstrap":
                 bootstrap(config, Engine(log, name=config.engine), log, suite=args.suite)
     except WheelbarrowError as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from packaging.utils import canonicalize_name
 from .errors import ConfigError
 
 ProjectBuild = Literal["auto", "pure", "platform"]
+RepairPolicy = Literal["exclude-base", "vendor-all"]
+ImageBuilder = Literal["auto", "buildkit", "legacy"]
 
 #: glibc of each Debian suite wheelbarrow can bootstrap; it bounds the wheels
 #: that fit the runtime image.
@@ -32,7 +35,7 @@ DEBIAN_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
 @dataclass(frozen=True)
 class Option:
     key: str
-    kind: Literal["str", "list", "choice"]
+    kind: Literal["str", "list", "argv", "bool", "choice"]
     default: str | tuple[str, ...]
     help: str
     choices: tuple[str, ...] = ()
@@ -90,6 +93,35 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "Highest glibc of the target (default: from debian-suite, else the manylinux policy).",
     ),
+    Option(
+        "runtime-base",
+        "str",
+        "python:3.11-slim",
+        "Runtime base image: the wheelhouse is repaired for it and installed into it "
+        "(bootstrapped from debian-suite when it cannot be pulled).",
+    ),
+    Option(
+        "repair-policy",
+        "choice",
+        "exclude-base",
+        "exclude-base: libraries that must be single in a process (libssl, libcrypto) are not grafted when the "
+        "runtime base provides them; vendor-all: graft everything auditwheel finds.",
+        choices=get_args(RepairPolicy),
+    ),
+    Option(
+        "runtime-dockerfile", "str", "", "The runtime Dockerfile (default: wheelbarrow's docker/runtime.Dockerfile)."
+    ),
+    Option("image-tag", "str", "", "Tag of the runtime image (default: <project>:<version>)."),
+    Option("command", "argv", (), "The image's command (e.g. gunicorn --bind 0.0.0.0:8000 app:app)."),
+    Option("port", "str", "", "The port the image exposes."),
+    Option("keep-pip", "bool", "false", "Keep pip and setuptools in the runtime venv (they are not needed to run)."),
+    Option(
+        "image-builder",
+        "choice",
+        "auto",
+        "buildkit or legacy docker builder for the runtime image (auto: BuildKit when the client has it).",
+        choices=get_args(ImageBuilder),
+    ),
 )
 
 _BY_KEY = {o.key: o for o in OPTIONS}
@@ -113,6 +145,14 @@ class Config:
     engine: str
     project_build: ProjectBuild
     glibc: str
+    runtime_base: str
+    repair_policy: RepairPolicy
+    runtime_dockerfile: Path | None
+    image_tag: str
+    command: tuple[str, ...]
+    port: str
+    keep_pip: bool
+    image_builder: ImageBuilder
 
     @property
     def python_tag(self) -> str:
@@ -130,7 +170,20 @@ def _did_you_mean(key: str) -> str:
 
 
 def _coerce(option: Option, value: object, source: str) -> str | tuple[str, ...]:
-    if option.kind == "list":
+    if option.kind == "bool":
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str) and value.lower() in _BOOLS:
+            return _BOOLS[value.lower()]
+        msg = f"{source}: '{option.key}' must be true or false, not {value!r}"
+        raise ConfigError(msg, tip=f"Write it as {option.key} = true (or false).")
+    if option.kind == "argv" and isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as err:
+            msg = f"{source}: '{option.key}' is not a valid command line: {err}"
+            raise ConfigError(msg, tip=f'Write it as a list: {option.key} = ["prog", "arg"].') from err
+    if option.kind in ("list", "argv"):
         if isinstance(value, str):
             return tuple(v for v in re.split(r"[,\s]+", value) if v)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -145,6 +198,9 @@ def _coerce(option: Option, value: object, source: str) -> str | tuple[str, ...]
         msg = f"{source}: '{option.key}' is {value!r}, which is not one of {allowed}"
         raise ConfigError(msg, tip=f"Set {option.key} to one of {allowed}.")
     return value
+
+
+_BOOLS = {"true": "true", "1": "true", "yes": "true", "false": "false", "0": "false", "no": "false"}
 
 
 def _check_keys(keys: object, source: str) -> None:
@@ -254,6 +310,11 @@ def _finish(
     project_build = s("project-build")
     assert project_build in get_args(ProjectBuild)
     lock = s("lock")
+    port = s("port")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        msg = f"port is {port!r}, expected a TCP port number"
+        raise ConfigError(msg, tip='Set port = "8000" in [tool.wheelbarrow].')
+    dockerfile = s("runtime-dockerfile")
     return Config(
         project_dir=project_dir,
         project_name=name,
@@ -271,6 +332,14 @@ def _finish(
         engine=s("engine"),
         project_build=project_build,  # type: ignore[arg-type]
         glibc=glibc,
+        runtime_base=s("runtime-base"),
+        repair_policy=s("repair-policy"),  # type: ignore[arg-type]
+        runtime_dockerfile=project_dir / dockerfile if dockerfile else None,
+        image_tag=s("image-tag") or f"{name}:{version}",
+        command=t("command"),
+        port=port,
+        keep_pip=s("keep-pip") == "true",
+        image_builder=s("image-builder"),  # type: ignore[arg-type]
     )
 
 

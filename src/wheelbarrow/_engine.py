@@ -64,15 +64,24 @@ class Engine:
         build_args: Mapping[str, str] | None = None,
         network: str = "host",
         labels: Mapping[str, str] | None = None,
+        buildkit: bool | None = None,
     ) -> str:
-        """``docker build`` a context (sent through the API) and return the image id."""
+        """``docker build`` a context (sent through the API) and return the image id.
+
+        ``buildkit`` picks the builder (None: the client's default).
+        """
         argv: list[str] = ["build", "--network", network, "-t", tag, "-f", str(dockerfile)]
+        env: dict[str, str] = {}
+        if buildkit is not None:
+            env["DOCKER_BUILDKIT"] = "1" if buildkit else "0"
+        if buildkit:
+            argv += ["--progress", "plain"]
         for key, value in (build_args or {}).items():
             argv += ["--build-arg", f"{key}={value}"]
         for key, value in (labels or {}).items():
             argv += ["--label", f"{key}={value}"]
         try:
-            self._run(*argv, str(context), stream=True)
+            self._run(*argv, str(context), stream=True, env=env)
         except CommandFailed as err:
             msg = f"building image {tag} failed:\n{err.result.tail()}"
             raise EngineError(
@@ -91,6 +100,14 @@ class Engine:
         image = self.image_id(tag)
         assert image is not None
         return image
+
+    def run_image(
+        self, image: str, argv: Sequence[str], *, network: str = "none", stdin: bytes | None = None
+    ) -> Result:
+        """``docker run --rm`` one command in a fresh container of ``image`` (checked by the caller)."""
+        args = ["run", "--rm", "-i" if stdin is not None else "--init", "--network", network]
+        args += ["--label", f"{RUN_LABEL}={self.run_id}", "--entrypoint", argv[0], image, *argv[1:]]
+        return self._run(*args, stdin=stdin, check=False)
 
     def remove_leftovers(self) -> None:
         """Remove every container this run created (cibuildwheel's included); never raises."""

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import _bootstrap, _build, _fetch, _lock, _plan, _wheelhouse
+from . import _bootstrap, _build, _fetch, _image, _lock, _plan, _repair, _verify, _wheelhouse
 from ._config import Config
 from ._engine import Engine
 from ._fetch import Fetched, sha256_of
 from ._log import Log
 from ._repair import RepairedWheel, platform_tag
+from .errors import VerifyError
 
 
 @dataclass
@@ -40,9 +41,13 @@ class Run:
     build_requirements: tuple[Path, ...] = ()
     builder: _build.Builder | None = None
     builder_base: str = ""
+    runtime_base: str = ""
+    runtime_base_id: str = ""
+    exclude: tuple[str, ...] = ()
     epoch: int = 0
     built: list[tuple[Fetched | None, RepairedWheel]] = field(default_factory=list)
     manifest: _wheelhouse.Manifest | None = None
+    image: _image.Image | None = None
 
     def need_plan(self) -> _plan.BuildPlan:
         assert self.plan is not None, "the plan stage runs before this one"
@@ -75,9 +80,22 @@ def stage_fetch(run: Run) -> None:
     run.log.info(f"build requirements: {', '.join(p.name for p in run.build_requirements)}")
 
 
+def stage_bases(run: Run) -> None:
+    """Both base images, and what the runtime base provides that the repair must not graft."""
+    run.builder_base = _bootstrap.resolve_builder_base(run.config, run.engine, run.log)
+    run.runtime_base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
+    run.runtime_base_id = run.engine.image_id(run.runtime_base) or ""
+    ldconfig = run.engine.run_image(run.runtime_base, ["ldconfig", "-p"])
+    provided = _repair.parse_ldconfig(ldconfig.output) if ldconfig.returncode == 0 else frozenset()
+    run.exclude = _repair.base_exclusions(run.config.repair_policy, provided)
+    policy = run.config.repair_policy
+    left = ", ".join(run.exclude) or "nothing"
+    run.log.info(f"builder base {run.builder_base}; runtime base {run.runtime_base}")
+    run.log.info(f"repair policy {policy}: leaving {left} to the runtime base")
+
+
 def stage_builder(run: Run) -> None:
     plan = run.need_plan()
-    run.builder_base = _bootstrap.resolve_builder_base(run.config, run.engine, run.log)
     run.builder = _build.prepare_builder(plan, run.builder_base, run.build_requirements, run.engine)
     run.log.info(f"builder image {run.builder.tag} ({run.builder.image_id[:19]})")
 
@@ -86,12 +104,13 @@ def stage_build(run: Run) -> None:
     plan, builder = run.need_plan(), run.builder
     assert builder is not None
     run.epoch = _build.source_date_epoch(plan.project.source, run.log)
+    ctx = _build.BuildContext(plan, builder, run.engine, run.work, run.log, run.epoch, run.exclude)
     for sdist in run.sdists:
         run.log.info(f"building {sdist.filename} with cibuildwheel (network off)")
-        run.built.append((sdist, _build.build_sdist(sdist, plan, builder, run.engine, run.work, run.log, run.epoch)))
+        run.built.append((sdist, _build.build_sdist(sdist, ctx)))
     build_project = {"pure": _build.build_project_pure, "cibuildwheel": _build.build_project_platform}
     run.log.info(f"building the project {plan.project.name} ({plan.project.engine}, network off)")
-    project_wheel = build_project[plan.project.engine](plan, builder, run.engine, run.work, run.log, run.epoch)
+    project_wheel = build_project[plan.project.engine](ctx)
     run.built.append((None, project_wheel))
     for _, wheel in run.built:
         libs = ", ".join(wheel.grafted) or "none"
@@ -118,6 +137,7 @@ def stage_wheelhouse(run: Run) -> None:
             sdist={"file": sdist.filename, "sha256": sdist.sha256} if sdist else None,
             builder_image_id=builder.image_id,
             grafted_libraries=repaired.grafted,
+            expected_from_base=repaired.expected_from_base,
         )
         entries.append((repaired.path, entry))
     entries.sort(key=lambda pair: pair[1].name)
@@ -130,6 +150,12 @@ def stage_wheelhouse(run: Run) -> None:
             "glibc": f"{plan.glibc[0]}.{plan.glibc[1]}",
         },
         lock={"file": lock.source.name, "kind": lock.kind, "sha256": sha256_of(lock.source)},
+        runtime_base={
+            "image": run.runtime_base,
+            "image_id": run.runtime_base_id,
+            "repair_policy": run.config.repair_policy,
+            "provides": list(run.exclude),
+        },
         builder={
             "image": builder.tag,
             "image_id": builder.image_id,
@@ -149,16 +175,36 @@ def stage_wheelhouse(run: Run) -> None:
         run.log.info(f"  {entry.file}  [{entry.origin}{libs}]")
 
 
+def stage_image(run: Run) -> None:
+    run.image = _image.build_image(run.config, run.engine, run.log)
+
+
+def stage_verify(run: Run) -> None:
+    if run.image is not None:
+        tag, manifest = run.image.tag, run.image.manifest
+    else:
+        tag, (manifest, _) = run.config.image_tag, _image.read_wheelhouse(run.config.wheelhouse)
+    if run.engine.image_id(tag) is None:
+        msg = f"there is no image {tag} to verify"
+        raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
+    base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
+    checks = _verify.verify_image(run.engine, tag, base, manifest, run.log)
+    run.log.info(f"image {tag}: all {len(checks)} checks passed (network off)")
+
+
 Stage = tuple[str, Callable[[Run], None]]
 PLAN: tuple[Stage, ...] = (("lock", stage_lock), ("plan", stage_plan))
 BUILD: tuple[Stage, ...] = (
     ("engine", stage_engine),
     *PLAN,
     ("fetch", stage_fetch),
+    ("bases", stage_bases),
     ("builder", stage_builder),
     ("build + repair", stage_build),
     ("wheelhouse", stage_wheelhouse),
 )
+IMAGE: tuple[Stage, ...] = (("engine", stage_engine), ("image", stage_image), ("verify", stage_verify))
+VERIFY: tuple[Stage, ...] = (("engine", stage_engine), ("verify", stage_verify))
 
 
 def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD) -> Run:
@@ -170,6 +216,6 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD) -> Run:
                 stage(run)
     finally:
         shutil.rmtree(run.work, ignore_errors=True)
-        if any(name in {"builder", "build + repair"} for name, _ in stages):
+        if any(name in {"builder", "build + repair", "image", "verify"} for name, _ in stages):
             run.engine.remove_leftovers()
     return run

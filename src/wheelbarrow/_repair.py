@@ -11,16 +11,51 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
+from typing import assert_never
 
 from packaging.utils import parse_wheel_filename
 
+from ._config import RepairPolicy
 from .errors import RepairProducedManyWheelsError, RepairProducedNoWheelError
 
+#: Libraries of which a process must load only one copy: a second OpenSSL next to
+#: the one Python's ssl module uses can crash (psycopg2's docs warn of it).
+SINGLE_IN_PROCESS = ("libssl.so.*", "libcrypto.so.*")
 
-def repair_command() -> str:
+
+def repair_command(exclude: tuple[str, ...] = ()) -> str:
     """The repair step cibuildwheel runs in the container for each platform wheel."""
-    return "auditwheel repair -w {dest_dir} {wheel}"
+    return " ".join(["auditwheel repair -w {dest_dir} {wheel}", *(f"--exclude {soname}" for soname in exclude)])
+
+
+def parse_ldconfig(output: str) -> frozenset[str]:
+    """Sonames in ``ldconfig -p`` output (``\tlibssl.so.3 (libc6,x86-64) => /lib/...``)."""
+    return frozenset(line.split()[0] for line in output.splitlines() if "=>" in line and line.startswith(("\t", " ")))
+
+
+def base_exclusions(policy: RepairPolicy, runtime_sonames: frozenset[str]) -> tuple[str, ...]:
+    """What not to graft: single-in-process libraries the runtime base already provides."""
+    match policy:
+        case "vendor-all":
+            return ()
+        case "exclude-base":
+            return tuple(sorted(s for s in runtime_sonames if any(fnmatch(s, p) for p in SINGLE_IN_PROCESS)))
+        case _:
+            assert_never(policy)
+
+
+def referenced_sonames(wheel: Path, sonames: tuple[str, ...]) -> tuple[str, ...]:
+    """Which of ``sonames`` the wheel's shared objects name (in their dynamic string tables)."""
+    wanted = {s: b"\0" + s.encode() + b"\0" for s in sonames}
+    found: set[str] = set()
+    with zipfile.ZipFile(wheel) as archive:
+        for name in archive.namelist():
+            if ".so" in PurePosixPath(name).name:
+                data = archive.read(name)
+                found.update(s for s, needle in wanted.items() if needle in data)
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True)
@@ -28,6 +63,7 @@ class RepairedWheel:
     path: Path
     platform_tag: str
     grafted: tuple[str, ...]
+    expected_from_base: tuple[str, ...] = ()
 
 
 def is_pure(filename: str) -> bool:
@@ -53,7 +89,7 @@ def grafted_libraries(wheel: Path) -> tuple[str, ...]:
     )
 
 
-def one_repaired_wheel(out_dir: Path, what: str) -> RepairedWheel:
+def one_repaired_wheel(out_dir: Path, what: str, exclude: tuple[str, ...] = ()) -> RepairedWheel:
     """The single wheel a repair wrote into ``out_dir``, or the error for its shape."""
     match sorted(out_dir.glob("*.whl")):
         case []:
@@ -61,7 +97,8 @@ def one_repaired_wheel(out_dir: Path, what: str) -> RepairedWheel:
             tip = "Run 'auditwheel show' on the raw wheel in the builder; its policy may be too strict for the base."
             raise RepairProducedNoWheelError(msg, tip=tip)
         case [repaired]:
-            return RepairedWheel(repaired, platform_tag(repaired.name), grafted_libraries(repaired))
+            grafted = grafted_libraries(repaired)
+            return RepairedWheel(repaired, platform_tag(repaired.name), grafted, referenced_sonames(repaired, exclude))
         case several:
             names = ", ".join(p.name for p in several)
             msg = f"repairing {what} produced {len(several)} wheels: {names}"

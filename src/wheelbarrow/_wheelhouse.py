@@ -55,6 +55,7 @@ class WheelEntry:
     sdist: dict[str, str] | None = None
     builder_image_id: str | None = None
     grafted_libraries: tuple[str, ...] = ()
+    expected_from_base: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class Manifest:
     project: dict[str, str]
     target: dict[str, str]
     lock: dict[str, str]
+    runtime_base: dict[str, Any]
     builder: dict[str, Any]
     source_date_epoch: int
     build_requirements: tuple[dict[str, str], ...]
@@ -81,12 +83,20 @@ class Manifest:
                 msg = f"manifest_version {data.get('manifest_version')!r} is not {MANIFEST_VERSION}"
                 raise WheelhouseError(msg, tip="Rebuild the wheelhouse with this wheelbarrow.")
             wheels = tuple(
-                WheelEntry(**{**w, "grafted_libraries": tuple(w.get("grafted_libraries", ()))}) for w in data["wheels"]
+                WheelEntry(
+                    **{
+                        **w,
+                        "grafted_libraries": tuple(w.get("grafted_libraries", ())),
+                        "expected_from_base": tuple(w.get("expected_from_base", ())),
+                    }
+                )
+                for w in data["wheels"]
             )
             return cls(
                 project=data["project"],
                 target=data["target"],
                 lock=data["lock"],
+                runtime_base=data["runtime_base"],
                 builder=data["builder"],
                 source_date_epoch=int(data["source_date_epoch"]),
                 build_requirements=tuple(data["build_requirements"]),

@@ -26,6 +26,7 @@ __all__ = [
     "StaleLockError",
     "ToolMissingError",
     "UnhashedRequirementError",
+    "VerifyError",
     "WheelbarrowError",
     "WheelhouseError",
 ]
@@ -133,3 +134,9 @@ class WheelhouseError(WheelbarrowError):
     """The wheelhouse could not be assembled or is inconsistent."""
 
     return_code = 10
+
+
+class VerifyError(WheelbarrowError):
+    """The runtime image failed one of its checks."""
+
+    return_code = 11

@@ -6,7 +6,8 @@
     import wheelbarrow.nox
     nox.session(wheelbarrow.nox.build_wheels)
 
-Each helper installs wheelbarrow with its tools (poetry, poetry-plugin-export,
+(add ``nox.session(wheelbarrow.nox.image)`` and ``nox.session(wheelbarrow.nox.verify)``
+for the runtime image). Each helper installs wheelbarrow with its tools (poetry, poetry-plugin-export,
 cibuildwheel) into the session's own virtual environment, never assuming them
 on the host, and runs the same pipeline as the CLI there. A failure ends the
 session with wheelbarrow's one-line cause and fix (printed above it).
@@ -21,7 +22,7 @@ from typing import Any
 
 from . import __version__
 
-__all__ = ["build_wheels", "install_spec"]
+__all__ = ["build_wheels", "image", "install_spec", "verify"]
 
 
 def install_spec() -> str:
@@ -51,3 +52,13 @@ def _run_wheelbarrow(session: Any, command: str, project: str, extra: list[str])
 def build_wheels(session: Any, project: str = ".", wheelhouse: str | None = None) -> None:
     """Build the project's wheelhouse: lock, fetch, build and repair in an offline builder."""
     _run_wheelbarrow(session, "build", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])
+
+
+def image(session: Any, project: str = ".", wheelhouse: str | None = None) -> None:
+    """Build the runtime image from the wheelhouse, then verify it (network off)."""
+    _run_wheelbarrow(session, "image", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])
+
+
+def verify(session: Any, project: str = ".", wheelhouse: str | None = None) -> None:
+    """Check the runtime image: no compiler, non-root, every extension loads, one libssl, pip check."""
+    _run_wheelbarrow(session, "verify", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])

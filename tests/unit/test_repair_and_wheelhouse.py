@@ -7,7 +7,15 @@ import pytest
 
 from wheelbarrow import _wheelhouse
 from wheelbarrow._fetch import sha256_of
-from wheelbarrow._repair import grafted_libraries, is_pure, one_repaired_wheel, platform_tag
+from wheelbarrow._repair import (
+    base_exclusions,
+    grafted_libraries,
+    is_pure,
+    one_repaired_wheel,
+    parse_ldconfig,
+    platform_tag,
+    repair_command,
+)
 from wheelbarrow._wheelhouse import Manifest, WheelEntry, entry_for, requirements_text
 from wheelbarrow.errors import RepairProducedManyWheelsError, RepairProducedNoWheelError, WheelhouseError
 
@@ -51,6 +59,7 @@ def manifest(*wheels: WheelEntry) -> Manifest:
         project={"name": "demo", "version": "1"},
         target={"python": "3.11"},
         lock={"file": "poetry.lock"},
+        runtime_base={"image": "wheelbarrow/runtime-base:bookworm", "provides": ["libssl.so.3"]},
         builder={"image": "b", "image_id": "sha256:0"},
         source_date_epoch=315532800,
         build_requirements=({"file": "setuptools-1-py3-none-any.whl", "sha256": "0" * 64},),
@@ -69,6 +78,7 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
         sdist={"file": "psycopg2-2.9.13.tar.gz", "sha256": "1" * 64},
         builder_image_id="sha256:abc",
         grafted_libraries=("libpq.so.5",),
+        expected_from_base=("libssl.so.3",),
     )
     assert entry.sha256 == sha256_of(wheel)
     assert entry.size == wheel.stat().st_size
@@ -132,3 +142,30 @@ def test_first_wheelhouse_is_created(tmp_path: Path) -> None:
 def test_committed_wheelhouse_readme_is_the_one_written() -> None:
     committed = Path(__file__).parents[2] / "wheelhouse" / "README.md"
     assert committed.read_text(encoding="utf-8") == _wheelhouse.README
+
+
+LDCONFIG = """\
+143 libs found in cache `/etc/ld.so.cache'
+\tlibz.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libz.so.1
+\tlibssl.so.3 (libc6,x86-64) => /lib/x86_64-linux-gnu/libssl.so.3
+\tlibcrypto.so.3 (libc6,x86-64) => /lib/x86_64-linux-gnu/libcrypto.so.3
+"""
+
+
+def test_runtime_aware_exclusions() -> None:
+    provided = parse_ldconfig(LDCONFIG)
+    assert provided == {"libz.so.1", "libssl.so.3", "libcrypto.so.3"}
+    assert base_exclusions("exclude-base", provided) == ("libcrypto.so.3", "libssl.so.3")
+    assert base_exclusions("vendor-all", provided) == ()
+    assert base_exclusions("exclude-base", frozenset({"libz.so.1"})) == ()
+    assert repair_command(("libssl.so.3",)) == "auditwheel repair -w {dest_dir} {wheel} --exclude libssl.so.3"
+
+
+def test_expected_from_base_are_the_excluded_sonames_the_wheel_names(tmp_path: Path) -> None:
+    wheel = tmp_path / "psycopg2-2.9.13-cp311-cp311-manylinux_2_34_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("psycopg2/_psycopg.so", b"\x7fELF\0libpq-1a2b.so.5.15\0libc.so.6\0")
+        archive.writestr("psycopg2.libs/libpq-1a2b.so.5.15", b"\x7fELF\0libssl.so.3\0libcrypto.so.3\0")
+    repaired = one_repaired_wheel(tmp_path, "psycopg2", ("libcrypto.so.3", "libssl.so.3", "libz.so.1"))
+    assert repaired.expected_from_base == ("libcrypto.so.3", "libssl.so.3")
+    assert repaired.grafted == ("libpq-1a2b.so.5.15",)

@@ -94,7 +94,8 @@ def demo_plan(tmp_path: Path) -> BuildPlan:
 def test_cibuildwheel_runs_offline_without_host_mount(tmp_path: Path) -> None:
     plan = demo_plan(tmp_path)
     engine = _engine.Engine(quiet(), run_id="abc123")
-    env = _build.cibuildwheel_env(plan, _build.Builder("wheelbarrow/builder:demo", "sha256:1"), engine, 315532800)
+    builder = _build.Builder("wheelbarrow/builder:demo", "sha256:1")
+    env = _build.cibuildwheel_env(plan, builder, engine, 315532800, ("libssl.so.3",))
     assert env["CIBW_BUILD"] == "cp311-manylinux_x86_64"
     assert env["CIBW_MANYLINUX_X86_64_IMAGE"] == "wheelbarrow/builder:demo"
     assert "create_args: --network none --label io.wheelbarrow.run=abc123" in env["CIBW_CONTAINER_ENGINE"]
@@ -103,6 +104,7 @@ def test_cibuildwheel_runs_offline_without_host_mount(tmp_path: Path) -> None:
     assert "SOURCE_DATE_EPOCH=315532800" in env["CIBW_ENVIRONMENT_LINUX"]
     assert env["CIBW_BEFORE_BUILD_LINUX"] == "wheelbarrow-check-offline"
     assert env["CIBW_REPAIR_WHEEL_COMMAND_LINUX"].startswith("auditwheel repair")
+    assert env["CIBW_REPAIR_WHEEL_COMMAND_LINUX"].endswith("--exclude libssl.so.3")
 
 
 COMPILE_FAILURE = """\

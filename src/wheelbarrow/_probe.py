@@ -1,0 +1,142 @@
+"""Runs INSIDE a runtime image (sent on stdin to its python) and reports what it finds, as JSON.
+
+Standard library only: it runs under the image's interpreter, not wheelbarrow's.
+``python - wheels`` lists *.whl files only (used on the base, for comparison);
+``python - full '["libssl.so.3"]'`` runs every check.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+VENV = Path("/opt/venv")
+TOOLS = ("gcc", "cc", "c++", "make", "ld")
+HEADERS = ("libpq-fe.h", "Python.h")
+SKIP = ("/proc", "/sys", "/dev")
+
+
+def wheels() -> list[str]:
+    found = []
+    for root, dirs, files in os.walk("/"):
+        dirs[:] = [d for d in dirs if os.path.join(root, d) not in SKIP]  # noqa: PTH118 - os.walk yields strings
+        found += [os.path.join(root, f) for f in files if f.endswith(".whl")]  # noqa: PTH118
+    return sorted(found)
+
+
+def tools() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for tool in TOOLS:
+        path = shutil.which(tool) or next(
+            (str(d / tool) for d in (Path("/usr/bin"), Path("/usr/local/bin"), Path("/bin")) if (d / tool).exists()),
+            None,
+        )
+        out[tool] = path
+    return out
+
+
+def headers() -> list[str]:
+    found = []
+    for top in ("/usr/include", "/usr/local/include", "/opt"):
+        for root, _dirs, files in os.walk(top):
+            found += [os.path.join(root, f) for f in files if f in HEADERS]  # noqa: PTH118
+    return sorted(found)
+
+
+def site_packages() -> Path | None:
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        return None
+    out = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def extensions(site: Path) -> list[dict[str, object]]:
+    results: list[dict[str, object]] = []
+    for path in sorted(site.rglob("*.so*")):
+        if not path.is_file():
+            continue
+        ldd = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=False)
+        missing = [line.split()[0] for line in ldd.stdout.splitlines() if "not found" in line]
+        relative = path.relative_to(site)
+        is_module = not any(part.endswith(".libs") for part in relative.parts[:-1]) and path.suffix == ".so"
+        module = ".".join([*relative.parts[:-1], relative.name.split(".")[0]]) if is_module else None
+        error = None
+        if module:
+            try:
+                importlib.import_module(module)
+            except Exception as err:  # noqa: BLE001 - any import failure is the finding
+                error = f"{type(err).__name__}: {err}"
+        results.append({"file": str(relative), "module": module, "missing": missing, "import_error": error})
+    return results
+
+
+def libssl_mapped() -> list[str]:
+    import ssl  # noqa: F401, PLC0415 - mapped on purpose: Python's own OpenSSL
+
+    maps = Path("/proc/self/maps").read_text(encoding="utf-8").splitlines()
+    paths = {line.split()[-1] for line in maps if "/" in line}
+    return sorted(p for p in paths if Path(p).name.startswith("libssl"))
+
+
+def provided(sonames: list[str]) -> dict[str, bool]:
+    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=False).stdout
+    names = {line.split()[0] for line in cache.splitlines() if "=>" in line}
+    return {s: s in names for s in sonames}
+
+
+def pip_check() -> dict[str, object]:
+    env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "HOME": tempfile.gettempdir()}
+    venv_pip = VENV / "bin" / "pip"
+    if venv_pip.exists():
+        argv = [str(venv_pip), "check"]
+        how = "pip in the venv"
+    else:  # pip is not in the venv: a throwaway pip checks it from outside
+        checker = Path(tempfile.mkdtemp()) / "checker"
+        made = subprocess.run([sys.executable, "-m", "venv", str(checker)], capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            return {"ok": False, "how": "no pip available", "output": made.stderr[-2000:]}
+        argv = [str(checker / "bin" / "pip"), "--python", str(VENV / "bin" / "python"), "check"]
+        how = "pip from outside the venv"
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    return {"ok": out.returncode == 0, "how": how, "output": (out.stdout + out.stderr)[-2000:]}
+
+
+def main() -> None:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "full"
+    if mode == "wheels":
+        print(json.dumps({"wheels": wheels()}))
+        return
+    expected = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
+    site = site_packages()
+    if site is not None:
+        sys.path.insert(0, str(site))
+    report = {
+        "uid": os.getuid(),
+        "python": sysconfig.get_python_version(),
+        "tools": tools(),
+        "headers": headers(),
+        "extensions": extensions(site) if site else [],
+        "libssl_mapped": libssl_mapped(),
+        "expected_from_base": provided(expected),
+        "wheels": wheels(),
+        "pip_check": pip_check() if site else {"ok": False, "how": "no venv", "output": ""},
+        "venv_writable": os.access(VENV / "lib", os.W_OK),
+    }
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

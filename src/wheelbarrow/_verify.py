@@ -1,0 +1,92 @@
+"""Stage 8, verify: prove the runtime image is what it claims, with the network off.
+
+:mod:`wheelbarrow._probe` runs inside a container of the image (as the
+image's own user, ``--network none``) and reports; this module judges:
+
+* no compiler or build tool (gcc, cc, c++, make, ld), no libpq-fe.h or Python.h;
+* the process is not root, and cannot write to the venv;
+* every extension module in the venv imports, and ``ldd`` finds every library
+  of every shared object in site-packages;
+* after importing them (and ``ssl``) exactly one libssl is mapped;
+* every library the manifest expects from the base is there;
+* no ``*.whl`` beyond those the base image itself ships;
+* ``pip check`` is clean (run from outside the venv when pip is not in it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._engine import Engine
+from ._log import Log
+from ._wheelhouse import Manifest
+from .errors import VerifyError
+
+PROBE = Path(__file__).with_name("_probe.py")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def probe(engine: Engine, image: str, args: list[str], python: str) -> dict[str, Any]:
+    result = engine.run_image(image, [python, "-", *args], stdin=PROBE.read_bytes())
+    try:
+        report: dict[str, Any] = json.loads(result.output.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError) as err:
+        msg = f"the image check could not run in {image}:\n{result.tail(15)}"
+        raise VerifyError(msg, tip=f"Run 'docker run --rm -it {image} sh' and look around.") from err
+    return report
+
+
+def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) -> list[Check]:
+    """Turn a probe report into checks. Pure: unit-tested on recorded reports."""
+    tools = {k: v for k, v in report["tools"].items() if v}
+    broken = [e for e in report["extensions"] if e["missing"] or e["import_error"]]
+    modules = [e for e in report["extensions"] if e["module"]]
+    expected = report["expected_from_base"]
+    extra_wheels = sorted(set(report["wheels"]) - set(base_wheels))
+    ssl = report["libssl_mapped"]
+    pip = report["pip_check"]
+    wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
+    return [
+        Check("no compiler or build tool", not tools, ", ".join(f"{k}={v}" for k, v in tools.items()) or "none found"),
+        Check("no C headers (libpq-fe.h, Python.h)", not report["headers"], ", ".join(report["headers"]) or "none"),
+        Check("runs as non-root", report["uid"] != 0, f"uid {report['uid']}"),
+        Check("venv not writable by the runtime user", not report["venv_writable"], "/opt/venv"),
+        Check(
+            "every extension imports and ldd finds its libraries",
+            bool(modules) and not broken,
+            "; ".join(f"{e['file']}: {e['import_error'] or 'missing ' + ', '.join(e['missing'])}" for e in broken)
+            or f"{len(modules)} modules, {len(report['extensions'])} shared objects",
+        ),
+        Check("exactly one libssl mapped", len(ssl) == 1, ", ".join(ssl) or "none"),
+        Check(
+            "libraries expected from the base are present",
+            all(expected.get(s) for s in wanted),
+            ", ".join(f"{s}: {'yes' if expected.get(s) else 'MISSING'}" for s in wanted) or "none expected",
+        ),
+        Check("no wheel files beyond the base's", not extra_wheels, ", ".join(extra_wheels) or "none"),
+        Check("pip check", bool(pip["ok"]), f"{pip['how']}: {pip['output'].strip() or 'clean'}"),
+    ]
+
+
+def verify_image(engine: Engine, image: str, base: str, manifest: Manifest, log: Log) -> list[Check]:
+    wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
+    base_wheels = probe(engine, base, ["wheels"], "python3")["wheels"]
+    report = probe(engine, image, ["full", json.dumps(wanted)], "/opt/venv/bin/python")
+    checks = judge(report, base_wheels, manifest)
+    for check in checks:
+        log.info(f"  [{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        names = "; ".join(f"{c.name} ({c.detail})" for c in failed)
+        msg = f"the image {image} failed {len(failed)} of {len(checks)} checks: {names}"
+        raise VerifyError(msg, tip="Fix the runtime base or the wheelhouse, rebuild, and run 'wheelbarrow verify'.")
+    return checks
