@@ -139,7 +139,8 @@ def postgres() -> Iterator[Postgres]:
     port = free_port()
     initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "wheelbarrow", "--pwfile", str(pwfile)]
     sh([*as_postgres, *initdb, "--auth=scram-sha-256"])
-    options = f"-c listen_addresses=127.0.0.1 -c port={port} -k {root}"
+    # max_prepared_transactions lets psycopg2's own two-phase-commit tests run instead of skipping.
+    options = f"-c listen_addresses=127.0.0.1 -c port={port} -k {root} -c max_prepared_transactions=10"
     sh([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"])
     try:
         yield Postgres(port, "wheelbarrow", password)

@@ -1,0 +1,215 @@
+"""The runtime image: built from the wheelhouse, verified, and run against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Build, Outcome, Postgres, Runner, free_port, sh, wait_for_http
+
+TAG = "example-service:0.1.0"
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    outcome: Outcome
+
+
+@pytest.fixture(scope="session")
+def example_image(wheelbarrow: Runner, example_build: Build) -> BuiltImage:
+    outcome = wheelbarrow("image", "--project", str(example_build.project))
+    if outcome.returncode != 0:
+        pytest.fail(f"wheelbarrow image failed:\n{outcome.output[-6000:]}")
+    return BuiltImage(TAG, outcome)
+
+
+def inspect(tag: str) -> dict[str, object]:
+    data: list[dict[str, object]] = json.loads(sh(["docker", "image", "inspect", tag]).output)
+    return data[0]
+
+
+def test_image_is_built_with_buildkit_and_every_check_passes(example_image: BuiltImage) -> None:
+    out = example_image.outcome.output
+    assert f"image {TAG} (sha256:" in out
+    assert "built with BuildKit" in out
+    assert "all 9 checks passed (network off)" in out
+    assert "[FAIL]" not in out
+    for check in ("no compiler or build tool", "runs as non-root: uid 10001", "exactly one libssl mapped"):
+        assert f"[PASS] {check}" in out
+
+
+def test_labels_command_port_and_user(example_image: BuiltImage, example_build: Build) -> None:
+    config = inspect(example_image.tag)["Config"]
+    assert isinstance(config, dict)
+    labels = config["Labels"]
+    requirements = (example_build.wheelhouse / "requirements.txt").read_bytes()
+    assert labels["io.wheelbarrow.wheelhouse"] == hashlib.sha256(requirements).hexdigest()
+    assert labels["org.opencontainers.image.title"] == "example-service"
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert config["Cmd"] == ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "example_service:app"]
+    assert "8000/tcp" in config["ExposedPorts"]
+    assert config["User"] == "10001:10001"
+
+
+def test_no_wheel_file_in_any_layer_of_ours(example_image: BuiltImage, tmp_path: Path) -> None:
+    """The layers the image adds on top of its base hold no .whl (the base's own ensurepip wheels aside)."""
+    base = "wheelbarrow/runtime-base:bookworm"
+    image_layers = inspect(example_image.tag)["RootFS"]["Layers"]  # type: ignore[index]
+    base_layers = inspect(base)["RootFS"]["Layers"]  # type: ignore[index]
+    ours = len(image_layers) - len(base_layers)  # type: ignore[arg-type]
+    assert ours >= 1
+    archive = tmp_path / "image.tar"
+    sh(["docker", "save", "-o", str(archive), example_image.tag])
+    with tarfile.open(archive) as saved:
+        manifest = json.load(saved.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer_files = manifest[0]["Layers"][-ours:]
+        names: list[str] = []
+        for layer in layer_files:
+            with tarfile.open(fileobj=saved.extractfile(layer)) as inner:  # type: ignore[arg-type]
+                names += inner.getnames()
+    assert any(n.startswith("opt/venv/") for n in names)
+    assert [n for n in names if n.endswith(".whl")] == []
+    assert not any(Path(n).name == "pip" for n in names if n.startswith("opt/venv/bin/"))
+
+
+def test_legacy_builder_builds_the_same_venv(wheelbarrow: Runner, example_build: Build) -> None:
+    tag = "example-service:legacy-builder"
+    out = wheelbarrow(
+        "image", "--project", str(example_build.project), "-C", "image-builder=legacy", "--image-tag", tag
+    )
+    assert out.returncode == 0, out.output[-4000:]
+    assert "built with the legacy builder" in out.output
+    assert "all 9 checks passed" in out.output
+    freeze = (
+        "/opt/venv/bin/python -c 'import importlib.metadata as m; print(sorted(d.name for d in m.distributions()))'"
+    )
+    legacy = sh(["docker", "run", "--rm", "--network", "none", tag, "sh", "-c", freeze]).output
+    buildkit = sh(["docker", "run", "--rm", "--network", "none", TAG, "sh", "-c", freeze]).output
+    assert legacy == buildkit
+    assert "'pip'" not in legacy
+    sh(["docker", "rmi", tag])
+
+
+def test_tampered_wheel_stops_the_image_build(wheelbarrow: Runner, example_build: Build, tmp_path: Path) -> None:
+    tampered = tmp_path / "wheelhouse"
+    shutil.copytree(example_build.wheelhouse, tampered)
+    (wheel,) = tampered.glob("gunicorn-*.whl")
+    data = bytearray(wheel.read_bytes())
+    data[-100] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    tag = "example-service:tampered"
+    out = wheelbarrow(
+        "image", "--project", str(example_build.project), "--wheelhouse", str(tampered), "--image-tag", tag
+    )
+    assert out.returncode == 10
+    assert re.search(
+        r"ERROR: gunicorn-23\.0\.0-py3-none-any\.whl has sha256 \w+, but the wheelhouse lock says", out.output
+    )
+    assert "Traceback" not in out.output
+    assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0  # nothing was built
+
+
+def test_service_runs_as_configured_user_against_postgres(example_image: BuiltImage, postgres: Postgres) -> None:
+    port = free_port()
+    name = f"wheelbarrow-test-image-{os.getpid()}"
+    sh(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "-e",
+            f"DATABASE_URL={postgres.dsn}",
+            example_image.tag,
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "example_service:app",
+        ]
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/health")
+        with urllib.request.urlopen(f"{base}/health") as response:
+            assert json.loads(response.read())["status"] == "ok"
+        request = urllib.request.Request(f"{base}/notes", data=b"from the slim image", method="POST")
+        with urllib.request.urlopen(request) as response:
+            note_id = json.loads(response.read())["id"]
+        with urllib.request.urlopen(f"{base}/notes/{note_id}") as response:
+            assert json.loads(response.read())["body"] == "from the slim image"
+        assert sh(["docker", "exec", name, "id", "-u"]).output.strip() == "10001"
+    finally:
+        sh(["docker", "rm", "-f", name], check=False)
+
+
+def test_psycopg2_own_test_suite_passes_in_the_image(
+    example_image: BuiltImage, postgres: Postgres, cache_dir: Path, tmp_path: Path
+) -> None:
+    """psycopg2's tests (from its sdist) against the repaired wheel in the image, as psycopg's CI does for wheels."""
+    (sdist,) = cache_dir.glob("artifacts/*/psycopg2-2.9.13.tar.gz")
+    with tarfile.open(sdist) as archive:
+        members = [m for m in archive.getmembers() if m.name.startswith("psycopg2-2.9.13/tests/")]
+        archive.extractall(tmp_path, members=members, filter="data")
+    create = (
+        "import psycopg2, sys; c = psycopg2.connect(sys.argv[1]); c.autocommit = True; cur = c.cursor();"
+        "cur.execute('DROP DATABASE IF EXISTS psycopg2_test'); cur.execute('CREATE DATABASE psycopg2_test');"
+        "t = psycopg2.connect(sys.argv[1].replace('dbname=postgres', 'dbname=psycopg2_test')); t.autocommit = True;"
+        "t.cursor().execute('CREATE EXTENSION hstore')"
+    )
+    sh(["docker", "run", "--rm", "--network", "host", example_image.tag, "python", "-c", create, postgres.dsn])
+    name = f"wheelbarrow-test-psycopg2-suite-{os.getpid()}"
+    env = {
+        "PSYCOPG2_TESTDB": "psycopg2_test",
+        "PSYCOPG2_TESTDB_HOST": "127.0.0.1",
+        "PSYCOPG2_TESTDB_PORT": str(postgres.port),
+        "PSYCOPG2_TESTDB_USER": postgres.user,
+        "PSYCOPG2_TESTDB_PASSWORD": postgres.password,
+    }
+    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    sh(
+        [
+            "docker",
+            "create",
+            "--name",
+            name,
+            "--network",
+            "host",
+            *env_args,
+            "-w",
+            "/tmp/suite",
+            example_image.tag,
+            "python",
+            "-c",
+            "import tests; tests.unittest.main(defaultTest='tests.test_suite', verbosity=2)",
+        ]
+    )
+    try:
+        sh(["docker", "cp", str(tmp_path / "psycopg2-2.9.13" / "tests"), f"{name}:/tmp/suite"])
+        run = sh(["docker", "start", "-a", name], check=False, timeout=900)
+    finally:
+        sh(["docker", "rm", "-f", name], check=False)
+    summary = re.search(r"^Ran (\d+) tests? in [\d.]+s\n\n(OK|FAILED)(?: \((.*)\))?$", run.output, re.MULTILINE)
+    assert summary, run.output[-3000:]
+    ran, verdict, detail = int(summary[1]), summary[2], summary[3] or ""
+    reasons: dict[str, int] = {}
+    for reason in re.findall(r"\.\.\. skipped '(.*)'$", run.output, re.MULTILINE):
+        reasons[reason] = reasons.get(reason, 0) + 1
+    print(f"psycopg2 test suite in the image: ran {ran}, {verdict} {detail}")
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        print(f"  skipped by the suite itself: {count} x {reason}")
+    assert run.returncode == 0, run.output[-5000:]
+    assert verdict == "OK"
+    assert ran > 500
