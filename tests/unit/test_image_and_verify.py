@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import copy
+import hashlib
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import write_project
+from wheelbarrow import _wheelhouse
+from wheelbarrow._config import load_config
+from wheelbarrow._image import _tail, read_wheelhouse
+from wheelbarrow._verify import judge
+from wheelbarrow._wheelhouse import Manifest, entry_for
+from wheelbarrow.errors import ConfigError, WheelhouseError
+
+
+def make_wheelhouse(root: Path) -> Path:
+    wheelhouse = root / "wheelhouse"
+    sources = root / "src"
+    sources.mkdir(parents=True)
+    entries = []
+    for name in ("a", "b"):
+        path = sources / f"{name}-1-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(f"{name}/__init__.py", name)
+        entries.append((path, entry_for(path, name, "1", "index", "any")))
+    manifest = Manifest(
+        project={"name": "demo", "version": "1"},
+        target={},
+        lock={},
+        runtime_base={"image": "base", "image_id": "sha256:1"},
+        builder={},
+        source_date_epoch=0,
+        build_requirements=(),
+        wheels=tuple(e for _, e in entries),
+    )
+    with _wheelhouse.staging(wheelhouse) as stage:
+        _wheelhouse.fill(stage, entries, manifest)
+        _wheelhouse.swap_in(stage, wheelhouse)
+    return wheelhouse
+
+
+def test_a_good_wheelhouse_is_read(tmp_path: Path) -> None:
+    wheelhouse = make_wheelhouse(tmp_path)
+    manifest, sha = read_wheelhouse(wheelhouse)
+    assert [w.name for w in manifest.wheels] == ["a", "b"]
+    assert sha == hashlib.sha256((wheelhouse / "requirements.txt").read_bytes()).hexdigest()
+
+
+def test_tampered_wheel_is_refused(tmp_path: Path) -> None:
+    wheelhouse = make_wheelhouse(tmp_path)
+    (wheelhouse / "a-1-py3-none-any.whl").write_bytes(b"not the wheel")
+    with pytest.raises(WheelhouseError, match=r"a-1-py3-none-any\.whl has sha256 \w+, but the wheelhouse lock says"):
+        read_wheelhouse(wheelhouse)
+
+
+def test_extra_missing_and_absent(tmp_path: Path) -> None:
+    wheelhouse = make_wheelhouse(tmp_path)
+    (wheelhouse / "c-1-py3-none-any.whl").write_bytes(b"x")
+    with pytest.raises(WheelhouseError, match="holds wheels no lock pins: c-1"):
+        read_wheelhouse(wheelhouse)
+    (wheelhouse / "c-1-py3-none-any.whl").unlink()
+    (wheelhouse / "b-1-py3-none-any.whl").unlink()
+    with pytest.raises(WheelhouseError, match=r"b-1-py3-none-any\.whl is missing"):
+        read_wheelhouse(wheelhouse)
+    with pytest.raises(WheelhouseError, match="not a wheelbarrow wheelhouse") as caught:
+        read_wheelhouse(tmp_path / "nowhere")
+    assert "build_wheels" in caught.value.tip
+
+
+def test_dockerfile_tail_from_config(tmp_path: Path) -> None:
+    project = write_project(tmp_path, 'command = ["gunicorn", "--bind", "0.0.0.0:8000", "app:app"]\nport = "8000"')
+    tail = _tail(load_config(project, environ={}))
+    assert "EXPOSE 8000\n" in tail
+    assert 'CMD ["gunicorn", "--bind", "0.0.0.0:8000", "app:app"]\n' in tail
+
+
+def test_image_options(tmp_path: Path) -> None:
+    config = load_config(write_project(tmp_path), environ={"WHEELBARROW_COMMAND": "gunicorn --bind '0.0.0.0:80' a:b"})
+    assert config.command == ("gunicorn", "--bind", "0.0.0.0:80", "a:b")
+    assert config.image_tag == "demo:1.0"
+    assert config.keep_pip is False
+    assert config.repair_policy == "exclude-base"
+    assert load_config(tmp_path, environ={"WHEELBARROW_KEEP_PIP": "yes"}).keep_pip is True
+    with pytest.raises(ConfigError, match="must be true or false"):
+        load_config(tmp_path, environ={"WHEELBARROW_KEEP_PIP": "maybe"})
+    with pytest.raises(ConfigError, match="expected a TCP port"):
+        load_config(tmp_path, environ={"WHEELBARROW_PORT": "80000"})
+
+
+GOOD_REPORT: dict[str, Any] = {
+    "uid": 10001,
+    "python": "3.11",
+    "tools": {"gcc": None, "cc": None, "c++": None, "make": None, "ld": None},
+    "headers": [],
+    "extensions": [
+        {
+            "file": "psycopg2/_psycopg.cpython-311-x86_64-linux-gnu.so",
+            "module": "psycopg2._psycopg",
+            "missing": [],
+            "import_error": None,
+        },
+        {"file": "psycopg2.libs/libpq-1.so.5", "module": None, "missing": [], "import_error": None},
+    ],
+    "libssl_mapped": ["/usr/lib/x86_64-linux-gnu/libssl.so.3"],
+    "expected_from_base": {"libssl.so.3": True},
+    "wheels": ["/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"],
+    "pip_check": {"ok": True, "how": "pip from outside the venv", "output": "No broken requirements found."},
+    "venv_writable": False,
+}
+
+
+def manifest_expecting(*sonames: str) -> Manifest:
+    wheel = _wheelhouse.WheelEntry("psycopg2", "2.9.13", "p.whl", "0" * 64, 1, "built", "x", expected_from_base=sonames)
+    return Manifest({}, {}, {}, {}, {}, 0, (), (wheel,))
+
+
+def test_judge_passes_a_good_image() -> None:
+    checks = judge(
+        GOOD_REPORT, ["/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"], manifest_expecting("libssl.so.3")
+    )
+    assert [c.name for c in checks if not c.ok] == []
+    assert len(checks) == 9
+
+
+@pytest.mark.parametrize(
+    ("change", "failing"),
+    [
+        ({"tools": {"gcc": "/usr/bin/gcc"}}, "no compiler or build tool"),
+        ({"headers": ["/usr/include/postgresql/libpq-fe.h"]}, "no C headers (libpq-fe.h, Python.h)"),
+        ({"uid": 0}, "runs as non-root"),
+        ({"venv_writable": True}, "venv not writable by the runtime user"),
+        (
+            {"libssl_mapped": ["/usr/lib/libssl.so.3", "/opt/venv/psycopg2.libs/libssl-ab.so.3"]},
+            "exactly one libssl mapped",
+        ),
+        ({"expected_from_base": {"libssl.so.3": False}}, "libraries expected from the base are present"),
+        ({"wheels": ["/tmp/wheelhouse/a-1-py3-none-any.whl"]}, "no wheel files beyond the base's"),
+        ({"pip_check": {"ok": False, "how": "pip", "output": "a 1 requires b"}}, "pip check"),
+    ],
+)
+def test_judge_names_what_fails(change: dict[str, Any], failing: str) -> None:
+    report = copy.deepcopy(GOOD_REPORT) | change
+    checks = judge(report, GOOD_REPORT["wheels"], manifest_expecting("libssl.so.3"))
+    assert [c.name for c in checks if not c.ok] == [failing]
+
+
+def test_judge_fails_a_broken_extension() -> None:
+    report = copy.deepcopy(GOOD_REPORT)
+    report["extensions"][0]["missing"] = ["libpq.so.5"]
+    (failed,) = [c for c in judge(report, GOOD_REPORT["wheels"], manifest_expecting()) if not c.ok]
+    assert "missing libpq.so.5" in failed.detail
