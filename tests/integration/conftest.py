@@ -25,6 +25,7 @@ PROJECTS = REPO / "tests" / "projects"
 RUNTIME_BASE = "wheelbarrow/runtime-base:bookworm"
 BUILDER = "wheelbarrow/builder:example-service"
 LABEL = "io.wheelbarrow.run"
+TAG = "example-service:0.1.0"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,20 @@ def example_build(wheelbarrow: Runner, tmp_path_factory: pytest.TempPathFactory)
     if outcome.returncode != 0:
         pytest.fail(f"building the example service failed:\n{outcome.output[-6000:]}")
     return Build(project, project / "wheelhouse", outcome)
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    tag: str
+    outcome: Outcome
+
+
+@pytest.fixture(scope="session")
+def example_image(wheelbarrow: Runner, example_build: Build) -> BuiltImage:
+    outcome = wheelbarrow("image", "--project", str(example_build.project))
+    if outcome.returncode != 0:
+        pytest.fail(f"wheelbarrow image failed:\n{outcome.output[-6000:]}")
+    return BuiltImage(TAG, outcome)
 
 
 def leftover_containers() -> list[str]:

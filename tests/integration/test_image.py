@@ -9,29 +9,10 @@ import re
 import shutil
 import tarfile
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import pytest
-
-from tests.integration.conftest import Build, Outcome, Postgres, Runner, free_port, sh, wait_for_http
-
-TAG = "example-service:0.1.0"
-
-
-@dataclass(frozen=True)
-class BuiltImage:
-    tag: str
-    outcome: Outcome
-
-
-@pytest.fixture(scope="session")
-def example_image(wheelbarrow: Runner, example_build: Build) -> BuiltImage:
-    outcome = wheelbarrow("image", "--project", str(example_build.project))
-    if outcome.returncode != 0:
-        pytest.fail(f"wheelbarrow image failed:\n{outcome.output[-6000:]}")
-    return BuiltImage(TAG, outcome)
+from tests.integration.conftest import TAG, Build, BuiltImage, Postgres, Runner, free_port, sh, wait_for_http
 
 
 def inspect(tag: str) -> Any:

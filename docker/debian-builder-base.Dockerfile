@@ -1,0 +1,1 @@
+../src/wheelbarrow/docker/debian-builder-base.Dockerfile

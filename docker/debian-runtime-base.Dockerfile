@@ -1,0 +1,1 @@
+../src/wheelbarrow/docker/debian-runtime-base.Dockerfile
