@@ -14,10 +14,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tarfile
 import tempfile
+import zipfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from ._cache import key_of, sha256_of
 from ._cmd import CommandFailed, Result, run, which
 from ._engine import RUN_LABEL, Engine
 from ._fetch import Fetched
@@ -38,10 +42,28 @@ class Builder:
     image_id: str
 
 
-def prepare_builder(plan: BuildPlan, base: str, build_requirements: tuple[Path, ...], engine: Engine) -> Builder:
-    """Build the project's builder image (system packages, then build requirement wheels)."""
+def prepare_builder(
+    plan: BuildPlan, base: str, build_requirements: tuple[Path, ...], engine: Engine, log: Log
+) -> Builder:
+    """The project's builder image (system packages, then build requirement wheels).
+
+    Its tag carries a key of everything it is made of, so an unchanged builder is found, not rebuilt.
+    """
     dockerfiles = Path(__file__).parent / "docker"
-    tag = f"wheelbarrow/builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}"
+    key = key_of(
+        {
+            "base": engine.image_id(base) or base,
+            "system_packages": list(plan.system_packages),
+            "wheels": [sha256_of(w) for w in build_requirements],
+            "dockerfile": sha256_of(dockerfiles / "builder.Dockerfile"),
+            "check-offline": sha256_of(dockerfiles / "check-offline"),
+        }
+    )
+    tag = f"wheelbarrow/builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}-{key[:12]}"
+    existing = engine.image_id(tag)
+    if existing:
+        log.info(f"builder image {tag} is up to date")
+        return Builder(tag, existing)
     with tempfile.TemporaryDirectory(prefix="wheelbarrow-context-") as tmp:
         context = Path(tmp)
         shutil.copy(dockerfiles / "builder.Dockerfile", context / "Dockerfile")
@@ -54,6 +76,7 @@ def prepare_builder(plan: BuildPlan, base: str, build_requirements: tuple[Path, 
             tag,
             dockerfile=context / "Dockerfile",
             build_args={"BASE": base, "SYSTEM_PACKAGES": " ".join(plan.system_packages)},
+            labels={"io.wheelbarrow.builder-key": key},
         )
     return Builder(tag, image_id)
 
@@ -108,14 +131,15 @@ class BuildContext:
     exclude: tuple[str, ...] = ()  # sonames the repair leaves to the runtime base
 
 
-def build_sdist(sdist: Fetched, ctx: BuildContext) -> RepairedWheel:
+def build_sdist(sdist: Fetched, ctx: BuildContext, epoch: int | None = None) -> RepairedWheel:
     """Compile and repair one sdist with cibuildwheel; return the repaired wheel."""
     plan, work = ctx.plan, ctx.work
+    epoch = sdist_epoch(sdist.path) if epoch is None else epoch
     out_dir = work / f"out-{sdist.name}"
     out_dir.mkdir(parents=True)
     argv = [which("cibuildwheel"), "--platform", "linux", "--output-dir", str(out_dir), str(sdist.path)]
     try:
-        run(argv, ctx.log, env=cibuildwheel_env(plan, ctx.builder, ctx.engine, ctx.epoch, ctx.exclude), stream=True)
+        run(argv, ctx.log, env=cibuildwheel_env(plan, ctx.builder, ctx.engine, epoch, ctx.exclude), stream=True)
     except CommandFailed as err:
         raise _build_error(sdist, err.result, plan) from err
     return one_repaired_wheel(out_dir, sdist.filename, ctx.exclude)
@@ -179,7 +203,23 @@ def build_project_platform(ctx: BuildContext) -> RepairedWheel:
     plan = ctx.plan
     staged = ctx.work / "project-src" / plan.project.name
     _copy_project(plan.project.source, staged)
-    return build_sdist(Fetched(plan.project.name, plan.project.version, staged, ""), ctx)
+    return build_sdist(Fetched(plan.project.name, plan.project.version, staged, ""), ctx, ctx.epoch)
+
+
+def sdist_epoch(sdist: Path) -> int:
+    """SOURCE_DATE_EPOCH for an sdist: set in the environment, else its newest member's mtime.
+
+    It depends on the sdist alone, so a new commit of the project does not rebuild its dependencies.
+    """
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    if sdist.name.endswith(".zip"):
+        with zipfile.ZipFile(sdist) as archive:
+            stamps = [int(datetime(*i.date_time, tzinfo=UTC).timestamp()) for i in archive.infolist()]
+    else:
+        with tarfile.open(sdist) as archive:
+            stamps = [int(m.mtime) for m in archive.getmembers()]
+    return max([*stamps, 315532800])
 
 
 def source_date_epoch(project_dir: Path, log: Log) -> int:

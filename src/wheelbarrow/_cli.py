@@ -36,7 +36,17 @@ def _parser() -> argparse.ArgumentParser:
         help="override a [tool.wheelbarrow] key (repeatable; lists are comma-separated)",
     )
     for option in OPTIONS:
-        if option.key in {"python", "wheelhouse", "builder-base", "runtime-base", "debian-suite", "lock", "image-tag"}:
+        if option.key in {
+            "python",
+            "wheelhouse",
+            "builder-base",
+            "runtime-base",
+            "debian-suite",
+            "lock",
+            "image-tag",
+            "jobs",
+            "cache-dir",
+        }:
             common.add_argument(f"--{option.key}", dest=f"opt_{option.key}", metavar="VALUE", help=option.help)
     sub.add_parser("plan", parents=[common], help="print what would be fetched and built")
     sub.add_parser("build", parents=[common], help="build the wheelhouse (lock, fetch, build, repair)")

@@ -10,6 +10,7 @@ a frozen :class:`Config`; nothing else in wheelbarrow reads pyproject.toml's
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import shlex
 import tomllib
@@ -78,6 +79,7 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "Where fetched artifacts are cached by sha256 (default: $XDG_CACHE_HOME/wheelbarrow or ~/.cache/wheelbarrow).",
     ),
+    Option("jobs", "str", "", "How many builds run at once, each in its own container (default: the number of cores)."),
     Option("engine", "str", "docker", "Container engine CLI (docker or podman)."),
     Option(
         "project-build",
@@ -142,6 +144,7 @@ class Config:
     wheelhouse: Path
     lock: Path | None
     cache_dir: Path
+    jobs: int
     engine: str
     project_build: ProjectBuild
     glibc: str
@@ -315,6 +318,10 @@ def _finish(
         msg = f"port is {port!r}, expected a TCP port number"
         raise ConfigError(msg, tip='Set port = "8000" in [tool.wheelbarrow].')
     dockerfile = s("runtime-dockerfile")
+    jobs = s("jobs") or str(os.cpu_count() or 1)
+    if not jobs.isdigit() or int(jobs) < 1:
+        msg = f"jobs is {jobs!r}, expected a whole number of at least 1"
+        raise ConfigError(msg, tip="Pass --jobs 2, or leave it out to use every core.")
     return Config(
         project_dir=project_dir,
         project_name=name,
@@ -329,6 +336,7 @@ def _finish(
         wheelhouse=project_dir / s("wheelhouse"),
         lock=project_dir / lock if lock else None,
         cache_dir=Path(s("cache-dir")).expanduser() if s("cache-dir") else _default_cache(environ),
+        jobs=int(jobs),
         engine=s("engine"),
         project_build=project_build,  # type: ignore[arg-type]
         glibc=glibc,

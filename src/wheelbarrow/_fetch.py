@@ -11,8 +11,6 @@ with the network off.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shutil
 import sys
@@ -24,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run
-from ._lock import LockedFile
 from ._log import Log
 from ._plan import BuildPlan, IndexWheel, SdistBuild, manylinux_platforms
 from .errors import FetchError, HashMismatchError
@@ -51,14 +49,6 @@ class FetchResult:
     wheels: tuple[Fetched, ...]
     sdists: tuple[Fetched, ...]
     build_requirements: tuple[Path, ...]
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _target_flags(plan: BuildPlan) -> list[str]:
@@ -99,37 +89,10 @@ def _mismatch(pip_output: str) -> str:
     return f"{requirement} ({filename}): expected sha256 {expected}, got {got}"
 
 
-@dataclass
-class ArtifactCache:
-    """Verified files, stored as ``<root>/artifacts/<sha256>/<filename>``."""
-
-    root: Path
-    log: Log
-
-    def lookup(self, file: LockedFile) -> Path | None:
-        path = self.root / "artifacts" / file.sha256 / file.filename
-        if not path.is_file():
-            return None
-        if sha256_of(path) != file.sha256:
-            self.log.warning(f"cached {file.filename} does not match its sha256; discarding it and fetching again")
-            shutil.rmtree(path.parent, ignore_errors=True)
-            return None
-        return path
-
-    def store(self, path: Path, sha256: str) -> Path:
-        target_dir = self.root / "artifacts" / sha256
-        target_dir.mkdir(parents=True, exist_ok=True)
-        target = target_dir / path.name
-        partial = target_dir / f".{path.name}.part-{os.getpid()}"
-        shutil.copyfile(path, partial)
-        partial.replace(target)
-        return target
-
-
 Wanted = IndexWheel | SdistBuild
 
 
-def _download(items: Sequence[Wanted], flags: list[str], cache: ArtifactCache, log: Log) -> dict[Wanted, Fetched]:
+def _download(items: Sequence[Wanted], flags: list[str], cache: Cache, log: Log) -> dict[Wanted, Fetched]:
     """Download ``items`` in one pip call; return each one's verified cached file."""
     if not items:
         return {}
@@ -154,14 +117,14 @@ def _download(items: Sequence[Wanted], flags: list[str], cache: ArtifactCache, l
             if item.file is not None and path.name != item.file.filename:
                 msg = f"expected {item.file.filename}, pip downloaded {path.name} for {item.name}=={item.version}"
                 raise FetchError(msg, tip="Report this: the lock and the index disagree on the file name.")
-            out[item] = Fetched(item.name, item.version, cache.store(path, matches[0]), matches[0])
+            out[item] = Fetched(item.name, item.version, cache.store_artifact(path, matches[0]), matches[0])
         return out
 
 
-def _from_cache_or_path(item: Wanted, cache: ArtifactCache) -> Fetched | None:
+def _from_cache_or_path(item: Wanted, cache: Cache) -> Fetched | None:
     if item.file is None:
         return None
-    cached = cache.lookup(item.file)
+    cached = cache.artifact(item.file.filename, item.file.sha256)
     if cached is None and item.file.path is not None:
         if not item.file.path.is_file():
             msg = f"the lock names the local file {item.file.path}, which does not exist"
@@ -170,11 +133,11 @@ def _from_cache_or_path(item: Wanted, cache: ArtifactCache) -> Fetched | None:
         if actual != item.file.sha256:
             msg = f"{item.file.path}: sha256 {actual} is not the locked {item.file.sha256}"
             raise HashMismatchError(msg, tip="The file changed after locking: re-lock the project.")
-        cached = cache.store(item.file.path, actual)
+        cached = cache.store_artifact(item.file.path, actual)
     return Fetched(item.name, item.version, cached, item.file.sha256) if cached else None
 
 
-def fetch_locked(plan: BuildPlan, cache: ArtifactCache, log: Log) -> tuple[tuple[Fetched, ...], tuple[Fetched, ...]]:
+def fetch_locked(plan: BuildPlan, cache: Cache, log: Log) -> tuple[tuple[Fetched, ...], tuple[Fetched, ...]]:
     """Every locked wheel and sdist of the plan, verified, from the cache or the index."""
     found: dict[Wanted, Fetched] = {}
     everything: list[Wanted] = [*plan.index_wheels, *plan.sdist_builds]
@@ -224,11 +187,32 @@ def _requires_from_pyproject(text: str | None, where: str) -> tuple[str, ...]:
 
 
 def fetch_build_requirements(
-    plan: BuildPlan, requirement_sets: Iterable[tuple[str, ...]], dest: Path, log: Log
+    plan: BuildPlan, requirement_sets: Iterable[tuple[str, ...]], dest: Path, cache: Cache, log: Log
 ) -> tuple[Path, ...]:
-    """Wheels of every build requirement (and their dependencies) for the target, into ``dest``."""
+    """Wheels of every build requirement (and their dependencies) for the target, into ``dest``.
+
+    A set is resolved once (pip download on the host), then pinned: its files and their sha256
+    are remembered in the cache, so later runs reuse exactly those files.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     for requires in dict.fromkeys(requirement_sets):
-        if requires:
-            pip_download([*_target_flags(plan), *requires], dest, log)
+        if not requires:
+            continue
+        flags = _target_flags(plan)
+        key = key_of({"build-requirements": list(requires), "target": flags})
+        pinned = cache.memo(key)
+        files = [cache.artifact(f["file"], f["sha256"]) for f in pinned] if isinstance(pinned, list) else [None]
+        if all(files):
+            for path in files:
+                assert path is not None
+                shutil.copyfile(path, dest / path.name)
+            continue
+        with tempfile.TemporaryDirectory(prefix="buildreqs-", dir=dest.parent) as tmp:
+            pip_download([*flags, *requires], Path(tmp), log)
+            resolved = []
+            for path in sorted(Path(tmp).iterdir()):
+                sha = sha256_of(path)
+                shutil.copyfile(cache.store_artifact(path, sha), dest / path.name)
+                resolved.append({"file": path.name, "sha256": sha})
+        cache.store_memo(key, resolved)
     return tuple(sorted(dest.iterdir()))

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._bootstrap import docker_dir, resolve_runtime_base
+from ._cache import sha256_of
 from ._cmd import run
 from ._config import Config
 from ._engine import Engine
-from ._fetch import sha256_of
 from ._log import Log
 from ._wheelhouse import Manifest
 from .errors import ConfigError, WheelhouseError

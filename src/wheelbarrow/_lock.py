@@ -23,6 +23,7 @@ from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
+from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run, which
 from ._config import Config
 from ._log import Log
@@ -103,13 +104,13 @@ def _kind_of(path: Path) -> LockKind:
     return "requirements"
 
 
-def read_lock(config: Config, log: Log, *, machine: str) -> Lock:
+def read_lock(config: Config, log: Log, *, machine: str, cache: Cache | None = None) -> Lock:
     """Stage entry point: the locked runtime requirements for the target."""
     path, kind = find_lock(config)
     env = marker_environment(config.python, machine)
     match kind:
         case "poetry":
-            text = export_poetry(config, log)
+            text = _export_poetry_cached(config, path, log, cache)
             files = poetry_lock_files(path)
             packages = tuple(
                 _attach_files(p, files.get((p.name, p.version), ())) for p in parse_requirements(text, env, path)
@@ -120,6 +121,27 @@ def read_lock(config: Config, log: Log, *, machine: str) -> Lock:
             packages = parse_requirements(path.read_text(encoding="utf-8"), env, path)
     own = canonicalize_name(config.project_name)
     return Lock(path, kind, tuple(sorted((p for p in packages if p.name != own), key=lambda p: p.name)))
+
+
+def _export_poetry_cached(config: Config, lock: Path, log: Log, cache: Cache | None) -> str:
+    """``poetry check --lock`` then ``poetry export``, remembered for this exact lock and pyproject.toml."""
+    if cache is None:
+        return export_poetry(config, log)
+    key = key_of(
+        {
+            "poetry-export": 1,
+            "lock": sha256_of(lock),
+            "pyproject": sha256_of(config.project_dir / "pyproject.toml"),
+            "groups": list(config.groups),
+        }
+    )
+    remembered = cache.memo(key)
+    if isinstance(remembered, str):
+        log.info("poetry.lock and pyproject.toml unchanged since the last export: reusing it")
+        return remembered
+    text = export_poetry(config, log)
+    cache.store_memo(key, text)
+    return text
 
 
 def export_poetry(config: Config, log: Log) -> str:

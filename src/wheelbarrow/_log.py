@@ -30,6 +30,10 @@ class Log:
     quiet: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
+    def prefixed(self, prefix: str) -> Log:
+        """The same sink with every line prefixed, for one of several parallel builds."""
+        return Log(sink=lambda line: self.sink(f"[{prefix}] {line}"), quiet=self.quiet, timings=self.timings)
+
     def info(self, message: str) -> None:
         if not self.quiet:
             self.sink(message)

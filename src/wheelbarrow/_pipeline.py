@@ -1,9 +1,10 @@
 """The pipeline, declared as data.
 
 :data:`BUILD` lists the stages of ``wheelbarrow build`` in order; ``wheelbarrow
-plan`` runs its first part. The CLI and the nox helpers both call
-:func:`execute`, so they run the same pipeline. Each stage is a function of
-the :class:`Run` that reads what earlier stages left on it and adds its own.
+plan`` runs its first part, :data:`IMAGE` and :data:`VERIFY` the image side.
+The CLI and the nox helpers both call :func:`execute`, so they run the same
+pipeline. Each stage is a function of the :class:`Run` that reads what earlier
+stages left on it and adds its own.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import _bootstrap, _build, _fetch, _image, _lock, _plan, _repair, _verify, _wheelhouse
+from . import _bootstrap, _build, _fetch, _image, _lock, _plan, _repair, _schedule, _verify, _wheelhouse
+from ._cache import Cache, key_of, sha256_of
 from ._config import Config
 from ._engine import Engine
-from ._fetch import Fetched, sha256_of
+from ._fetch import Fetched
 from ._log import Log
-from ._repair import RepairedWheel, platform_tag
+from ._repair import platform_tag
 from .errors import VerifyError
 
 
@@ -32,6 +34,7 @@ class Run:
     config: Config
     log: Log
     engine: Engine
+    cache: Cache
     machine: str = field(default_factory=_bootstrap.machine)
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wheelbarrow-")))
     lock: _lock.Lock | None = None
@@ -45,8 +48,9 @@ class Run:
     runtime_base_id: str = ""
     exclude: tuple[str, ...] = ()
     epoch: int = 0
-    built: list[tuple[Fetched | None, RepairedWheel]] = field(default_factory=list)
+    built: list[_schedule.Built] = field(default_factory=list)
     manifest: _wheelhouse.Manifest | None = None
+    summary: list[dict[str, object]] = field(default_factory=list)
     image: _image.Image | None = None
 
     def need_plan(self) -> _plan.BuildPlan:
@@ -60,7 +64,7 @@ def stage_engine(run: Run) -> None:
 
 
 def stage_lock(run: Run) -> None:
-    run.lock = _lock.read_lock(run.config, run.log, machine=run.machine)
+    run.lock = _lock.read_lock(run.config, run.log, machine=run.machine, cache=run.cache)
     run.log.info(f"{len(run.lock.packages)} locked runtime packages from {run.lock.source.name} ({run.lock.kind})")
 
 
@@ -72,11 +76,11 @@ def stage_plan(run: Run) -> None:
 
 def stage_fetch(run: Run) -> None:
     plan = run.need_plan()
-    cache = _fetch.ArtifactCache(run.config.cache_dir, run.log)
-    run.index_wheels, run.sdists = _fetch.fetch_locked(plan, cache, run.log)
+    run.index_wheels, run.sdists = _fetch.fetch_locked(plan, run.cache, run.log)
     requirement_sets = [_fetch.build_requires_of_sdist(s.path) for s in run.sdists]
     requirement_sets.append(_fetch.build_requires_of_project(plan.project.source))
-    run.build_requirements = _fetch.fetch_build_requirements(plan, requirement_sets, run.work / "buildreqs", run.log)
+    dest = run.work / "buildreqs"
+    run.build_requirements = _fetch.fetch_build_requirements(plan, requirement_sets, dest, run.cache, run.log)
     run.log.info(f"build requirements: {', '.join(p.name for p in run.build_requirements)}")
 
 
@@ -85,18 +89,21 @@ def stage_bases(run: Run) -> None:
     run.builder_base = _bootstrap.resolve_builder_base(run.config, run.engine, run.log)
     run.runtime_base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     run.runtime_base_id = run.engine.image_id(run.runtime_base) or ""
-    ldconfig = run.engine.run_image(run.runtime_base, ["ldconfig", "-p"])
-    provided = _repair.parse_ldconfig(ldconfig.output) if ldconfig.returncode == 0 else frozenset()
-    run.exclude = _repair.base_exclusions(run.config.repair_policy, provided)
-    policy = run.config.repair_policy
-    left = ", ".join(run.exclude) or "nothing"
+    memo = key_of({"ldconfig": run.runtime_base_id})
+    provided = run.cache.memo(memo)
+    if not isinstance(provided, list):
+        ldconfig = run.engine.run_image(run.runtime_base, ["ldconfig", "-p"])
+        provided = sorted(_repair.parse_ldconfig(ldconfig.output)) if ldconfig.returncode == 0 else []
+        run.cache.store_memo(memo, provided)
+    run.exclude = _repair.base_exclusions(run.config.repair_policy, frozenset(provided))
     run.log.info(f"builder base {run.builder_base}; runtime base {run.runtime_base}")
-    run.log.info(f"repair policy {policy}: leaving {left} to the runtime base")
+    left = ", ".join(run.exclude) or "nothing"
+    run.log.info(f"repair policy {run.config.repair_policy}: leaving {left} to the runtime base")
 
 
 def stage_builder(run: Run) -> None:
     plan = run.need_plan()
-    run.builder = _build.prepare_builder(plan, run.builder_base, run.build_requirements, run.engine)
+    run.builder = _build.prepare_builder(plan, run.builder_base, run.build_requirements, run.engine, run.log)
     run.log.info(f"builder image {run.builder.tag} ({run.builder.image_id[:19]})")
 
 
@@ -105,33 +112,25 @@ def stage_build(run: Run) -> None:
     assert builder is not None
     run.epoch = _build.source_date_epoch(plan.project.source, run.log)
     ctx = _build.BuildContext(plan, builder, run.engine, run.work, run.log, run.epoch, run.exclude)
-    for sdist in run.sdists:
-        run.log.info(f"building {sdist.filename} with cibuildwheel (network off)")
-        run.built.append((sdist, _build.build_sdist(sdist, ctx)))
-    build_project = {"pure": _build.build_project_pure, "cibuildwheel": _build.build_project_platform}
-    run.log.info(f"building the project {plan.project.name} ({plan.project.engine}, network off)")
-    project_wheel = build_project[plan.project.engine](ctx)
-    run.built.append((None, project_wheel))
-    for _, wheel in run.built:
-        libs = ", ".join(wheel.grafted) or "none"
-        run.log.info(f"built {wheel.path.name} (grafted: {libs})")
+    run.built = _schedule.build_all(run.sdists, ctx, run.cache, run.config.jobs)
+    fresh = sum(not b.from_cache for b in run.built)
+    run.log.info(f"{fresh} built, {len(run.built) - fresh} from the cache")
 
 
 def stage_wheelhouse(run: Run) -> None:
     plan, builder, lock = run.need_plan(), run.builder, run.lock
     assert builder is not None
     assert lock is not None
-    entries: list[tuple[Path, _wheelhouse.WheelEntry]] = []
+    entries: list[tuple[Path, _wheelhouse.WheelEntry, str]] = []
     for wheel in run.index_wheels:
         entry = _wheelhouse.entry_for(wheel.path, wheel.name, wheel.version, "index", platform_tag(wheel.filename))
-        entries.append((wheel.path, entry))
-    for sdist, repaired in run.built:
-        name = sdist.name if sdist else canonicalize_name(plan.project.name)
-        version = sdist.version if sdist else plan.project.version
+        entries.append((wheel.path, entry, "index"))
+    for built in run.built:
+        sdist, repaired = built.sdist, built.wheel
         entry = _wheelhouse.entry_for(
             repaired.path,
-            name,
-            version,
+            sdist.name if sdist else canonicalize_name(plan.project.name),
+            sdist.version if sdist else plan.project.version,
             "built",
             repaired.platform_tag,
             sdist={"file": sdist.filename, "sha256": sdist.sha256} if sdist else None,
@@ -139,8 +138,8 @@ def stage_wheelhouse(run: Run) -> None:
             grafted_libraries=repaired.grafted,
             expected_from_base=repaired.expected_from_base,
         )
-        entries.append((repaired.path, entry))
-    entries.sort(key=lambda pair: pair[1].name)
+        entries.append((repaired.path, entry, "cache" if built.from_cache else "built"))
+    entries.sort(key=lambda item: item[1].name)
     run.manifest = _wheelhouse.Manifest(
         project={"name": plan.project.name, "version": plan.project.version},
         target={
@@ -164,15 +163,21 @@ def stage_wheelhouse(run: Run) -> None:
         },
         source_date_epoch=run.epoch,
         build_requirements=tuple({"file": p.name, "sha256": sha256_of(p)} for p in run.build_requirements),
-        wheels=tuple(e for _, e in entries),
+        wheels=tuple(e for _, e, _ in entries),
     )
-    with _wheelhouse.staging(plan.wheelhouse) as stage:
-        _wheelhouse.fill(stage, entries, run.manifest)
-        _wheelhouse.swap_in(stage, plan.wheelhouse)
-    run.log.info(f"wheelhouse {plan.wheelhouse}: {len(entries)} wheels")
-    for _, entry in entries:
-        libs = f", {len(entry.grafted_libraries)} grafted libraries" if entry.grafted_libraries else ""
-        run.log.info(f"  {entry.file}  [{entry.origin}{libs}]")
+    changed = _wheelhouse.publish(plan.wheelhouse, [(p, e) for p, e, _ in entries], run.manifest)
+    run.log.info(f"wheelhouse {plan.wheelhouse}: {len(entries)} wheels{'' if changed else ' (unchanged)'}")
+    run.summary = [
+        {
+            "wheel": e.file,
+            "origin": origin,
+            "platform": e.platform_tag,
+            "size": e.size,
+            "grafted": list(e.grafted_libraries),
+            "from_base": list(e.expected_from_base),
+        }
+        for _, e, origin in entries
+    ]
 
 
 def stage_image(run: Run) -> None:
@@ -205,17 +210,19 @@ BUILD: tuple[Stage, ...] = (
 )
 IMAGE: tuple[Stage, ...] = (("engine", stage_engine), ("image", stage_image), ("verify", stage_verify))
 VERIFY: tuple[Stage, ...] = (("engine", stage_engine), ("verify", stage_verify))
+USES_CONTAINERS = frozenset({"bases", "builder", "build + repair", "image", "verify"})
 
 
 def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD) -> Run:
     """Run ``stages`` in order; always remove the work directory and this run's containers."""
-    run = Run(config=config, log=log, engine=Engine(log, name=config.engine))
+    engine = Engine(log, name=config.engine)
+    run = Run(config=config, log=log, engine=engine, cache=Cache(config.cache_dir, log))
     try:
         for name, stage in stages:
             with log.stage(name):
                 stage(run)
     finally:
         shutil.rmtree(run.work, ignore_errors=True)
-        if any(name in {"builder", "build + repair", "image", "verify"} for name, _ in stages):
+        if any(name in USES_CONTAINERS for name, _ in stages):
             run.engine.remove_leftovers()
     return run

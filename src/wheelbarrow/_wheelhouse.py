@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ._fetch import sha256_of
+from ._cache import sha256_of
 from .errors import WheelhouseError
 
 MANIFEST_VERSION = 1
@@ -171,3 +171,25 @@ def swap_in(stage: Path, wheelhouse: Path) -> None:
     except OSError as err:
         msg = f"could not replace {wheelhouse}: {err}"
         raise WheelhouseError(msg, tip="Check that the directory is writable and on a local file system.") from err
+
+
+def _unchanged(wheelhouse: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manifest) -> bool:
+    try:
+        same_text = (wheelhouse / "manifest.json").read_text(encoding="utf-8") == manifest.to_json() and (
+            wheelhouse / "requirements.txt"
+        ).read_text(encoding="utf-8") == requirements_text([e for _, e in wheels])
+    except OSError:
+        return False
+    present = {p.name for p in wheelhouse.iterdir()}
+    expected = {e.file for _, e in wheels} | {"manifest.json", "requirements.txt", "README.md"}
+    return same_text and present == expected and all(sha256_of(wheelhouse / e.file) == e.sha256 for _, e in wheels)
+
+
+def publish(wheelhouse: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manifest) -> bool:
+    """Make ``wheelhouse`` hold exactly ``wheels``; False when it already did (nothing written)."""
+    if _unchanged(wheelhouse, wheels, manifest):
+        return False
+    with staging(wheelhouse) as stage:
+        fill(stage, wheels, manifest)
+        swap_in(stage, wheelhouse)
+    return True

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 
 from tests.integration.conftest import BUILDER, RUNTIME_BASE, Build, Postgres, Runner, free_port, sh, wait_for_http
-from wheelbarrow._fetch import sha256_of
+from wheelbarrow._cache import sha256_of
 
 
 def wheel_names(wheelhouse: Path) -> list[str]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from wheelbarrow import _wheelhouse
-from wheelbarrow._fetch import sha256_of
+from wheelbarrow._cache import sha256_of
 from wheelbarrow._repair import (
     base_exclusions,
     grafted_libraries,

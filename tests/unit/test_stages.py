@@ -12,10 +12,11 @@ from packaging.utils import canonicalize_name
 
 from tests.unit.conftest import write_project
 from wheelbarrow import _build, _engine
+from wheelbarrow._cache import Cache, sha256_of
 from wheelbarrow._cli import main
 from wheelbarrow._cmd import Result
 from wheelbarrow._config import load_config
-from wheelbarrow._fetch import ArtifactCache, Fetched, build_requires_of_sdist, sha256_of
+from wheelbarrow._fetch import Fetched, build_requires_of_sdist
 from wheelbarrow._lock import Lock, LockedFile, LockedPackage
 from wheelbarrow._log import Log
 from wheelbarrow._plan import BuildPlan, make_plan
@@ -52,14 +53,14 @@ def test_engine_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cache_discards_a_corrupt_entry(tmp_path: Path) -> None:
     lines: list[str] = []
-    cache = ArtifactCache(tmp_path, Log(sink=lines.append))
+    cache = Cache(tmp_path, Log(sink=lines.append))
     source = tmp_path / "six-1.16.0-py2.py3-none-any.whl"
     source.write_bytes(b"good")
     sha = sha256_of(source)
-    stored = cache.store(source, sha)
-    assert cache.lookup(LockedFile(source.name, sha)) == stored
+    stored = cache.store_artifact(source, sha)
+    assert cache.artifact(source.name, sha) == stored
     stored.write_bytes(b"bad!")
-    assert cache.lookup(LockedFile(source.name, sha)) is None
+    assert cache.artifact(source.name, sha) is None
     assert not stored.exists()
     assert any("does not match its sha256" in line for line in lines)
 

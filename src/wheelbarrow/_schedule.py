@@ -1,0 +1,140 @@
+"""Build scheduling: what is already built comes from the cache, the rest builds in parallel.
+
+Each build (an sdist, or the project) has a key covering everything that can
+change its bytes: the sdist's sha256 (or the project's source tree), the
+builder image id (its base, system packages, build requirements and tools:
+cibuildwheel's container, auditwheel, patchelf), the Python tag and machine,
+cibuildwheel's whole configuration, the SOURCE_DATE_EPOCH, the libraries left
+to the runtime base, and the versions of wheelbarrow and cibuildwheel. A hit
+is verified by sha256 before use. Misses build in parallel, at most ``jobs``
+at a time, each in its own container, their output prefixed by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from . import __version__
+from ._build import (
+    IGNORED_IN_PROJECT,
+    BuildContext,
+    build_project_platform,
+    build_project_pure,
+    build_sdist,
+    cibuildwheel_env,
+    sdist_epoch,
+)
+from ._cache import Cache, key_of, tree_digest
+from ._engine import RUN_LABEL
+from ._fetch import Fetched
+from ._repair import RepairedWheel
+
+
+@dataclass(frozen=True)
+class Built:
+    sdist: Fetched | None  # None: the project itself
+    wheel: RepairedWheel
+    from_cache: bool
+
+    @property
+    def name(self) -> str:
+        return self.sdist.name if self.sdist else "project"
+
+
+def _common(ctx: BuildContext) -> dict[str, Any]:
+    return {
+        "builder": ctx.builder.image_id,
+        "python": ctx.plan.python_tag,
+        "machine": ctx.plan.machine,
+        "exclude": list(ctx.exclude),
+        "wheelbarrow": __version__,
+        "cibuildwheel": metadata.version("cibuildwheel"),
+    }
+
+
+def _stable_env(ctx: BuildContext, epoch: int) -> dict[str, str]:
+    env = cibuildwheel_env(ctx.plan, ctx.builder, ctx.engine, epoch, ctx.exclude)
+    env["CIBW_CONTAINER_ENGINE"] = env["CIBW_CONTAINER_ENGINE"].replace(f"{RUN_LABEL}={ctx.engine.run_id}", RUN_LABEL)
+    return env
+
+
+def sdist_key(sdist: Fetched, ctx: BuildContext) -> str:
+    epoch = sdist_epoch(sdist.path)
+    return key_of(
+        {"kind": "sdist", "sdist": sdist.sha256, "epoch": epoch, "env": _stable_env(ctx, epoch), **_common(ctx)}
+    )
+
+
+def project_key(ctx: BuildContext) -> str:
+    project = ctx.plan.project
+    return key_of(
+        {
+            "kind": "project",
+            "tree": tree_digest(project.source, IGNORED_IN_PROJECT),
+            "engine": project.engine,
+            "epoch": ctx.epoch,
+            "env": _stable_env(ctx, ctx.epoch) if project.engine == "cibuildwheel" else {},
+            **_common(ctx),
+        }
+    )
+
+
+def _from_cache(cache: Cache, key: str) -> RepairedWheel | None:
+    hit = cache.wheel(key)
+    if hit is None:
+        return None
+    return RepairedWheel(hit.path, hit.platform_tag, hit.grafted, hit.expected_from_base)
+
+
+def _build_one(sdist: Fetched | None, ctx: BuildContext, cache: Cache, key: str) -> RepairedWheel:
+    name = sdist.name if sdist else ctx.plan.project.name
+    ctx = dataclasses.replace(ctx, log=ctx.log.prefixed(name))
+    if sdist is not None:
+        ctx.log.info(f"building {sdist.filename} with cibuildwheel (network off)")
+        wheel = build_sdist(sdist, ctx)
+    else:
+        ctx.log.info(f"building the project ({ctx.plan.project.engine}, network off)")
+        wheel = build_project_pure(ctx) if ctx.plan.project.engine == "pure" else build_project_platform(ctx)
+    meta = {
+        "platform_tag": wheel.platform_tag,
+        "grafted": wheel.grafted,
+        "expected_from_base": wheel.expected_from_base,
+    }
+    stored = cache.store_wheel(key, wheel.path, meta)
+    return dataclasses.replace(wheel, path=stored.path)
+
+
+def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs: int) -> list[Built]:
+    """Every sdist and the project, from the cache or built; in input order, the project last."""
+    todo: list[tuple[Fetched | None, str]] = [(s, sdist_key(s, ctx)) for s in sdists]
+    todo.append((None, project_key(ctx)))
+    results: dict[int, Built] = {}
+    misses: list[int] = []
+    for index, (sdist, key) in enumerate(todo):
+        hit = _from_cache(cache, key)
+        if hit is not None:
+            results[index] = Built(sdist, hit, from_cache=True)
+            ctx.log.info(f"{sdist.filename if sdist else 'the project'}: up to date in the cache ({key[:12]})")
+        else:
+            misses.append(index)
+    if misses:
+        ctx.log.info(f"building {len(misses)} wheel(s), {min(jobs, len(misses))} at a time")
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="build") as pool:
+            futures: dict[Future[RepairedWheel], int] = {
+                pool.submit(_build_one, todo[i][0], ctx, cache, todo[i][1]): i for i in misses
+            }
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in [*done, *pending]:
+                if future.cancelled():
+                    continue
+                error = future.exception()
+                if error is not None:
+                    raise error
+                results[futures[future]] = Built(todo[futures[future]][0], future.result(), from_cache=False)
+    return [results[i] for i in range(len(todo))]
