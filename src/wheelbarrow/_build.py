@@ -137,7 +137,11 @@ def build_sdist(sdist: Fetched, ctx: BuildContext, epoch: int | None = None) -> 
     epoch = sdist_epoch(sdist.path) if epoch is None else epoch
     out_dir = work / f"out-{sdist.name}"
     out_dir.mkdir(parents=True)
-    argv = [which("cibuildwheel"), "--platform", "linux", "--output-dir", str(out_dir), str(sdist.path)]
+    # wheelbarrow owns the build configuration: an sdist's own [tool.cibuildwheel] table is not read.
+    config_file = out_dir.parent / f"cibuildwheel-{sdist.name}.toml"
+    config_file.write_text("[tool.cibuildwheel]\n", encoding="utf-8")
+    argv = [which("cibuildwheel"), "--platform", "linux", "--config-file", str(config_file)]
+    argv += ["--output-dir", str(out_dir), str(sdist.path)]
     try:
         run(argv, ctx.log, env=cibuildwheel_env(plan, ctx.builder, ctx.engine, epoch, ctx.exclude), stream=True)
     except CommandFailed as err:
@@ -148,6 +152,9 @@ def build_sdist(sdist: Fetched, ctx: BuildContext, epoch: int | None = None) -> 
 def _build_error(sdist: Fetched, result: Result, plan: BuildPlan) -> Exception:
     what = f"{sdist.name}=={sdist.version}"
     match result.returncode:
+        case 2:
+            msg = f"cibuildwheel refused the configuration for {what}:\n{_cause_lines(result)}"
+            return BuildError(msg, tip="Report this to wheelbarrow with the lines above.")
         case 5:
             msg = f"{what} built a pure-Python wheel; it needs no compiling"
             return BuildError(msg, tip=f"Remove '{sdist.name}' from build-from-source; the index's wheel will do.")

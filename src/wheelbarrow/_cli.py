@@ -8,13 +8,28 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rich.console import Console
+
 from . import __version__
 from ._bootstrap import bootstrap
+from ._cache import Cache
 from ._config import OPTIONS, Config, load_config
 from ._engine import Engine
-from ._log import Log
 from ._pipeline import BUILD, IMAGE, PLAN, VERIFY, execute
+from ._report import ConsoleLog, print_json, print_summary
 from .errors import ConfigError, WheelbarrowError
+
+FLAGS = (
+    "python",
+    "wheelhouse",
+    "builder-base",
+    "runtime-base",
+    "debian-suite",
+    "lock",
+    "image-tag",
+    "jobs",
+    "cache-dir",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--project", type=Path, default=Path(), help="project directory (default: .)")
-    common.add_argument("-q", "--quiet", action="store_true", help="only stage lines, warnings and errors")
+    common.add_argument("-q", "--quiet", action="store_true", help="only stage lines, warnings, errors and the summary")
+    common.add_argument("--json", action="store_true", help="print the result as JSON on stdout (logs stay on stderr)")
     common.add_argument(
         "-C",
         "--config",
@@ -36,17 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         help="override a [tool.wheelbarrow] key (repeatable; lists are comma-separated)",
     )
     for option in OPTIONS:
-        if option.key in {
-            "python",
-            "wheelhouse",
-            "builder-base",
-            "runtime-base",
-            "debian-suite",
-            "lock",
-            "image-tag",
-            "jobs",
-            "cache-dir",
-        }:
+        if option.key in FLAGS:
             common.add_argument(f"--{option.key}", dest=f"opt_{option.key}", metavar="VALUE", help=option.help)
     sub.add_parser("plan", parents=[common], help="print what would be fetched and built")
     sub.add_parser("build", parents=[common], help="build the wheelhouse (lock, fetch, build, repair)")
@@ -54,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", parents=[common], help="check the runtime image with the network off")
     boot = sub.add_parser("bootstrap", parents=[common], help="make local base images from Debian packages")
     boot.add_argument("--suite", help="Debian suite (default: debian-suite from the config)")
+    cache = sub.add_parser("cache", parents=[common], help="show or prune the build cache")
+    cache.add_argument("action", choices=("info", "prune"))
+    cache.add_argument("--older-than", type=float, default=30, metavar="DAYS", help="prune: unused for DAYS (0: all)")
     return parser
 
 
@@ -75,22 +84,47 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.project, environ=os.environ, overrides=_overrides(args))
 
 
+def _cache_command(args: argparse.Namespace, config: Config, log: ConsoleLog) -> None:
+    cache = Cache(config.cache_dir, log)
+    if args.action == "prune":
+        removed = cache.prune(args.older_than)
+        log.sink(f"removed {removed} cache entries from {config.cache_dir}")
+    info = cache.info()
+    if args.json:
+        print_json({"cache_dir": str(config.cache_dir), "sections": info})
+        return
+    for name, section in info.items():
+        log.sink(f"{name:<10} {section['entries']:>5} entries  {section['bytes'] / 1e6:8.1f} MB")
+    log.sink(f"cache: {config.cache_dir}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    log = Log(quiet=args.quiet)
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=160)  # CI logs: wide enough for wheel file names
+    log = ConsoleLog(console, quiet=args.quiet)
     try:
         config = load(args)
         match args.command:
             case "plan":
                 execute(config, log, PLAN)
             case "build":
-                execute(config, log, BUILD)
+                run = execute(config, log, BUILD)
+                if args.json:
+                    print_json({"wheelhouse": str(config.wheelhouse), "wheels": run.summary, "timings": log.timings})
+                else:
+                    print_summary(console, run.summary, log.timings)
             case "image":
-                execute(config, log, IMAGE)
+                run = execute(config, log, IMAGE)
+                if args.json and run.image:
+                    print_json({"image": run.image.tag, "id": run.image.image_id, "builder": run.image.builder})
             case "verify":
                 execute(config, log, VERIFY)
             case "bootstrap":
                 bootstrap(config, Engine(log, name=config.engine), log, suite=args.suite)
+            case "cache":
+                _cache_command(args, config, log)
     except WheelbarrowError as err:
         first, *details = err.message.splitlines() or [""]
         print(f"ERROR: {first}", file=sys.stderr)

@@ -18,13 +18,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from ._bootstrap import docker_dir, resolve_runtime_base
 from ._cache import sha256_of
 from ._cmd import run
 from ._config import Config
 from ._engine import Engine
 from ._log import Log
-from ._wheelhouse import Manifest
+from ._wheelhouse import Manifest, requirements_text
 from .errors import ConfigError, WheelhouseError
 
 WHEELHOUSE_LABEL = "io.wheelbarrow.wheelhouse"
@@ -70,6 +72,20 @@ def read_wheelhouse(wheelhouse: Path) -> tuple[Manifest, str]:
     return manifest, sha256_of(requirements)
 
 
+def _split(config: Config, manifest: Manifest, context: Path) -> None:
+    """deps/ and app/: the wheelhouse split in two, each with its own hash-pinned requirements."""
+    own = canonicalize_name(config.project_name)
+    for name, wanted in (
+        ("deps", [w for w in manifest.wheels if w.name != own]),
+        ("app", [w for w in manifest.wheels if w.name == own]),
+    ):
+        folder = context / name
+        folder.mkdir()
+        for entry in wanted:
+            shutil.copyfile(config.wheelhouse / entry.file, folder / entry.file)
+        (folder / "requirements.txt").write_text(requirements_text(wanted), encoding="utf-8")
+
+
 def _dockerfile(config: Config) -> tuple[Path, bool]:
     if config.runtime_dockerfile is None:
         return docker_dir() / "runtime.Dockerfile", True
@@ -113,6 +129,7 @@ def build_image(config: Config, engine: Engine, log: Log) -> Image:
     with tempfile.TemporaryDirectory(prefix="wheelbarrow-image-") as tmp:
         context = Path(tmp)
         shutil.copytree(config.wheelhouse, context / "wheelhouse")
+        _split(config, manifest, context)
         text = dockerfile.read_text(encoding="utf-8") + (_tail(config) if ours else "")
         (context / "Dockerfile").write_text(text, encoding="utf-8")
         labels = {

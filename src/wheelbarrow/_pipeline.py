@@ -193,7 +193,7 @@ def stage_verify(run: Run) -> None:
         msg = f"there is no image {tag} to verify"
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
     base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
-    checks = _verify.verify_image(run.engine, tag, base, manifest, run.log)
+    checks = _verify.verify_image(run.engine, tag, base, manifest, run.log, run.cache)
     run.log.info(f"image {tag}: all {len(checks)} checks passed (network off)")
 
 

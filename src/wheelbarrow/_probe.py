@@ -97,21 +97,29 @@ def provided(sonames: list[str]) -> dict[str, bool]:
     return {s: s in names for s in sonames}
 
 
-def pip_check() -> dict[str, object]:
+def start_pip_check() -> tuple[subprocess.Popen[str] | None, str]:
+    """Start ``pip check`` in the background (it is the slow check); :func:`finish` collects it."""
     env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "HOME": tempfile.gettempdir()}
     venv_pip = VENV / "bin" / "pip"
     if venv_pip.exists():
-        argv = [str(venv_pip), "check"]
-        how = "pip in the venv"
-    else:  # pip is not in the venv: a throwaway pip checks it from outside
-        checker = Path(tempfile.mkdtemp()) / "checker"
-        made = subprocess.run([sys.executable, "-m", "venv", str(checker)], capture_output=True, text=True, check=False)
-        if made.returncode != 0:
-            return {"ok": False, "how": "no pip available", "output": made.stderr[-2000:]}
-        argv = [str(checker / "bin" / "pip"), "--python", str(VENV / "bin" / "python"), "check"]
+        argv, how = [str(venv_pip), "check"], "pip in the venv"
+    else:  # pip is not in the venv: the interpreter's bundled pip wheel checks it from outside
+        bundled = sorted(Path("/usr/share/python-wheels").glob("pip-*.whl"))
+        bundled += sorted(Path(sysconfig.get_paths()["stdlib"], "ensurepip", "_bundled").glob("pip-*.whl"))
+        if not bundled:
+            return None, "no pip available outside the venv"
+        argv = [sys.executable, str(bundled[-1] / "pip"), "--python", str(VENV / "bin" / "python"), "check"]
         how = "pip from outside the venv"
-    out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-    return {"ok": out.returncode == 0, "how": how, "output": (out.stdout + out.stderr)[-2000:]}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    return proc, how
+
+
+def finish(started: tuple[subprocess.Popen[str] | None, str]) -> dict[str, object]:
+    proc, how = started
+    if proc is None:
+        return {"ok": False, "how": how, "output": ""}
+    output, _ = proc.communicate()
+    return {"ok": proc.returncode == 0, "how": how, "output": output[-2000:]}
 
 
 def main() -> None:
@@ -123,6 +131,7 @@ def main() -> None:
     site = site_packages()
     if site is not None:
         sys.path.insert(0, str(site))
+    checking = start_pip_check() if site else (None, "no venv")
     report = {
         "uid": os.getuid(),
         "python": sysconfig.get_python_version(),
@@ -132,7 +141,7 @@ def main() -> None:
         "libssl_mapped": libssl_mapped(),
         "expected_from_base": provided(expected),
         "wheels": wheels(),
-        "pip_check": pip_check() if site else {"ok": False, "how": "no venv", "output": ""},
+        "pip_check": finish(checking),
         "venv_writable": os.access(VENV / "lib", os.W_OK),
     }
     print(json.dumps(report))

@@ -2,19 +2,29 @@
 # and hashes required into /opt/venv, over a slim base with no compiler.
 # The wheel files exist only in the first stage: the final image copies the
 # venv, never the wheels (works with BuildKit and the legacy builder).
+# Bytecode is compiled at build time with checked-hash pycs, so the venv's
+# content does not depend on when it was built.
 # wheelbarrow appends EXPOSE and CMD from [tool.wheelbarrow] (port, command).
 ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS install
 ARG KEEP_PIP=false
-COPY wheelhouse/ /tmp/wheelhouse/
+# deps/ and app/ split the wheelhouse: the dependencies' layer stays cached
+# when only the project's own wheel changes.
+COPY deps/ /tmp/deps/
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/python -m pip install --no-index --no-cache-dir --disable-pip-version-check \
-      --find-links /tmp/wheelhouse --require-hashes -r /tmp/wheelhouse/requirements.txt \
+ && /opt/venv/bin/python -m pip install --no-index --no-cache-dir --disable-pip-version-check --no-compile \
+      --find-links /tmp/deps --require-hashes -r /tmp/deps/requirements.txt \
+ && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode checked-hash /opt/venv/lib \
+ && rm -rf /tmp/deps
+COPY app/ /tmp/app/
+RUN /opt/venv/bin/python -m pip install --no-index --no-cache-dir --disable-pip-version-check --no-compile \
+      --find-links /tmp/app --no-deps --require-hashes -r /tmp/app/requirements.txt \
  && if [ "$KEEP_PIP" != "true" ]; then \
       /opt/venv/bin/python -m pip uninstall --yes --disable-pip-version-check pip setuptools; \
     fi \
- && rm -rf /tmp/wheelhouse
+ && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode checked-hash /opt/venv/lib \
+ && rm -rf /tmp/app
 
 FROM ${BASE}
 RUN if command -v useradd >/dev/null; then \

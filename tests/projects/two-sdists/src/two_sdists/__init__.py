@@ -1,0 +1,4 @@
+import markupsafe
+import psycopg2
+
+__all__ = ["markupsafe", "psycopg2"]
