@@ -104,13 +104,29 @@ def main() -> None:
     wheelbarrow("build", "--project", str(EXAMPLE))  # the wheelhouse (cached builds are fine: sizes are measured)
     with tempfile.TemporaryDirectory(prefix="wheelbarrow-sizes-") as tmp:
         context = context_for(Path(tmp))
-        rows.append(("tutorial: compiler + headers in the image", "bench/tutorial:size",
-                     docker_build(context, TUTORIAL, "bench/tutorial:size")))
-        rows.append(("apt-purge: build deps purged in one RUN", "bench/apt-purge:size",
-                     docker_build(context, APT_PURGE, "bench/apt-purge:size")))
-    rows.append(("wheelbarrow, pip kept in the venv", "bench/wheelbarrow-pip:size",
-                 wheelbarrow("image", "--project", str(EXAMPLE), "-C", "keep-pip=true",
-                             "--image-tag", "bench/wheelbarrow-pip:size")))
+        rows.append(
+            (
+                "tutorial: compiler + headers in the image",
+                "bench/tutorial:size",
+                docker_build(context, TUTORIAL, "bench/tutorial:size"),
+            )
+        )
+        rows.append(
+            (
+                "apt-purge: build deps purged in one RUN",
+                "bench/apt-purge:size",
+                docker_build(context, APT_PURGE, "bench/apt-purge:size"),
+            )
+        )
+    rows.append(
+        (
+            "wheelbarrow, pip kept in the venv",
+            "bench/wheelbarrow-pip:size",
+            wheelbarrow(
+                "image", "--project", str(EXAMPLE), "-C", "keep-pip=true", "--image-tag", "bench/wheelbarrow-pip:size"
+            ),
+        )
+    )
     rows.append(("wheelbarrow (default)", "example-service:0.1.0", wheelbarrow("image", "--project", str(EXAMPLE))))
     base = size(BASE)
     sizes = {tag: size(tag) for _, tag, _ in rows}
@@ -118,11 +134,15 @@ def main() -> None:
     print(f"runtime base {BASE}: {base / 1e6:.0f} MB")
     for label, tag, seconds in rows:
         print(f"{label:<45} {sizes[tag] / 1e6:6.0f} MB  {sizes[tag] / tutorial:5.2f}x tutorial  build {seconds:5.1f} s")
-    print(json.dumps({
-        "wheelbarrow_vs_tutorial": round(ours / tutorial, 3),
-        "wheelbarrow_vs_apt_purge": round(ours / purge, 3),
-        "target_met": ours / tutorial <= 0.35 and ours < purge,
-    }))
+    print(
+        json.dumps(
+            {
+                "wheelbarrow_vs_tutorial": round(ours / tutorial, 3),
+                "wheelbarrow_vs_apt_purge": round(ours / purge, 3),
+                "target_met": ours / tutorial <= 0.35 and ours < purge,
+            }
+        )
+    )
     run(["docker", "rmi", "bench/tutorial:size", "bench/apt-purge:size", "bench/wheelbarrow-pip:size"])
 
 
