@@ -43,7 +43,12 @@ class Builder:
 
 
 def prepare_builder(
-    plan: BuildPlan, base: str, build_requirements: tuple[Path, ...], engine: Engine, log: Log
+    plan: BuildPlan,
+    base: str,
+    build_requirements: tuple[Path, ...],
+    project_requires: tuple[str, ...],
+    engine: Engine,
+    log: Log,
 ) -> Builder:
     """The project's builder image (system packages, then build requirement wheels).
 
@@ -57,6 +62,7 @@ def prepare_builder(
             "wheels": [sha256_of(w) for w in build_requirements],
             "dockerfile": sha256_of(dockerfiles / "builder.Dockerfile"),
             "check-offline": sha256_of(dockerfiles / "check-offline"),
+            "project-requires": list(project_requires),
         }
     )
     tag = f"wheelbarrow/builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}-{key[:12]}"
@@ -68,6 +74,7 @@ def prepare_builder(
         context = Path(tmp)
         shutil.copy(dockerfiles / "builder.Dockerfile", context / "Dockerfile")
         shutil.copy(dockerfiles / "check-offline", context / "check-offline")
+        (context / "project-requires.txt").write_text("".join(f"{r}\n" for r in project_requires), encoding="utf-8")
         (context / "wheels").mkdir()
         for wheel in build_requirements:
             shutil.copy(wheel, context / "wheels" / wheel.name)
@@ -75,10 +82,18 @@ def prepare_builder(
             context,
             tag,
             dockerfile=context / "Dockerfile",
-            build_args={"BASE": base, "SYSTEM_PACKAGES": " ".join(plan.system_packages)},
+            build_args={
+                "BASE": base,
+                "SYSTEM_PACKAGES": " ".join(plan.system_packages),
+                "PYTHON": python_in_builder(plan),
+            },
             labels={"io.wheelbarrow.builder-key": key},
         )
     return Builder(tag, image_id)
+
+
+def python_in_builder(plan: BuildPlan) -> str:
+    return f"/opt/python/{plan.python_tag}-{plan.python_tag}/bin/python"
 
 
 def _offline_env(epoch: int) -> dict[str, str]:
@@ -182,7 +197,7 @@ def build_project_pure(ctx: BuildContext) -> RepairedWheel:
     _copy_project(plan.project.source, staged)
     out_dir = work / "out-project"
     out_dir.mkdir()
-    python = f"/opt/python/{plan.python_tag}-{plan.python_tag}/bin/python"
+    python = python_in_builder(plan)
     inside = PurePosixPath("/wheelbarrow/project")
     log.info(f"copying {plan.project.source} into the builder (by copy: no host mount)")
     with ctx.engine.container(ctx.builder.tag, network="none") as container:
@@ -191,7 +206,7 @@ def build_project_pure(ctx: BuildContext) -> RepairedWheel:
         try:
             container.call(["wheelbarrow-check-offline"])
             container.call(
-                [python, "-m", "build", "--wheel", "--outdir", "/wheelbarrow/out", str(inside)],
+                [python, "-m", "build", "--wheel", "--no-isolation", "--outdir", "/wheelbarrow/out", str(inside)],
                 env=_offline_env(ctx.epoch),
             )
         except CommandFailed as err:

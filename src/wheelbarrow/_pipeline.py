@@ -103,7 +103,10 @@ def stage_bases(run: Run) -> None:
 
 def stage_builder(run: Run) -> None:
     plan = run.need_plan()
-    run.builder = _build.prepare_builder(plan, run.builder_base, run.build_requirements, run.engine, run.log)
+    project_requires = _fetch.build_requires_of_project(plan.project.source) if plan.project.engine == "pure" else ()
+    run.builder = _build.prepare_builder(
+        plan, run.builder_base, run.build_requirements, project_requires, run.engine, run.log
+    )
     run.log.info(f"builder image {run.builder.tag} ({run.builder.image_id[:19]})")
 
 

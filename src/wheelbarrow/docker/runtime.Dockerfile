@@ -9,22 +9,25 @@ ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS install
 ARG KEEP_PIP=false
-# deps/ and app/ split the wheelhouse: the dependencies' layer stays cached
-# when only the project's own wheel changes.
+# pip lives in /opt/installer, which never reaches the final image: the venv
+# gets pip only with KEEP_PIP=true. deps/ and app/ split the wheelhouse, so the
+# dependencies' layer stays cached when only the project's own wheel changes.
 COPY deps/ /tmp/deps/
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/python -m pip install --no-index --no-cache-dir --disable-pip-version-check --no-compile \
+RUN python3 -m venv /opt/installer \
+ && if [ "$KEEP_PIP" = "true" ]; then python3 -m venv /opt/venv; else python3 -m venv --without-pip /opt/venv; fi \
+ && /opt/installer/bin/pip --python /opt/venv/bin/python install --no-index --no-cache-dir \
+      --disable-pip-version-check --no-compile \
       --find-links /tmp/deps --require-hashes -r /tmp/deps/requirements.txt \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode checked-hash /opt/venv/lib \
  && rm -rf /tmp/deps
 COPY app/ /tmp/app/
-RUN /opt/venv/bin/python -m pip install --no-index --no-cache-dir --disable-pip-version-check --no-compile \
+RUN touch /tmp/app.installed \
+ && /opt/installer/bin/pip --python /opt/venv/bin/python install --no-index --no-cache-dir \
+      --disable-pip-version-check --no-compile \
       --find-links /tmp/app --no-deps --require-hashes -r /tmp/app/requirements.txt \
- && if [ "$KEEP_PIP" != "true" ]; then \
-      /opt/venv/bin/python -m pip uninstall --yes --disable-pip-version-check pip setuptools; \
-    fi \
- && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode checked-hash /opt/venv/lib \
- && rm -rf /tmp/app
+ && find /opt/venv/lib -name '*.py' -newer /tmp/app.installed \
+      | /opt/venv/bin/python -m compileall -q --invalidation-mode checked-hash -i - \
+ && rm -rf /tmp/app /tmp/app.installed
 
 FROM ${BASE}
 RUN if command -v useradd >/dev/null; then \
