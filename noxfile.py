@@ -17,7 +17,7 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 EXAMPLE = "examples/service"
-TEST_DEPS = ("pytest>=8", "hypothesis>=6", "pip>=25.1")  # pip lock makes pylock.toml fixtures
+TEST_DEPS = ("pytest>=8", "hypothesis>=6", "pip>=25.1", "check-jsonschema>=0.29", "pyyaml>=6")
 
 
 @nox.session
@@ -39,6 +39,12 @@ def verify(session: nox.Session) -> None:
 
 
 @nox.session
+def publish(session: nox.Session) -> None:
+    """Write ./dist for the example service: wheelhouse tarball, SBOM, image archive, SHA256SUMS."""
+    wheelbarrow.nox.publish(session, project=EXAMPLE, wheelhouse=str(ROOT / "wheelhouse"), dist_dir=str(ROOT / "dist"))
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests (no docker), then integration tests (real engine, PostgreSQL)."""
     session.install(f"{ROOT}[poetry]", *TEST_DEPS)
@@ -55,6 +61,6 @@ def unit(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy (strict)."""
-    session.install(f"{ROOT}[poetry]", "ruff>=0.6", "mypy>=1.10", "nox", *TEST_DEPS)
+    session.install(f"{ROOT}[poetry]", "ruff>=0.6", "mypy>=1.10", "nox", "types-PyYAML", *TEST_DEPS)
     session.run("ruff", "check", "src", "tests", "noxfile.py", "examples", "bench")
     session.run("mypy")

@@ -16,6 +16,7 @@ from ._cache import Cache
 from ._config import OPTIONS, Config, load_config
 from ._engine import Engine
 from ._pipeline import BUILD, IMAGE, PLAN, VERIFY, execute
+from ._publish import publish
 from ._report import ConsoleLog, print_json, print_summary
 from .errors import ConfigError, WheelbarrowError
 
@@ -29,6 +30,7 @@ FLAGS = (
     "image-tag",
     "jobs",
     "cache-dir",
+    "dist-dir",
 )
 
 
@@ -58,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("build", parents=[common], help="build the wheelhouse (lock, fetch, build, repair)")
     sub.add_parser("image", parents=[common], help="build the runtime image from the wheelhouse, then verify it")
     sub.add_parser("verify", parents=[common], help="check the runtime image with the network off")
+    publish = sub.add_parser("publish", parents=[common], help="write CI artifacts to dist/ (tarball, SBOM, image)")
+    publish.add_argument("--push", metavar="REF", help="also push the image to a registry as REF")
+    publish.add_argument("--simple-index", action="store_true", help="also write a PEP 503 index of the wheels")
+    publish.add_argument("--skip-image", action="store_true", help="publish the wheelhouse only")
     boot = sub.add_parser("bootstrap", parents=[common], help="make local base images from Debian packages")
     boot.add_argument("--suite", help="Debian suite (default: debian-suite from the config)")
     cache = sub.add_parser("cache", parents=[common], help="show or prune the build cache")
@@ -121,6 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print_json({"image": run.image.tag, "id": run.image.image_id, "builder": run.image.builder})
             case "verify":
                 execute(config, log, VERIFY)
+            case "publish":
+                engine = Engine(log, name=config.engine)
+                engine.check()
+                with log.stage("publish"):
+                    published = publish(
+                        config, engine, log, skip_image=args.skip_image, simple=args.simple_index, push=args.push
+                    )
+                if args.json:
+                    print_json(
+                        {"dist": str(published.dist), "files": list(published.files), "pushed": published.pushed}
+                    )
             case "bootstrap":
                 bootstrap(config, Engine(log, name=config.engine), log, suite=args.suite)
             case "cache":

@@ -113,6 +113,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "runtime-dockerfile", "str", "", "The runtime Dockerfile (default: wheelbarrow's docker/runtime.Dockerfile)."
     ),
+    Option("dist-dir", "str", "dist", "Where publish writes the CI artifacts, relative to the project."),
     Option("image-tag", "str", "", "Tag of the runtime image (default: <project>:<version>)."),
     Option("command", "argv", (), "The image's command (e.g. gunicorn --bind 0.0.0.0:8000 app:app)."),
     Option("port", "str", "", "The port the image exposes."),
@@ -150,6 +151,7 @@ class Config:
     glibc: str
     runtime_base: str
     repair_policy: RepairPolicy
+    dist_dir: Path
     runtime_dockerfile: Path | None
     image_tag: str
     command: tuple[str, ...]
@@ -342,6 +344,7 @@ def _finish(
         glibc=glibc,
         runtime_base=s("runtime-base"),
         repair_policy=s("repair-policy"),  # type: ignore[arg-type]
+        dist_dir=project_dir / s("dist-dir"),
         runtime_dockerfile=project_dir / dockerfile if dockerfile else None,
         image_tag=s("image-tag") or f"{name}:{version}",
         command=t("command"),

@@ -48,6 +48,10 @@ class Engine:
             raise EngineStoppedError(msg, tip=tip)
         return result.output.strip().splitlines()[-1]
 
+    def command(self, *args: str) -> Result:
+        """Any other engine command (save, tag, push ...); raises CommandFailed."""
+        return self._run(*args)
+
     def image_id(self, ref: str) -> str | None:
         result = self._run("image", "inspect", "--format", "{{.Id}}", ref, check=False)
         return result.output.strip() if result.returncode == 0 else None

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import __version__
 
-__all__ = ["build_wheels", "image", "install_spec", "verify"]
+__all__ = ["build_wheels", "image", "install_spec", "publish", "verify"]
 
 
 def install_spec() -> str:
@@ -62,3 +62,10 @@ def image(session: Any, project: str = ".", wheelhouse: str | None = None) -> No
 def verify(session: Any, project: str = ".", wheelhouse: str | None = None) -> None:
     """Check the runtime image: no compiler, non-root, every extension loads, one libssl, pip check."""
     _run_wheelbarrow(session, "verify", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])
+
+
+def publish(session: Any, project: str = ".", wheelhouse: str | None = None, dist_dir: str | None = None) -> None:
+    """Write dist/: the wheelhouse tarball, a CycloneDX SBOM, the image archive and SHA256SUMS."""
+    extra = ["--wheelhouse", wheelhouse] if wheelhouse else []
+    extra += ["--dist-dir", dist_dir] if dist_dir else []
+    _run_wheelbarrow(session, "publish", project, extra)

@@ -1,0 +1,264 @@
+"""Stage 9, publish: CI artifacts in ``dist/``, deterministic given the same inputs.
+
+* ``wheelhouse-<project>-<version>-<python>-<platform>.tar.gz``: the wheels,
+  requirements.txt and manifest.json, sorted, with fixed mtimes and owners;
+* ``sbom-<project>-<version>.cdx.json``: CycloneDX (cyclonedx-python-lib), each
+  wheel with its purl and sha256 and, inside each repaired wheel, the native
+  libraries it carries (from auditwheel's own SBOM) and those it expects from
+  the runtime base (looked up in the base's package database);
+* ``image-<project>-<version>.tar`` (``docker save``) and ``.json`` (id, digests);
+* optionally ``simple/``: a PEP 503 index of the wheels;
+* ``SHA256SUMS`` over all of it, for ``sha256sum -c``.
+
+``dist/`` is assembled beside the old one and swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import io
+import json
+import shutil
+import tarfile
+import uuid
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cyclonedx.model import HashAlgorithm, HashType, Property
+from cyclonedx.model.bom import Bom, BomMetaData
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.output.json import JsonV1Dot6
+from packageurl import PackageURL
+
+from . import _wheelhouse
+from ._bootstrap import resolve_runtime_base
+from ._cache import sha256_of
+from ._cmd import CommandFailed
+from ._config import Config
+from ._engine import Engine
+from ._image import read_wheelhouse
+from ._log import Log
+from ._wheelhouse import Manifest, WheelEntry
+from .errors import EngineError, WheelhouseError
+
+PROPERTY = "wheelbarrow:provided-by"
+
+
+@dataclass(frozen=True)
+class Published:
+    dist: Path
+    files: tuple[str, ...]
+    pushed: str | None
+
+
+def _platform(manifest: Manifest) -> str:
+    tags = sorted({w.platform_tag for w in manifest.wheels if w.platform_tag != "any"})
+    return tags[-1].split(".")[-1] if tags else "any"
+
+
+def wheelhouse_tarball(wheelhouse: Path, manifest: Manifest, dest: Path) -> None:
+    """A tar.gz whose bytes depend only on the files: sorted, mtime = SOURCE_DATE_EPOCH, root-owned."""
+    names = sorted([w.file for w in manifest.wheels] + ["manifest.json", "requirements.txt"])
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name in names:
+            data = (wheelhouse / name).read_bytes()
+            info = tarfile.TarInfo(f"wheelhouse/{name}")
+            info.size, info.mtime, info.mode = len(data), manifest.source_date_epoch, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            archive.addfile(info, io.BytesIO(data))
+    with dest.open("wb") as out, gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as zipped:
+        zipped.write(raw.getvalue())
+
+
+def _grafted_components(wheel: Path) -> list[Component]:
+    """The system packages auditwheel recorded in the wheel's own SBOM (dist-info/sboms/auditwheel.cdx.json)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if n.endswith("sboms/auditwheel.cdx.json")]
+        data = json.loads(archive.read(names[0])) if names else {}
+    out = []
+    for item in data.get("components", []):
+        purl = item.get("purl", "")
+        if not purl.startswith("pkg:") or purl.startswith("pkg:pypi/"):
+            continue
+        out.append(
+            Component(
+                name=item["name"],
+                version=item.get("version"),
+                type=ComponentType.LIBRARY,
+                purl=PackageURL.from_string(purl),
+                bom_ref=f"{wheel.name}/{item['name']}",
+                properties=[Property(name=PROPERTY, value="grafted into the wheel by auditwheel")],
+            )
+        )
+    return out
+
+
+BASE_PACKAGES = r"""
+for soname in "$@"; do
+  pkg=$(dpkg -S "*/$soname" 2>/dev/null | head -n 1 | cut -d: -f1)
+  ver=$(test -n "$pkg" && dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null)
+  echo "$soname|$pkg|$ver"
+done
+"""
+
+
+def base_packages(engine: Engine, base: str, sonames: list[str]) -> dict[str, tuple[str, str]]:
+    """soname -> (Debian package, version) in the runtime base; empty where it has no dpkg."""
+    if not sonames:
+        return {}
+    result = engine.run_image(base, ["sh", "-c", BASE_PACKAGES, "sh", *sonames])
+    out: dict[str, tuple[str, str]] = {}
+    for line in result.output.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3 and parts[1]:
+            out[parts[0]] = (parts[1], parts[2])
+    return out
+
+
+def _wheel_component(entry: WheelEntry, wheelhouse: Path, base: str, packages: dict[str, tuple[str, str]]) -> Component:
+    component = Component(
+        name=entry.name,
+        version=entry.version,
+        type=ComponentType.LIBRARY,
+        purl=PackageURL("pypi", None, entry.name, entry.version, qualifiers={"file_name": entry.file}),
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=entry.sha256)],
+        bom_ref=entry.file,
+        properties=[
+            Property(name="wheelbarrow:origin", value=entry.origin),
+            Property(name="wheelbarrow:platform-tag", value=entry.platform_tag),
+        ],
+    )
+    for sub in _grafted_components(wheelhouse / entry.file) if entry.grafted_libraries else []:
+        component.components.add(sub)
+    from_base: dict[str, list[str]] = {}
+    for soname in entry.expected_from_base:
+        from_base.setdefault(packages.get(soname, (soname, ""))[0], []).append(soname)
+    for package, sonames in sorted(from_base.items()):
+        version = packages.get(sonames[0], (package, ""))[1]
+        component.components.add(
+            Component(
+                name=package,
+                version=version or None,
+                type=ComponentType.LIBRARY,
+                purl=PackageURL("deb", "debian", package, version) if version else None,
+                bom_ref=f"{entry.file}/{package}",
+                properties=[
+                    Property(name=PROPERTY, value=f"runtime base {base}"),
+                    Property(name="wheelbarrow:sonames", value=" ".join(sonames)),
+                ],
+            )
+        )
+    return component
+
+
+def sbom(manifest: Manifest, wheelhouse: Path, requirements_sha: str, engine: Engine, base: str) -> str:
+    stamp = datetime.fromtimestamp(manifest.source_date_epoch, tz=UTC)
+    project = manifest.project
+    root = Component(
+        name=project["name"],
+        version=project["version"],
+        type=ComponentType.APPLICATION,
+        purl=PackageURL("pypi", None, project["name"], project["version"]),
+        bom_ref=f"{project['name']}@{project['version']}",
+    )
+    bom = Bom(
+        serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"wheelbarrow:{requirements_sha}"),
+        metadata=BomMetaData(component=root, timestamp=stamp),
+    )
+    wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
+    packages = base_packages(engine, base, wanted)
+    wheels = [_wheel_component(w, wheelhouse, base, packages) for w in manifest.wheels]
+    for component in wheels:
+        bom.components.add(component)
+        bom.register_dependency(component, list(component.components))
+    bom.register_dependency(root, wheels)
+    return JsonV1Dot6(bom).output_as_string(indent=2) + "\n"
+
+
+def simple_index(wheelhouse: Path, manifest: Manifest, dest: Path) -> None:
+    """A PEP 503 index: ``pip install --index-url file://.../simple`` or serve it over HTTP."""
+    dest.mkdir()
+    projects: dict[str, list[WheelEntry]] = {}
+    for entry in manifest.wheels:
+        projects.setdefault(entry.name, []).append(entry)
+    links = "".join(f'<a href="{html.escape(n)}/">{html.escape(n)}</a>\n' for n in sorted(projects))
+    (dest / "index.html").write_text(f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n", encoding="utf-8")
+    for name, entries in sorted(projects.items()):
+        (dest / name).mkdir()
+        for entry in entries:
+            shutil.copyfile(wheelhouse / entry.file, dest / name / entry.file)
+        anchors = "".join(
+            f'<a href="{html.escape(e.file)}#sha256={e.sha256}">{html.escape(e.file)}</a>\n' for e in entries
+        )
+        (dest / name / "index.html").write_text(
+            f"<!DOCTYPE html>\n<html><body>\n{anchors}</body></html>\n", encoding="utf-8"
+        )
+
+
+def save_image(engine: Engine, tag: str, dest: Path) -> dict[str, Any]:
+    image_id = engine.image_id(tag)
+    if image_id is None:
+        msg = f"there is no image {tag} to publish"
+        raise WheelhouseError(
+            msg, tip="Build it first (nox -s image), or publish the wheelhouse only with --skip-image."
+        )
+    try:
+        engine.command("save", "-o", str(dest), tag)
+    except CommandFailed as err:
+        msg = f"docker save {tag} failed:\n{err.result.tail()}"
+        raise EngineError(msg, tip="Check the free disk space where dist/ is.") from err
+    dest.chmod(0o644)  # docker save writes it private; it is an artifact for others
+    digests = engine.command("image", "inspect", "--format", "{{json .RepoDigests}}", tag).output.strip()
+    return {"tag": tag, "id": image_id, "repo_digests": json.loads(digests or "[]")}
+
+
+def push_image(engine: Engine, tag: str, ref: str, log: Log) -> str:
+    try:
+        engine.command("tag", tag, ref)
+        output = engine.command("push", ref).output
+    except CommandFailed as err:
+        msg = f"pushing {ref} failed:\n{err.result.tail(6)}"
+        raise EngineError(msg, tip="Check the registry address and that you are logged in (docker login).") from err
+    digest = next((w for w in output.split() if w.startswith("sha256:")), "")
+    log.info(f"pushed {ref} ({digest})")
+    return f"{ref}@{digest}" if digest else ref
+
+
+def sha256sums(dist: Path) -> str:
+    files = sorted(p for p in dist.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    return "".join(f"{sha256_of(p)}  {p.relative_to(dist).as_posix()}\n" for p in files)
+
+
+def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simple: bool, push: str | None) -> Published:
+    manifest, requirements_sha = read_wheelhouse(config.wheelhouse)
+    project, version = manifest.project["name"], manifest.project["version"]
+    base = resolve_runtime_base(config, engine, log)
+    pushed = None
+    with _wheelhouse.staging(config.dist_dir) as stage:
+        python = manifest.target.get("python_tag", "py3")
+        tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
+        wheelhouse_tarball(config.wheelhouse, manifest, tarball)
+        sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base)
+        (stage / f"sbom-{project}-{version}.cdx.json").write_text(sbom_text, encoding="utf-8")
+        if simple:
+            simple_index(config.wheelhouse, manifest, stage / "simple")
+        if not skip_image:
+            log.info(f"saving image {config.image_tag}")
+            info = save_image(engine, config.image_tag, stage / f"image-{project}-{version}.tar")
+            if push:
+                pushed = push_image(engine, config.image_tag, push, log)
+                info["pushed"] = pushed
+            (stage / f"image-{project}-{version}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")
+        files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()))
+        _wheelhouse.swap_in(stage, config.dist_dir)
+    for name in files:
+        if "/" not in name:
+            log.info(f"  {config.dist_dir / name}")
+    return Published(config.dist_dir, files, pushed)
