@@ -20,7 +20,6 @@ import os
 import platform
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,6 +29,7 @@ from ._cmd import CommandFailed, run
 from ._config import DEBIAN_PYTHON, Config
 from ._engine import Engine
 from ._fetch import pip_download
+from ._guard import scratch
 from ._log import Log
 from ._plan import manylinux_platforms
 from .errors import BootstrapError
@@ -94,7 +94,7 @@ def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
         msg = "debootstrap needs root to make a Debian root file system"
         raise BootstrapError(msg, tip="Run 'sudo wheelbarrow bootstrap' once, or 'docker load' a base image.")
     config.cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bootstrap-", dir=config.cache_dir) as tmp:
+    with scratch("bootstrap", config.cache_dir) as tmp:
         rootfs = Path(tmp) / "rootfs"
         log.info(f"debootstrap {suite} from {mirror} (about 30 s)")
         hint = "Install debootstrap (apt-get install debootstrap)."
@@ -139,7 +139,7 @@ def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = N
         raise BootstrapError(msg, tip='Set debian-suite = "bookworm" in [tool.wheelbarrow] or pass --suite.')
     rootfs = _rootfs_image(config, suite, engine, log)
     python_tag = "cp" + DEBIAN_PYTHON[suite].replace(".", "")
-    with tempfile.TemporaryDirectory(prefix="wheelbarrow-context-") as tmp:
+    with scratch("context") as tmp:
         context = Path(tmp)
         shutil.copytree(_tool_wheels(config, suite, log), context / "tools", ignore=shutil.ignore_patterns(".*"))
         dockerfiles = docker_dir()

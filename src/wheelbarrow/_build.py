@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +22,9 @@ from pathlib import Path, PurePosixPath
 
 from ._cache import key_of, sha256_of
 from ._cmd import CommandFailed, Result, run, which
-from ._engine import RUN_LABEL, Engine
+from ._engine import Engine
 from ._fetch import Fetched
+from ._guard import scratch
 from ._log import Log
 from ._plan import BuildPlan
 from ._repair import RepairedWheel, is_pure, one_repaired_wheel, repair_command
@@ -70,7 +70,7 @@ def prepare_builder(
     if existing:
         log.info(f"builder image {tag} is up to date")
         return Builder(tag, existing)
-    with tempfile.TemporaryDirectory(prefix="wheelbarrow-context-") as tmp:
+    with scratch("context") as tmp:
         context = Path(tmp)
         shutil.copy(dockerfiles / "builder.Dockerfile", context / "Dockerfile")
         shutil.copy(dockerfiles / "check-offline", context / "check-offline")
@@ -105,9 +105,8 @@ def cibuildwheel_env(
 ) -> dict[str, str]:
     """The whole cibuildwheel configuration of one build, as environment variables."""
     inner = " ".join(f"{k}={v}" for k, v in _offline_env(epoch).items())
-    engine_config = (
-        f"{engine.name}; create_args: --network none --label {RUN_LABEL}={engine.run_id}; disable_host_mount: true"
-    )
+    labels = " ".join(engine.label_args())
+    engine_config = f"{engine.name}; create_args: --network none {labels}; disable_host_mount: true"
     return {
         "CIBW_BUILD": plan.cibuildwheel_identifier,
         "CIBW_ARCHS_LINUX": plan.machine,
@@ -118,7 +117,7 @@ def cibuildwheel_env(
         "CIBW_BEFORE_ALL_LINUX": "",
         "CIBW_BEFORE_BUILD_LINUX": "wheelbarrow-check-offline",
         "CIBW_BUILD_FRONTEND": "build",
-        "CIBW_REPAIR_WHEEL_COMMAND_LINUX": repair_command(exclude),
+        "CIBW_REPAIR_WHEEL_COMMAND_LINUX": repair_command(exclude, plan.repair_plat),
         "CIBW_TEST_COMMAND": "",
         "CIBW_BUILD_VERBOSITY": "1",
     }
@@ -164,8 +163,26 @@ def build_sdist(sdist: Fetched, ctx: BuildContext, epoch: int | None = None) -> 
     return one_repaired_wheel(out_dir, sdist.filename, ctx.exclude)
 
 
+#: What a build that tried to reach the network prints in a container with no network.
+_NETWORK = re.compile(
+    r"Network is unreachable|Temporary failure in name resolution|Name or service not known|"
+    r"No address associated with hostname|Could not resolve host|getaddrinfo failed|"
+    r"Failed to establish a new connection"
+)
+NETWORK_TIP = (
+    "Builds run with the network off (--network none). Fetch what the build downloads ahead of time and "
+    "ship it in the sdist, or add it to the builder with system-packages."
+)
+
+
 def _build_error(sdist: Fetched, result: Result, plan: BuildPlan) -> Exception:
     what = f"{sdist.name}=={sdist.version}"
+    if _NETWORK.search(result.output):
+        msg = f"building {what} tried to use the network, and builds are offline:\n{_cause_lines(result)}"
+        return BuildError(msg, tip=NETWORK_TIP)
+    if "cannot repair" in result.output and "auditwheel" in result.output:
+        msg = f"auditwheel could not repair {what} to the requested policy:\n{_cause_lines(result)}"
+        return RepairError(msg, tip="Raise or remove repair-plat in [tool.wheelbarrow], or use an older builder base.")
     match result.returncode:
         case 2:
             msg = f"cibuildwheel refused the configuration for {what}:\n{_cause_lines(result)}"
@@ -210,7 +227,11 @@ def build_project_pure(ctx: BuildContext) -> RepairedWheel:
                 env=_offline_env(ctx.epoch),
             )
         except CommandFailed as err:
-            msg = f"building the project's wheel failed in the builder:\n{_cause_lines(err.result)}"
+            cause = _cause_lines(err.result)
+            if _NETWORK.search(err.result.output):
+                msg = f"building the project's wheel tried to use the network, and builds are offline:\n{cause}"
+                raise BuildError(msg, tip=NETWORK_TIP) from err
+            msg = f"building the project's wheel failed in the builder:\n{cause}"
             raise BuildError(msg, tip="Run 'python -m build --wheel' in the project to see the error.") from err
         container.copy_out(PurePosixPath("/wheelbarrow/out"), out_dir, contents=True)
     repaired = one_repaired_wheel(out_dir, f"the project {plan.project.name}")

@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._guard import tempdir
 from ._log import Log
 
 SECTIONS = ("artifacts", "wheels", "memo")
@@ -127,7 +127,7 @@ class Cache:
 
     def store_wheel(self, key: str, wheel: Path, meta: Mapping[str, Any]) -> CachedWheel:
         section = self._section("wheels")
-        staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=section))
+        staging = tempdir("wheel", section)
         try:
             shutil.copyfile(wheel, staging / wheel.name)
             sha = sha256_of(staging / wheel.name)
@@ -163,7 +163,11 @@ class Cache:
         out: dict[str, dict[str, int]] = {}
         for name in SECTIONS:
             section = self.root / name
-            entries = [p for p in section.iterdir() if not p.name.startswith(".")] if section.is_dir() else []
+            entries = (
+                [p for p in section.iterdir() if not p.name.startswith((".", "wheelbarrow-"))]
+                if section.is_dir()
+                else []
+            )
             size = sum(f.stat().st_size for p in entries for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file())
             out[name] = {"entries": len(entries), "bytes": size}
         return out

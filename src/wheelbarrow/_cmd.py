@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,9 @@ from pathlib import Path
 
 from ._log import Log
 from .errors import ToolMissingError
+
+#: Seconds an interrupted child gets to clean up before it is killed.
+STOP_GRACE = 20
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,18 @@ def which(tool: str, *, hint: str = "") -> str:
         msg = f"'{tool}' was not found next to {sys.executable} or on PATH"
         raise ToolMissingError(msg, tip=hint or f"Install {tool} and run again.")
     return found
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask a child to stop as Ctrl-C would (so it can clean up), then insist."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run(
@@ -83,18 +99,22 @@ def run(
     except FileNotFoundError as err:
         msg = f"'{args[0]}' could not be started: {err.strerror}"
         raise ToolMissingError(msg, tip=hint or f"Install {args[0]} and run again.") from err
-    assert proc.stdout is not None
-    if stdin is not None:
-        assert proc.stdin is not None
-        proc.stdin.write(stdin)
-        proc.stdin.close()
     chunks: list[str] = []
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "replace")
-        chunks.append(line)
-        if stream:
-            log.info("    " + line.rstrip("\n"))
-    returncode = proc.wait()
+    try:
+        assert proc.stdout is not None
+        if stdin is not None:
+            assert proc.stdin is not None
+            proc.stdin.write(stdin)
+            proc.stdin.close()
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace")
+            chunks.append(line)
+            if stream:
+                log.info("    " + line.rstrip("\n"))
+        returncode = proc.wait()
+    except BaseException:
+        _stop(proc)  # interrupted (Ctrl-C): the child must not outlive us, nor leave its containers
+        raise
     result = Result(tuple(args), returncode, "".join(chunks))
     if check and returncode != 0:
         raise CommandFailed(result)

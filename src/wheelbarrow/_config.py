@@ -113,6 +113,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "runtime-dockerfile", "str", "", "The runtime Dockerfile (default: wheelbarrow's docker/runtime.Dockerfile)."
     ),
+    Option(
+        "repair-plat",
+        "str",
+        "",
+        "The manylinux policy auditwheel must reach (e.g. manylinux_2_28_x86_64; default: the best it can).",
+    ),
     Option("dist-dir", "str", "dist", "Where publish writes the CI artifacts, relative to the project."),
     Option("image-tag", "str", "", "Tag of the runtime image (default: <project>:<version>)."),
     Option("command", "argv", (), "The image's command (e.g. gunicorn --bind 0.0.0.0:8000 app:app)."),
@@ -151,6 +157,7 @@ class Config:
     glibc: str
     runtime_base: str
     repair_policy: RepairPolicy
+    repair_plat: str
     dist_dir: Path
     runtime_dockerfile: Path | None
     image_tag: str
@@ -344,6 +351,7 @@ def _finish(
         glibc=glibc,
         runtime_base=s("runtime-base"),
         repair_policy=s("repair-policy"),  # type: ignore[arg-type]
+        repair_plat=s("repair-plat"),
         dist_dir=project_dir / s("dist-dir"),
         runtime_dockerfile=project_dir / dockerfile if dockerfile else None,
         image_tag=s("image-tag") or f"{name}:{version}",

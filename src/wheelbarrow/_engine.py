@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ._cmd import CommandFailed, Result, run
+from ._guard import OWNER_LABEL, dead_owner, owner
 from ._log import Log
 from .errors import EngineError, EngineMissingError, EngineStoppedError, ToolMissingError, WheelbarrowError
 
@@ -110,8 +111,32 @@ class Engine:
     ) -> Result:
         """``docker run --rm`` one command in a fresh container of ``image`` (checked by the caller)."""
         args = ["run", "--rm", "-i" if stdin is not None else "--init", "--network", network]
-        args += ["--label", f"{RUN_LABEL}={self.run_id}", "--entrypoint", argv[0], image, *argv[1:]]
+        args += [*self.label_args(), "--entrypoint", argv[0], image, *argv[1:]]
         return self._run(*args, stdin=stdin, check=False)
+
+    def label_args(self) -> list[str]:
+        """The labels every container of this run carries: the run, and the process that owns it."""
+        return ["--label", f"{RUN_LABEL}={self.run_id}", "--label", f"{OWNER_LABEL}={owner()}"]
+
+    def sweep(self) -> None:
+        """Remove containers that runs killed before they could clean up (their process is gone)."""
+        result = self._run(
+            "ps",
+            "-a",
+            "--filter",
+            f"label={RUN_LABEL}",
+            "--format",
+            f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}',
+            check=False,
+        )
+        dead = [
+            line.split()[0]
+            for line in result.output.splitlines()
+            if len(line.split()) == 2 and dead_owner(line.split()[1])
+        ]
+        if result.returncode == 0 and dead:
+            self.log.info(f"removing {len(dead)} container(s) left by runs that were killed")
+            self._run("rm", "-f", *dead, check=False)
 
     def remove_leftovers(self) -> None:
         """Remove every container this run created (cibuildwheel's included); never raises."""

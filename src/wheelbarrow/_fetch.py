@@ -15,7 +15,6 @@ import re
 import shutil
 import sys
 import tarfile
-import tempfile
 import tomllib
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run
+from ._guard import scratch
 from ._log import Log
 from ._plan import BuildPlan, IndexWheel, SdistBuild, manylinux_platforms
 from .errors import FetchError, HashMismatchError
@@ -71,9 +71,27 @@ def pip_download(args: Sequence[str], dest: Path, log: Log) -> None:
             raise HashMismatchError(
                 msg, tip="The lock or the index changed: re-lock the project and run again."
             ) from err
+        if _UNREACHABLE.search(err.result.output):
+            msg = f"the index cannot be reached from this host:\n{_last_line_matching(err.result.output)}"
+            tip = (
+                "Check the network, proxy and index settings (pip config list). A run whose downloads are "
+                "all in wheelbarrow's cache needs no index."
+            )
+            raise FetchError(msg, tip=tip) from err
         msg = f"pip download failed:\n{output}"
         tip = "Check that the index is reachable from this host (pip config list), or that the lock's files exist."
         raise FetchError(msg, tip=tip) from err
+
+
+_UNREACHABLE = re.compile(
+    r"NewConnectionError|Connection refused|Temporary failure in name resolution|Name or service not known|"
+    r"Max retries exceeded|ProxyError|Network is unreachable|ConnectTimeoutError|Read timed out"
+)
+
+
+def _last_line_matching(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if _UNREACHABLE.search(line)]
+    return lines[-1] if lines else output.strip().splitlines()[-1]
 
 
 def _mismatch(pip_output: str) -> str:
@@ -97,7 +115,7 @@ def _download(items: Sequence[Wanted], flags: list[str], cache: Cache, log: Log)
     if not items:
         return {}
     cache.root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fetch-", dir=cache.root) as tmp:
+    with scratch("fetch", cache.root) as tmp:
         tmp_dir = Path(tmp)
         requirements = tmp_dir / "locked.txt"
         requirements.write_text(
@@ -207,7 +225,7 @@ def fetch_build_requirements(
                 assert path is not None
                 shutil.copyfile(path, dest / path.name)
             continue
-        with tempfile.TemporaryDirectory(prefix="buildreqs-", dir=dest.parent) as tmp:
+        with scratch("buildreqs", dest.parent) as tmp:
             pip_download([*flags, *requires], Path(tmp), log)
             resolved = []
             for path in sorted(Path(tmp).iterdir()):

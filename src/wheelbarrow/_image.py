@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,9 @@ from ._cache import sha256_of
 from ._cmd import run
 from ._config import Config
 from ._engine import Engine
+from ._guard import scratch
 from ._log import Log
+from ._repair import parse_ldconfig
 from ._wheelhouse import Manifest, requirements_text
 from .errors import ConfigError, WheelhouseError
 
@@ -116,17 +117,62 @@ def use_buildkit(config: Config, engine: Engine, log: Log) -> bool:
             return probe.returncode == 0
 
 
+BASE_FACTS = (
+    'python3 -c \'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.libc_ver()[1] or "-")\'; '
+    "uname -m; ldconfig -p"
+)
+
+
+def check_base_fits(engine: Engine, base: str, manifest: Manifest) -> None:
+    """Refuse, before building, a base the wheelhouse was not made for: Python, machine, glibc, libraries."""
+    facts = engine.run_image(base, ["sh", "-c", BASE_FACTS])
+    lines = facts.output.splitlines()
+    if facts.returncode != 0 or len(lines) < 2 or len(lines[0].split()) != 2:
+        msg = f"the runtime base {base} has no working python3:\n{facts.tail(5)}"
+        raise WheelhouseError(msg, tip="Use a runtime-base with CPython (python:3.11-slim, or debian-suite's).")
+    python, glibc = lines[0].split()
+    machine = lines[1].strip()
+    target = manifest.target
+    problems = []
+    if target.get("python") and target["python"] != python:
+        problems.append(f"it is for CPython {target['python']}, the base runs CPython {python}")
+    if target.get("machine") and target["machine"] != machine:
+        problems.append(f"it is for {target['machine']}, the base is {machine}")
+    needed = max((_glibc_of(w.platform_tag) for w in manifest.wheels), default=(0, 0))
+    if glibc != "-" and needed > tuple(int(p) for p in glibc.split(".")[:2]):
+        problems.append(f"its wheels need glibc {needed[0]}.{needed[1]}, the base has glibc {glibc}")
+    provided = parse_ldconfig(facts.output)
+    for wheel in manifest.wheels:
+        missing = [s for s in wheel.expected_from_base if s not in provided]
+        if missing:
+            problems.append(f"{wheel.name} expects {', '.join(missing)} from the base, which lacks it")
+    if problems:
+        msg = f"the wheelhouse does not fit the runtime base {base}: {'; '.join(problems)}"
+        tip = (
+            "Rebuild the wheelhouse for this base (wheelbarrow build), or set runtime-base to the one it was built for."
+        )
+        raise WheelhouseError(msg, tip=tip)
+
+
+def _glibc_of(platform_tag: str) -> tuple[int, int]:
+    found = [(int(major), int(minor)) for major, minor in re.findall(r"manylinux_(\d+)_(\d+)", platform_tag)]
+    legacy = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
+    found += [v for k, v in legacy.items() if f"{k}_" in platform_tag]
+    return min(found) if found else (0, 0)  # a wheel with several tags needs only the lowest
+
+
 def build_image(config: Config, engine: Engine, log: Log) -> Image:
     manifest, wheelhouse_sha = read_wheelhouse(config.wheelhouse)
     log.info(f"wheelhouse {config.wheelhouse}: {len(manifest.wheels)} wheels, every sha256 checked")
     base = resolve_runtime_base(config, engine, log)
+    check_base_fits(engine, base, manifest)
     repaired_for = manifest.runtime_base.get("image_id")
     base_id = engine.image_id(base)
     if repaired_for and base_id != repaired_for:
         log.warning(f"the wheelhouse was repaired against runtime base {repaired_for[:19]}, not {base} ({base_id})")
     dockerfile, ours = _dockerfile(config)
     buildkit = use_buildkit(config, engine, log)
-    with tempfile.TemporaryDirectory(prefix="wheelbarrow-image-") as tmp:
+    with scratch("image") as tmp:
         context = Path(tmp)
         shutil.copytree(config.wheelhouse, context / "wheelhouse")
         _split(config, manifest, context)

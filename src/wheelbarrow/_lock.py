@@ -120,7 +120,20 @@ def read_lock(config: Config, log: Log, *, machine: str, cache: Cache | None = N
         case "requirements":
             packages = parse_requirements(path.read_text(encoding="utf-8"), env, path)
     own = canonicalize_name(config.project_name)
+    check_unique_files(packages, path)
     return Lock(path, kind, tuple(sorted((p for p in packages if p.name != own), key=lambda p: p.name)))
+
+
+def check_unique_files(packages: tuple[LockedPackage, ...], source: Path) -> None:
+    """One file name, one sha256: a lock that pins the same file twice with different hashes is corrupt."""
+    seen: dict[str, str] = {}
+    for package in packages:
+        for file in package.files:
+            earlier = seen.setdefault(file.filename, file.sha256)
+            if earlier != file.sha256:
+                hashes = f"{earlier[:12]}... and {file.sha256[:12]}..."
+                msg = f"{source.name} pins {file.filename} twice with different sha256 ({hashes})"
+                raise LockError(msg, tip="The lock was edited or merged badly: regenerate it.")
 
 
 def _export_poetry_cached(config: Config, lock: Path, log: Log, cache: Cache | None) -> str:

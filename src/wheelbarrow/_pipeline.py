@@ -9,6 +9,7 @@ stages left on it and adds its own.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -17,11 +18,12 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from . import _bootstrap, _build, _fetch, _image, _lock, _plan, _repair, _schedule, _verify, _wheelhouse
+from . import _bootstrap, _build, _fetch, _guard, _image, _lock, _plan, _repair, _schedule, _verify, _wheelhouse
 from ._cache import Cache, key_of, sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._fetch import Fetched
+from ._guard import tempdir
 from ._log import Log
 from ._repair import platform_tag
 from .errors import VerifyError
@@ -36,7 +38,7 @@ class Run:
     engine: Engine
     cache: Cache
     machine: str = field(default_factory=_bootstrap.machine)
-    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="wheelbarrow-")))
+    work: Path = field(default_factory=lambda: tempdir("work"))
     lock: _lock.Lock | None = None
     plan: _plan.BuildPlan | None = None
     index_wheels: tuple[Fetched, ...] = ()
@@ -61,6 +63,7 @@ class Run:
 def stage_engine(run: Run) -> None:
     version = run.engine.check()
     run.log.info(f"{run.engine.name} engine {version}")
+    run.engine.sweep()
 
 
 def stage_lock(run: Run) -> None:
@@ -216,16 +219,30 @@ VERIFY: tuple[Stage, ...] = (("engine", stage_engine), ("verify", stage_verify))
 USES_CONTAINERS = frozenset({"bases", "builder", "build + repair", "image", "verify"})
 
 
+def sweep_files(config: Config, log: Log) -> None:
+    """Temporary folders that killed runs left: in the system's temp dir, the cache, beside the outputs."""
+    _guard.sweep_dirs(Path(tempfile.gettempdir()), log, "wheelbarrow-*")
+    _guard.sweep_dirs(config.cache_dir, log, "wheelbarrow-*")
+    _guard.sweep_dirs(config.cache_dir / "wheels", log, "wheelbarrow-*")
+    for target in (config.wheelhouse, config.dist_dir):
+        _guard.sweep_dirs(target.parent, log, f".{target.name}-*")
+
+
 def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD) -> Run:
-    """Run ``stages`` in order; always remove the work directory and this run's containers."""
+    """Run ``stages`` in order, one run per project at a time; always remove the work directory and
+    this run's containers."""
     engine = Engine(log, name=config.engine)
-    run = Run(config=config, log=log, engine=engine, cache=Cache(config.cache_dir, log))
-    try:
-        for name, stage in stages:
-            with log.stage(name):
-                stage(run)
-    finally:
-        shutil.rmtree(run.work, ignore_errors=True)
-        if any(name in USES_CONTAINERS for name, _ in stages):
-            run.engine.remove_leftovers()
+    with contextlib.ExitStack() as held:
+        if stages != PLAN:
+            held.enter_context(_guard.project_lock(config.wheelhouse, log))
+            sweep_files(config, log)
+        run = Run(config=config, log=log, engine=engine, cache=Cache(config.cache_dir, log))
+        try:
+            for name, stage in stages:
+                with log.stage(name):
+                    stage(run)
+        finally:
+            shutil.rmtree(run.work, ignore_errors=True)
+            if any(name in USES_CONTAINERS for name, _ in stages):
+                run.engine.remove_leftovers()
     return run

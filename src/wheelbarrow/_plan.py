@@ -68,6 +68,7 @@ class BuildPlan:
     project: ProjectBuild
     wheelhouse: Path
     lock: Path
+    repair_plat: str = ""
 
     @property
     def cibuildwheel_identifier(self) -> str:
@@ -184,6 +185,7 @@ def make_plan(config: Config, lock: Lock, *, machine: str) -> BuildPlan:
         project=ProjectBuild(config.project_name, config.project_version, config.project_dir, _project_engine(config)),
         wheelhouse=config.wheelhouse,
         lock=lock.source,
+        repair_plat=config.repair_plat,
     )
 
 

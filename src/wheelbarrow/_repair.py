@@ -25,9 +25,10 @@ from .errors import RepairProducedManyWheelsError, RepairProducedNoWheelError
 SINGLE_IN_PROCESS = ("libssl.so.*", "libcrypto.so.*")
 
 
-def repair_command(exclude: tuple[str, ...] = ()) -> str:
+def repair_command(exclude: tuple[str, ...] = (), plat: str = "") -> str:
     """The repair step cibuildwheel runs in the container for each platform wheel."""
-    return " ".join(["auditwheel repair -w {dest_dir} {wheel}", *(f"--exclude {soname}" for soname in exclude)])
+    parts = ["auditwheel repair -w {dest_dir} {wheel}", *(f"--exclude {soname}" for soname in exclude)]
+    return " ".join([*parts, f"--plat {plat}"] if plat else parts)
 
 
 def parse_ldconfig(output: str) -> frozenset[str]:

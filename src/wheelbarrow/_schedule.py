@@ -29,7 +29,6 @@ from ._build import (
     sdist_epoch,
 )
 from ._cache import Cache, key_of, tree_digest
-from ._engine import RUN_LABEL
 from ._fetch import Fetched
 from ._repair import RepairedWheel
 
@@ -58,7 +57,7 @@ def _common(ctx: BuildContext) -> dict[str, Any]:
 
 def _stable_env(ctx: BuildContext, epoch: int) -> dict[str, str]:
     env = cibuildwheel_env(ctx.plan, ctx.builder, ctx.engine, epoch, ctx.exclude)
-    env["CIBW_CONTAINER_ENGINE"] = env["CIBW_CONTAINER_ENGINE"].replace(f"{RUN_LABEL}={ctx.engine.run_id}", RUN_LABEL)
+    env["CIBW_CONTAINER_ENGINE"] = env["CIBW_CONTAINER_ENGINE"].replace(" ".join(ctx.engine.label_args()), "")
     return env
 
 

@@ -11,7 +11,6 @@ import ctypes
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._cache import sha256_of
+from ._guard import staging_dir
 from .errors import WheelhouseError
 
 MANIFEST_VERSION = 1
@@ -127,7 +127,7 @@ def requirements_text(entries: Sequence[WheelEntry]) -> str:
 def staging(wheelhouse: Path) -> Iterator[Path]:
     """A fresh directory beside ``wheelhouse``, removed unless it was swapped in."""
     wheelhouse.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{wheelhouse.name}-", dir=wheelhouse.parent))
+    stage = staging_dir(wheelhouse)
     stage.chmod(0o755)  # mkdtemp makes it private; a wheelhouse is for others to read
     try:
         yield stage
@@ -189,7 +189,12 @@ def publish(wheelhouse: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifes
     """Make ``wheelhouse`` hold exactly ``wheels``; False when it already did (nothing written)."""
     if _unchanged(wheelhouse, wheels, manifest):
         return False
-    with staging(wheelhouse) as stage:
-        fill(stage, wheels, manifest)
-        swap_in(stage, wheelhouse)
+    try:
+        with staging(wheelhouse) as stage:
+            fill(stage, wheels, manifest)
+            swap_in(stage, wheelhouse)
+    except OSError as err:
+        msg = f"could not write the new wheelhouse beside {wheelhouse}: {err.strerror or err}"
+        tip = "Free some space (or fix the permissions) there and run again; the previous wheelhouse is untouched."
+        raise WheelhouseError(msg, tip=tip) from err
     return True
