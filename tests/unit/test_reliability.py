@@ -1,0 +1,153 @@
+"""Failure paths that need no engine: each ends in a WheelbarrowError that says what to do."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.test_image_and_verify import make_wheelhouse
+from tests.unit.test_stages import demo_plan, quiet
+from wheelbarrow import _guard, _image
+from wheelbarrow._build import _build_error
+from wheelbarrow._cmd import Result
+from wheelbarrow._config import load_config
+from wheelbarrow._engine import Engine
+from wheelbarrow._fetch import Fetched, pip_download
+from wheelbarrow._lock import LockedFile, LockedPackage, check_unique_files
+from wheelbarrow._log import Log
+from wheelbarrow.errors import BuildError, FetchError, LockError, RepairError, WheelhouseError
+
+DEAD_PID = 4_000_000  # above pid_max: never a live process
+
+
+def test_pyproject_without_a_wheelbarrow_table_uses_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "plain"\nversion = "1"\n', encoding="utf-8")
+    config = load_config(tmp_path, environ={})
+    assert config.python == "3.11"
+    assert config.builder_base == "manylinux_2_28"
+
+
+def test_two_files_with_one_name_and_two_hashes(tmp_path: Path) -> None:
+    a = LockedPackage("six", "1", ("a" * 64,), (LockedFile("six-1.tar.gz", "a" * 64),))  # type: ignore[arg-type]
+    b = LockedPackage("six", "1", ("b" * 64,), (LockedFile("six-1.tar.gz", "b" * 64),))  # type: ignore[arg-type]
+    with pytest.raises(LockError, match=r"pins six-1\.tar\.gz twice with different sha256") as caught:
+        check_unique_files((a, b), tmp_path / "pylock.toml")
+    assert "regenerate" in caught.value.tip
+
+
+def test_a_build_that_needs_the_network_says_builds_are_offline(tmp_path: Path) -> None:
+    plan = demo_plan(tmp_path)
+    sdist = Fetched("fetcher", "1.0", tmp_path / "fetcher-1.0.tar.gz", "0" * 64)
+    output = "urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name resolution>\n"
+    error = _build_error(sdist, Result(("cibuildwheel",), 1, output), plan)
+    assert isinstance(error, BuildError)
+    assert "tried to use the network, and builds are offline" in error.message
+    assert "--network none" in error.tip
+
+
+def test_an_unrepairable_policy_is_a_repair_error(tmp_path: Path) -> None:
+    output = (
+        'auditwheel: error: cannot repair "psycopg2-2.9.13-cp311-cp311-linux_x86_64.whl" to '
+        '"manylinux_2_28_x86_64" ABI because of the presence of too-recent versioned symbols.\n'
+    )
+    sdist = Fetched("psycopg2", "2.9.13", tmp_path / "p.tar.gz", "0" * 64)
+    error = _build_error(sdist, Result(("cibuildwheel",), 1, output), demo_plan(tmp_path))
+    assert isinstance(error, RepairError)
+    assert "repair-plat" in error.tip
+
+
+def test_an_unreachable_index_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    output = (
+        "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(...: "
+        "Failed to establish a new connection: [Errno 111] Connection refused')': /simple/six/\n"
+        "ERROR: Could not find a version that satisfies the requirement six==1.16.0\n"
+    )
+
+    def fail(argv: list[str], *_a: Any, **_k: Any) -> Result:
+        from wheelbarrow._cmd import CommandFailed
+
+        raise CommandFailed(Result(tuple(argv), 1, output))
+
+    monkeypatch.setattr("wheelbarrow._fetch.run", fail)
+    with pytest.raises(FetchError, match="the index cannot be reached") as caught:
+        pip_download(["six==1.16.0"], tmp_path, quiet())
+    assert "needs no index" in caught.value.tip
+
+
+class FakeEngine(Engine):
+    def __init__(self, output: str) -> None:
+        super().__init__(quiet())
+        self.output = output
+
+    def run_image(self, image: str, argv: Any, **_: Any) -> Result:  # noqa: ARG002 - the fake ignores them
+        return Result(("docker",), 0, self.output)
+
+
+BOOKWORM = "3.11 2.36\nx86_64\n\tlibssl.so.3 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libssl.so.3\n"
+
+
+@pytest.mark.parametrize(
+    ("facts", "problem"),
+    [
+        ("3.12 2.36\nx86_64\n", "it is for CPython 3.11, the base runs CPython 3.12"),
+        ("3.11 2.36\naarch64\n", "the base is aarch64"),
+        ("3.11 2.31\nx86_64\n", "need glibc 2.34, the base has glibc 2.31"),
+        ("3.11 2.36\nx86_64\n", "psycopg2 expects libssl.so.3 from the base, which lacks it"),
+    ],
+)
+def test_a_base_the_wheelhouse_does_not_fit(tmp_path: Path, facts: str, problem: str) -> None:
+    manifest, _ = _image.read_wheelhouse(make_wheelhouse(tmp_path))
+    wheels = list(manifest.wheels)
+    wheels[0] = type(wheels[0])(
+        **{
+            **wheels[0].__dict__,
+            "name": "psycopg2",
+            "platform_tag": "manylinux_2_34_x86_64",
+            "expected_from_base": ("libssl.so.3",),
+        }
+    )
+    manifest = type(manifest)(
+        **{**manifest.__dict__, "wheels": tuple(wheels), "target": {"python": "3.11", "machine": "x86_64"}}
+    )
+    _image.check_base_fits(FakeEngine(BOOKWORM), "base", manifest)  # the right base passes
+    with pytest.raises(WheelhouseError, match=problem):
+        _image.check_base_fits(FakeEngine(facts), "base", manifest)
+
+
+def test_sweep_removes_only_what_dead_processes_left(tmp_path: Path) -> None:
+    dead = tmp_path / f"wheelbarrow-{DEAD_PID}-work-abc"
+    mine = _guard.tempdir("work", tmp_path)
+    staging = tmp_path / f".wheelhouse-{DEAD_PID}-xyz"
+    other = tmp_path / "someone-else-1-dir"
+    for path in (dead, staging, other):
+        path.mkdir()
+    assert _guard.sweep_dirs(tmp_path, quiet(), "wheelbarrow-*") == 1
+    assert _guard.sweep_dirs(tmp_path, quiet(), ".wheelhouse-*") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name])
+    assert _guard.dead_owner(f"{os.uname().nodename}:{DEAD_PID}")
+    assert not _guard.dead_owner(f"{os.uname().nodename}:{os.getpid()}")
+    assert not _guard.dead_owner(f"another-host:{DEAD_PID}")  # not ours to judge
+
+
+def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
+    lines: list[str] = []
+    order: list[str] = []
+    wheelhouse = tmp_path / "wheelhouse"
+
+    def second() -> None:
+        with _guard.project_lock(wheelhouse, Log(sink=lines.append)):
+            order.append("second")
+
+    with _guard.project_lock(wheelhouse, quiet()):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "second"]
+    assert any("waiting for another wheelbarrow run on this project" in line for line in lines)
