@@ -31,7 +31,18 @@ from ._repair import RepairedWheel, is_pure, one_repaired_wheel, repair_command
 from .errors import BuildError, CompileError, RepairError, ToolMissingError
 
 WHEELS_IN_IMAGE = "/wheelbarrow/wheels"
-IGNORED_IN_PROJECT = (".git", ".nox", ".venv", "__pycache__", "*.pyc", "wheelhouse", ".wheelhouse-*", "dist", "build")
+IGNORED_IN_PROJECT = (
+    ".git",
+    ".nox",
+    ".venv",
+    "__pycache__",
+    "*.pyc",
+    "wheelhouse",
+    ".wheelhouse-*",
+    "dist",
+    ".dist-*",
+    "build",
+)
 #: Lines of a failed build that point at the cause.
 _CAUSE = re.compile(r"error|not found|No such file|fatal|cannot|undefined reference", re.IGNORECASE)
 

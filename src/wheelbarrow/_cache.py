@@ -23,6 +23,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def tree_digest(root: Path, ignore: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if any(part in ignore or part.endswith(".pyc") for part in relative.parts):
+        if any(fnmatch(part, pattern) for part in relative.parts for pattern in (*ignore, "*.pyc")):
             continue
         if path.is_file() and not path.is_symlink():
             digest.update(f"{relative.as_posix()}\0{path.stat().st_mode & 0o111}\0".encode())
@@ -90,6 +91,12 @@ class Cache:
             return None
         path.parent.touch()
         return path
+
+    def artifact_by_hash(self, sha256: str) -> Path | None:
+        """The cached file with this sha256, whatever its name (locks that name no files)."""
+        folder = self.root / "artifacts" / sha256
+        files = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
+        return self.artifact(files[0].name, sha256) if len(files) == 1 else None
 
     def store_artifact(self, path: Path, sha256: str) -> Path:
         target_dir = self._section("artifacts") / sha256

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,25 @@ def which(tool: str, *, hint: str = "") -> str:
     return found
 
 
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+#: Set once the run is interrupted: what interrupted children print as they die is kept, not shown.
+_STOPPING = threading.Event()
+
+
+def stop_all() -> None:
+    """Interrupt every command still running (those of build threads, on Ctrl-C in the main thread)."""
+    _STOPPING.set()
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Ask a child to stop as Ctrl-C would (so it can clean up), then insist."""
+    _STOPPING.set()
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGINT)
@@ -100,6 +118,8 @@ def run(
         msg = f"'{args[0]}' could not be started: {err.strerror}"
         raise ToolMissingError(msg, tip=hint or f"Install {args[0]} and run again.") from err
     chunks: list[str] = []
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
     try:
         assert proc.stdout is not None
         if stdin is not None:
@@ -109,12 +129,15 @@ def run(
         for raw in proc.stdout:
             line = raw.decode("utf-8", "replace")
             chunks.append(line)
-            if stream:
+            if stream and not _STOPPING.is_set():
                 log.info("    " + line.rstrip("\n"))
         returncode = proc.wait()
     except BaseException:
         _stop(proc)  # interrupted (Ctrl-C): the child must not outlive us, nor leave its containers
         raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
     result = Result(tuple(args), returncode, "".join(chunks))
     if check and returncode != 0:
         raise CommandFailed(result)

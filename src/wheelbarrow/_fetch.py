@@ -140,7 +140,11 @@ def _download(items: Sequence[Wanted], flags: list[str], cache: Cache, log: Log)
 
 
 def _from_cache_or_path(item: Wanted, cache: Cache) -> Fetched | None:
-    if item.file is None:
+    if item.file is None:  # the lock names hashes, not files: any cached file with one of them will do
+        for sha in item.hashes:
+            path = cache.artifact_by_hash(sha)
+            if path is not None and (isinstance(item, IndexWheel) == path.name.endswith(".whl")):
+                return Fetched(item.name, item.version, path, sha)
         return None
     cached = cache.artifact(item.file.filename, item.file.sha256)
     if cached is None and item.file.path is not None:

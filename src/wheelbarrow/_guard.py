@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -88,9 +89,10 @@ def sweep_dirs(parent: Path, log: Log, pattern: str = "*") -> int:
 @contextlib.contextmanager
 def project_lock(wheelhouse: Path, log: Log) -> Iterator[None]:
     """Hold the project's lock for the whole run; wait (saying so) while another run holds it."""
-    wheelhouse.parent.mkdir(parents=True, exist_ok=True)
-    path = wheelhouse.parent / f".{wheelhouse.name}.lock"
-    with path.open("a+") as handle:
+    locks = Path(tempfile.gettempdir()) / "wheelbarrow-locks"  # outside the project: nothing left in it
+    locks.mkdir(mode=0o1777, exist_ok=True)
+    name = hashlib.sha256(str(wheelhouse.resolve()).encode()).hexdigest()[:24]
+    with (locks / f"{name}.lock").open("a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

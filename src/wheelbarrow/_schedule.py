@@ -29,8 +29,10 @@ from ._build import (
     sdist_epoch,
 )
 from ._cache import Cache, key_of, tree_digest
+from ._cmd import CommandFailed, stop_all
 from ._fetch import Fetched
 from ._repair import RepairedWheel
+from .errors import EngineError, EngineStoppedError, WheelbarrowError
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def project_key(ctx: BuildContext) -> str:
     return key_of(
         {
             "kind": "project",
-            "tree": tree_digest(project.source, IGNORED_IN_PROJECT),
+            "tree": tree_digest(project.source, (*IGNORED_IN_PROJECT, ctx.plan.wheelhouse.name)),
             "engine": project.engine,
             "epoch": ctx.epoch,
             "env": _stable_env(ctx, ctx.epoch) if project.engine == "cibuildwheel" else {},
@@ -92,12 +94,16 @@ def _from_cache(cache: Cache, key: str) -> RepairedWheel | None:
 def _build_one(sdist: Fetched | None, ctx: BuildContext, cache: Cache, key: str) -> RepairedWheel:
     name = sdist.name if sdist else ctx.plan.project.name
     ctx = dataclasses.replace(ctx, log=ctx.log.prefixed(name))
-    if sdist is not None:
-        ctx.log.info(f"building {sdist.filename} with cibuildwheel (network off)")
-        wheel = build_sdist(sdist, ctx)
-    else:
-        ctx.log.info(f"building the project ({ctx.plan.project.engine}, network off)")
-        wheel = build_project_pure(ctx) if ctx.plan.project.engine == "pure" else build_project_platform(ctx)
+    try:
+        if sdist is not None:
+            ctx.log.info(f"building {sdist.filename} with cibuildwheel (network off)")
+            wheel = build_sdist(sdist, ctx)
+        else:
+            ctx.log.info(f"building the project ({ctx.plan.project.engine}, network off)")
+            wheel = build_project_pure(ctx) if ctx.plan.project.engine == "pure" else build_project_platform(ctx)
+    except (WheelbarrowError, CommandFailed) as err:
+        _engine_still_there(ctx, name, err)
+        raise
     meta = {
         "platform_tag": wheel.platform_tag,
         "grafted": wheel.grafted,
@@ -105,6 +111,17 @@ def _build_one(sdist: Fetched | None, ctx: BuildContext, cache: Cache, key: str)
     }
     stored = cache.store_wheel(key, wheel.path, meta)
     return dataclasses.replace(wheel, path=stored.path)
+
+
+def _engine_still_there(ctx: BuildContext, name: str, err: Exception) -> None:
+    """A build that failed because the engine went away is the engine's failure, not the build's."""
+    try:
+        ctx.engine.check()
+    except EngineError as gone:
+        msg = f"the {ctx.engine.name} engine stopped while {name} was building: {gone.message}"
+        raise EngineStoppedError(
+            msg, tip="Restart the daemon and run again; finished builds are in the cache."
+        ) from err
 
 
 def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs: int) -> list[Built]:
@@ -126,7 +143,13 @@ def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs
             futures: dict[Future[RepairedWheel], int] = {
                 pool.submit(_build_one, todo[i][0], ctx, cache, todo[i][1]): i for i in misses
             }
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            try:
+                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            except KeyboardInterrupt:
+                for future in futures:
+                    future.cancel()
+                stop_all()  # the builds in the other threads stop too, and clean up their containers
+                raise
             for future in pending:
                 future.cancel()
             for future in [*done, *pending]:
