@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,6 +138,17 @@ class Engine:
         if result.returncode == 0 and dead:
             self.log.info(f"removing {len(dead)} container(s) left by runs that were killed")
             self._run("rm", "-f", *dead, check=False)
+
+    def sweep_images(self, repository: str) -> None:
+        """Remove ``repository:<pid>-...`` tags whose process is gone (unverified images of killed runs)."""
+        result = self._run("images", repository, "--format", "{{.Tag}}", check=False)
+        for tag in result.output.split():
+            pid = tag.split("-", 1)[0]
+            if pid.isdigit() and dead_owner(f"{socket.gethostname()}:{pid}"):
+                self.discard_image(f"{repository}:{tag}")
+
+    def discard_image(self, ref: str) -> None:
+        self._run("rmi", ref, check=False)
 
     def remove_leftovers(self) -> None:
         """Remove every container this run created (cibuildwheel's included); never raises."""

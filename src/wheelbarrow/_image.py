@@ -12,6 +12,7 @@ labels and ``io.wheelbarrow.wheelhouse`` (the sha256 of requirements.txt).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -31,12 +32,14 @@ from ._wheelhouse import Manifest, requirements_text
 from .errors import ConfigError, WheelhouseError
 
 WHEELHOUSE_LABEL = "io.wheelbarrow.wheelhouse"
+CANDIDATES = "wheelbarrow/candidate"
 _PIN = re.compile(r"^(\S+)==(\S+) \\\n\s+--hash=sha256:([0-9a-f]{64})$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class Image:
     tag: str
+    candidate: str  # the tag it is built under; it becomes ``tag`` only once verified
     image_id: str
     builder: str  # "BuildKit" or "the legacy builder"
     wheelhouse_sha256: str
@@ -185,7 +188,7 @@ def build_image(config: Config, engine: Engine, log: Log) -> Image:
         }
         image_id = engine.build(
             context,
-            config.image_tag,
+            candidate_tag(engine),
             dockerfile=context / "Dockerfile",
             build_args={"BASE": base, "KEEP_PIP": "true" if config.keep_pip else "false"},
             labels=labels,
@@ -193,5 +196,18 @@ def build_image(config: Config, engine: Engine, log: Log) -> Image:
             buildkit=buildkit,
         )
     builder = "BuildKit" if buildkit else "the legacy builder"
-    log.info(f"image {config.image_tag} ({image_id[:19]}) built with {builder} over {base}")
-    return Image(config.image_tag, image_id, builder, wheelhouse_sha, manifest)
+    log.info(
+        f"image {config.image_tag} ({image_id[:19]}) built with {builder} over {base}; verifying it before tagging"
+    )
+    return Image(config.image_tag, candidate_tag(engine), image_id, builder, wheelhouse_sha, manifest)
+
+
+def candidate_tag(engine: Engine) -> str:
+    """Where a new image waits for its verification: the real tag keeps the previous image until then."""
+    return f"{CANDIDATES}:{os.getpid()}-{engine.run_id}"
+
+
+def promote(image: Image, engine: Engine, log: Log) -> None:
+    engine.command("tag", image.candidate, image.tag)
+    engine.command("rmi", image.candidate)
+    log.info(f"tagged {image.tag} ({image.image_id[:19]})")

@@ -64,6 +64,7 @@ def stage_engine(run: Run) -> None:
     version = run.engine.check()
     run.log.info(f"{run.engine.name} engine {version}")
     run.engine.sweep()
+    run.engine.sweep_images(_image.CANDIDATES)
 
 
 def stage_lock(run: Run) -> None:
@@ -192,7 +193,7 @@ def stage_image(run: Run) -> None:
 
 def stage_verify(run: Run) -> None:
     if run.image is not None:
-        tag, manifest = run.image.tag, run.image.manifest
+        tag, manifest = run.image.candidate, run.image.manifest
     else:
         tag, (manifest, _) = run.config.image_tag, _image.read_wheelhouse(run.config.wheelhouse)
     if run.engine.image_id(tag) is None:
@@ -200,7 +201,13 @@ def stage_verify(run: Run) -> None:
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
     base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     checks = _verify.verify_image(run.engine, tag, base, manifest, run.log, run.cache)
-    run.log.info(f"image {tag}: all {len(checks)} checks passed (network off)")
+    shown = run.image.tag if run.image else tag
+    run.log.info(f"image {shown}: all {len(checks)} checks passed (network off)")
+
+
+def stage_tag(run: Run) -> None:
+    assert run.image is not None
+    _image.promote(run.image, run.engine, run.log)
 
 
 Stage = tuple[str, Callable[[Run], None]]
@@ -214,7 +221,12 @@ BUILD: tuple[Stage, ...] = (
     ("build + repair", stage_build),
     ("wheelhouse", stage_wheelhouse),
 )
-IMAGE: tuple[Stage, ...] = (("engine", stage_engine), ("image", stage_image), ("verify", stage_verify))
+IMAGE: tuple[Stage, ...] = (
+    ("engine", stage_engine),
+    ("image", stage_image),
+    ("verify", stage_verify),
+    ("tag", stage_tag),
+)
 VERIFY: tuple[Stage, ...] = (("engine", stage_engine), ("verify", stage_verify))
 USES_CONTAINERS = frozenset({"bases", "builder", "build + repair", "image", "verify"})
 
@@ -245,4 +257,6 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD) -> Run:
             shutil.rmtree(run.work, ignore_errors=True)
             if any(name in USES_CONTAINERS for name, _ in stages):
                 run.engine.remove_leftovers()
+            if run.image is not None and run.engine.image_id(run.image.candidate):
+                run.engine.discard_image(run.image.candidate)  # unverified: never left behind
     return run

@@ -11,10 +11,12 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -304,3 +306,82 @@ def test_no_secret_ca_or_setuid_in_the_image(example_image: BuiltImage, tmp_path
     ours = sh(["docker", "run", "--rm", "--network", "none", "--user", "0", TAG, "sh", "-c", find]).output
     base = sh(["docker", "run", "--rm", "--network", "none", RUNTIME_BASE, "sh", "-c", find]).output
     assert ours == base
+
+
+@pytest.fixture
+def second_engine(example_build: Build) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A second, private Docker engine (as a remote one would be), with the example's images loaded."""
+    if os.geteuid() != 0:
+        pytest.skip("starting a second dockerd needs root (CI runs as root)")
+    root = Path(tempfile.mkdtemp(prefix="wb-engine-"))
+    host = f"unix://{root}/docker.sock"
+    log = (root / "dockerd.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            "dockerd",
+            "--data-root",
+            str(root / "data"),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(root / "dockerd.pid"),
+            "-H",
+            host,
+            "--bridge=none",
+            "--iptables=false",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while sh(["docker", "-H", host, "version"], check=False).returncode != 0:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"the second dockerd did not start:\n{(root / 'dockerd.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        manifest = json.loads((example_build.wheelhouse / "manifest.json").read_text())
+        images = [manifest["builder"]["image"], manifest["builder"]["base"], manifest["runtime_base"]["image"]]
+        save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", host, "load", "-q"], stdin=save.stdout, check=True, capture_output=True)
+        assert save.wait() == 0
+        if save.stdout is not None:
+            save.stdout.close()
+        yield host, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        log.close()
+        subprocess.run(["umount", str(root / "exec" / "netns" / "default")], check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_engine_stopping_mid_build(cold_example: tuple[Path, Path], second_engine: tuple[str, Any]) -> None:
+    project, cache = cold_example
+    host, dockerd = second_engine
+    before = tree(project / "wheelhouse")
+    run = Background("build", "--project", str(project), "--cache-dir", str(cache), env={"DOCKER_HOST": host})
+    run.wait_for("wheelbarrow: build container network interfaces: lo (offline)")
+    dockerd.kill()  # the daemon dies under the build
+    dockerd.wait(30)
+    code, output = run.finish(timeout=180)
+    assert code == 6, output[-3000:]
+    assert re.search(r"ERROR: the docker engine stopped while [\w-]+ was building", output), output[-3000:]
+    assert "TIP: Restart the daemon and run again" in output
+    assert tree(project / "wheelhouse") == before
+
+
+def test_sigint_mid_image_stops_cleanly(example_build: Build, example_image: BuiltImage) -> None:
+    tag = "example-service:interrupted"
+    sh(["docker", "rmi", "-f", tag], check=False)
+    run = Background("image", "--project", str(example_build.project), "--image-tag", tag, "-C", "image-builder=legacy")
+    run.wait_for("==> image")
+    time.sleep(1.5)  # inside docker build
+    os.kill(run.proc.pid, signal.SIGINT)
+    code, output = run.finish(timeout=120)
+    if code == 0:
+        pytest.fail(f"the image was finished before the interrupt landed:\n{output[-2000:]}")
+    assert code == 130, output[-3000:]
+    assert "ERROR: interrupted" in output
+    assert leftover_containers() == []
+    assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0  # the tag moves only on success
