@@ -6,6 +6,8 @@ session (psycopg2 compiled from its sdist in the offline builder) and shared.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
@@ -13,6 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,9 +202,6 @@ def runtime_image(example_build: Build) -> Iterator[str]:
 
 
 def wait_for_http(url: str, timeout: float = 30) -> None:
-    import urllib.error
-    import urllib.request
-
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -212,3 +213,48 @@ def wait_for_http(url: str, timeout: float = 30) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def serving(image: str, gunicorn: str, dsn: str) -> Iterator[tuple[str, str]]:
+    """The example service under gunicorn in a container of ``image`` (host network): (container, base URL)."""
+    port = free_port()
+    name = f"wheelbarrow-test-service-{os.getpid()}-{port}"
+    sh(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "-e",
+            f"DATABASE_URL={dsn}",
+            image,
+            gunicorn,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "example_service:app",
+        ]
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/health", timeout=60)
+        yield name, base
+    finally:
+        sh(["docker", "rm", "-f", name], check=False)
+
+
+def exercise_service(base: str, body: bytes) -> None:
+    """What a user checks: /health runs a query on PostgreSQL; a note is written, then read back."""
+    with urllib.request.urlopen(f"{base}/health") as response:
+        health = json.loads(response.read())
+    assert health["status"] == "ok", health
+    assert health["database"].startswith("PostgreSQL")
+    request = urllib.request.Request(f"{base}/notes", data=body, method="POST")
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 201
+        note_id = json.loads(response.read())["id"]
+    with urllib.request.urlopen(f"{base}/notes/{note_id}") as response:
+        assert json.loads(response.read()) == {"id": note_id, "body": body.decode()}

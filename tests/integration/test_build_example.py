@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
-import urllib.request
 import zipfile
 from pathlib import Path
 
-from tests.integration.conftest import BUILDER, RUNTIME_BASE, Build, Postgres, Runner, free_port, sh, wait_for_http
+from tests.integration.conftest import (
+    BUILDER,
+    RUNTIME_BASE,
+    Build,
+    Postgres,
+    Runner,
+    exercise_service,
+    serving,
+    sh,
+)
 from wheelbarrow._cache import sha256_of
 
 
@@ -102,41 +109,8 @@ def test_query_against_a_real_postgres(runtime_image: str, postgres: Postgres) -
 
 
 def test_example_service_under_gunicorn(runtime_image: str, postgres: Postgres) -> None:
-    port = free_port()
-    name = f"wheelbarrow-test-service-{os.getpid()}"
-    sh(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            "host",
-            "-e",
-            f"DATABASE_URL={postgres.dsn}",
-            runtime_image,
-            "/venv/bin/gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "example_service:app",
-        ]
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{base}/health")
-        with urllib.request.urlopen(f"{base}/health") as response:
-            health = json.loads(response.read())
-        assert health["status"] == "ok"
-        assert health["database"].startswith("PostgreSQL")
-        request = urllib.request.Request(f"{base}/notes", data=b"carried by wheelbarrow", method="POST")
-        with urllib.request.urlopen(request) as response:
-            assert response.status == 201
-            note_id = json.loads(response.read())["id"]
-        with urllib.request.urlopen(f"{base}/notes/{note_id}") as response:
-            assert json.loads(response.read()) == {"id": note_id, "body": "carried by wheelbarrow"}
-    finally:
-        sh(["docker", "rm", "-f", name], check=False)
+    with serving(runtime_image, "/venv/bin/gunicorn", postgres.dsn) as (_, base):
+        exercise_service(base, b"carried by wheelbarrow")
 
 
 def test_plan_command_prints_the_plan(wheelbarrow: Runner, example_build: Build) -> None:

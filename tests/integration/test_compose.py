@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PROJECTS, REPO, BuiltImage, free_port, sh, wait_for_http
+from tests.integration.conftest import PROJECTS, REPO, BuiltImage, exercise_service, free_port, sh, wait_for_http
 
 POSTGRES = "wheelbarrow/test-postgres:bookworm"
 
@@ -32,14 +30,7 @@ def test_compose_runs_the_service_with_postgres(example_image: BuiltImage) -> No
         sh([*compose, "up", "-d"], env=env, timeout=300)
         base = f"http://127.0.0.1:{port}"
         wait_for_http(f"{base}/health", timeout=60)
-        with urllib.request.urlopen(f"{base}/health") as response:
-            health = json.loads(response.read())
-        assert health["status"] == "ok", health
-        request = urllib.request.Request(f"{base}/notes", data=b"composed", method="POST")
-        with urllib.request.urlopen(request) as response:
-            note_id = json.loads(response.read())["id"]
-        with urllib.request.urlopen(f"{base}/notes/{note_id}") as response:
-            assert json.loads(response.read())["body"] == "composed"
+        exercise_service(base, b"composed")
     finally:
         logs = sh([*compose, "logs"], env=env, check=False).output
         sh([*compose, "down", "-v"], env=env, check=False)

@@ -8,11 +8,19 @@ import os
 import re
 import shutil
 import tarfile
-import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from tests.integration.conftest import TAG, Build, BuiltImage, Postgres, Runner, free_port, sh, wait_for_http
+from tests.integration.conftest import (
+    TAG,
+    Build,
+    BuiltImage,
+    Postgres,
+    Runner,
+    exercise_service,
+    serving,
+    sh,
+)
 
 
 def inspect(tag: str) -> Any:
@@ -104,39 +112,9 @@ def test_tampered_wheel_stops_the_image_build(wheelbarrow: Runner, example_build
 
 
 def test_service_runs_as_configured_user_against_postgres(example_image: BuiltImage, postgres: Postgres) -> None:
-    port = free_port()
-    name = f"wheelbarrow-test-image-{os.getpid()}"
-    sh(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--network",
-            "host",
-            "-e",
-            f"DATABASE_URL={postgres.dsn}",
-            example_image.tag,
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "example_service:app",
-        ]
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_http(f"{base}/health")
-        with urllib.request.urlopen(f"{base}/health") as response:
-            assert json.loads(response.read())["status"] == "ok"
-        request = urllib.request.Request(f"{base}/notes", data=b"from the slim image", method="POST")
-        with urllib.request.urlopen(request) as response:
-            note_id = json.loads(response.read())["id"]
-        with urllib.request.urlopen(f"{base}/notes/{note_id}") as response:
-            assert json.loads(response.read())["body"] == "from the slim image"
+    with serving(example_image.tag, "gunicorn", postgres.dsn) as (name, base):
+        exercise_service(base, b"from the slim image")
         assert sh(["docker", "exec", name, "id", "-u"]).output.strip() == "10001"
-    finally:
-        sh(["docker", "rm", "-f", name], check=False)
 
 
 def test_psycopg2_own_test_suite_passes_in_the_image(
