@@ -26,12 +26,11 @@ from pathlib import Path
 from typing import Literal
 
 from ._cmd import CommandFailed, run
-from ._config import DEBIAN_PYTHON, Config
+from ._config import DEBIAN_GLIBC, DEBIAN_PYTHON, Config
 from ._engine import Engine
-from ._fetch import pip_download
+from ._fetch import pip_download, target_flags
 from ._guard import scratch
 from ._log import Log
-from ._plan import manylinux_platforms
 from .errors import BootstrapError
 
 #: The Python tools of the bootstrapped builder base, pinned.
@@ -120,12 +119,8 @@ def _tool_wheels(config: Config, suite: str, log: Log) -> Path:
         return dest
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    tag = "cp" + python.replace(".", "")
-    glibc = {"bullseye": (2, 31), "bookworm": (2, 36), "trixie": (2, 41)}[suite]
-    flags = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp", "--abi", tag]
-    flags += ["--abi", "abi3", "--abi", "none"]
-    for plat in manylinux_platforms(glibc, machine()):
-        flags += ["--platform", plat]
+    major, minor = DEBIAN_GLIBC[suite].split(".")
+    flags = target_flags(python, (int(major), int(minor)), machine())
     pip_download([*flags, *BUILDER_TOOLS], dest, log)
     marker.write_text(wanted, encoding="utf-8")
     return dest

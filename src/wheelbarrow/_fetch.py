@@ -51,12 +51,18 @@ class FetchResult:
     build_requirements: tuple[Path, ...]
 
 
-def _target_flags(plan: BuildPlan) -> list[str]:
-    flags = ["--only-binary=:all:", "--python-version", plan.python, "--implementation", "cp"]
-    flags += ["--abi", f"{plan.python_tag}", "--abi", "abi3", "--abi", "none"]
-    for platform in manylinux_platforms(plan.glibc, plan.machine):
+def target_flags(python: str, glibc: tuple[int, int], machine: str) -> list[str]:
+    """pip's options to download wheels for a target that is not the host: CPython X.Y, manylinux, glibc."""
+    tag = "cp" + python.replace(".", "")
+    flags = ["--only-binary=:all:", "--python-version", python, "--implementation", "cp"]
+    flags += ["--abi", tag, "--abi", "abi3", "--abi", "none"]
+    for platform in manylinux_platforms(glibc, machine):
         flags += ["--platform", platform]
     return flags
+
+
+def _target_flags(plan: BuildPlan) -> list[str]:
+    return target_flags(plan.python, plan.glibc, plan.machine)
 
 
 def pip_download(args: Sequence[str], dest: Path, log: Log) -> None:
