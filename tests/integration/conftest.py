@@ -27,7 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "service"
 PROJECTS = REPO / "tests" / "projects"
 RUNTIME_BASE = "wheelbarrow/runtime-base:bookworm"
-BUILDER = "wheelbarrow/builder:example-service"
 LABEL = "io.wheelbarrow.run"
 TAG = "example-service:0.1.0"
 

@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 from tests.integration.conftest import (
-    BUILDER,
     RUNTIME_BASE,
     Build,
     Postgres,
@@ -75,7 +74,8 @@ def test_builds_ran_with_the_network_off(example_build: Build) -> None:
     offline = "wheelbarrow: build container network interfaces: lo (offline)"
     assert example_build.outcome.output.count(offline) == 2  # psycopg2 (cibuildwheel) and the project
     # The same check, in the same builder image, refuses a container that has a network.
-    networked = sh(["docker", "run", "--rm", "--network", "host", BUILDER, "wheelbarrow-check-offline"], check=False)
+    builder = json.loads((example_build.wheelhouse / "manifest.json").read_text())["builder"]["image"]
+    networked = sh(["docker", "run", "--rm", "--network", "host", builder, "wheelbarrow-check-offline"], check=False)
     assert networked.returncode == 1
     assert "builds must run with --network none" in networked.output
 
