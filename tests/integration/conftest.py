@@ -167,13 +167,23 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def offline_container(label: str, image: str = RUNTIME_BASE) -> Iterator[str]:
+    """A running container of ``image`` with the network off, removed afterwards: its name."""
+    name = f"wheelbarrow-test-{label}-{os.getpid()}"
+    sh(["docker", "create", "--name", name, "--network", "none", image, "sleep", "infinity"])
+    try:
+        sh(["docker", "start", name])
+        yield name
+    finally:
+        sh(["docker", "rm", "-f", name], check=False)
+
+
 @pytest.fixture(scope="session")
 def runtime_image(example_build: Build) -> Iterator[str]:
     """The runtime base with the wheelhouse installed offline into /venv, committed as an image."""
-    name = f"wheelbarrow-test-install-{os.getpid()}"
-    sh(["docker", "create", "--name", name, "--network", "none", RUNTIME_BASE, "sleep", "infinity"])
-    try:
-        sh(["docker", "start", name])
+    tag = f"wheelbarrow-test-install-{os.getpid()}:latest"
+    with offline_container("install") as name:
         sh(["docker", "cp", str(example_build.wheelhouse), f"{name}:/wheelhouse"])
         sh(["docker", "exec", name, "python3", "-m", "venv", "/venv"])
         install = sh(
@@ -193,11 +203,9 @@ def runtime_image(example_build: Build) -> Iterator[str]:
         )
         assert "Successfully installed" in install.output
         sh(["docker", "exec", name, "rm", "-rf", "/wheelhouse"])
-        sh(["docker", "commit", name, f"{name}:latest"])
-    finally:
-        sh(["docker", "rm", "-f", name], check=False)
-    yield f"{name}:latest"
-    sh(["docker", "rmi", "-f", f"{name}:latest"], check=False)
+        sh(["docker", "commit", name, tag])
+    yield tag
+    sh(["docker", "rmi", "-f", tag], check=False)
 
 
 def wait_for_http(url: str, timeout: float = 30) -> None:

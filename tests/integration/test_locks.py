@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PROJECTS, Runner, copy_project, sh
+from tests.integration.conftest import PROJECTS, Runner, copy_project, offline_container, sh
 
 
 def built_wheels(project: Path) -> dict[str, str]:
@@ -50,27 +50,10 @@ def test_pylock_made_by_pip_lock(wheelbarrow: Runner, tmp_path: Path) -> None:
     manifest = json.loads((project / "wheelhouse" / "manifest.json").read_text())
     assert manifest["lock"]["kind"] == "pylock"
     # The wheelhouse installs with no index into the runtime base.
-    name = f"wheelbarrow-test-pylock-{tmp_path.name}"
-    sh(
-        [
-            "docker",
-            "create",
-            "--name",
-            name,
-            "--network",
-            "none",
-            "wheelbarrow/runtime-base:bookworm",
-            "sleep",
-            "infinity",
-        ]
-    )
-    try:
-        sh(["docker", "start", name])
+    with offline_container("pylock") as name:
         sh(["docker", "cp", str(project / "wheelhouse"), f"{name}:/wheelhouse"])
         script = (
             "python3 -m venv /v && /v/bin/pip install -q --no-index --find-links /wheelhouse --require-hashes "
             "-r /wheelhouse/requirements.txt && /v/bin/python -c 'import pylock_app; print(pylock_app.GREETING)'"
         )
         assert sh(["docker", "exec", name, "sh", "-c", script]).output.strip().endswith("carried")
-    finally:
-        sh(["docker", "rm", "-f", name], check=False)

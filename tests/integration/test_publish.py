@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 import urllib.request
@@ -13,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import (
-    RUNTIME_BASE,
     TAG,
     Build,
     BuiltImage,
     Outcome,
     Runner,
     free_port,
+    offline_container,
     sh,
 )
 
@@ -84,10 +83,7 @@ def test_sbom_lists_libpq_and_openssl_with_versions(published: tuple[Path, Outco
 def test_consumer_installs_offline_from_the_tarball_and_the_index(published: tuple[Path, Outcome]) -> None:
     dist, _ = published
     (tarball,) = dist.glob("wheelhouse-*.tar.gz")
-    name = f"wheelbarrow-test-consumer-{os.getpid()}"
-    sh(["docker", "create", "--name", name, "--network", "none", RUNTIME_BASE, "sleep", "infinity"])
-    try:
-        sh(["docker", "start", name])
+    with offline_container("consumer") as name:
         sh(["docker", "exec", name, "mkdir", "/in"])
         for path in (tarball, dist / "SHA256SUMS", dist / "simple"):
             sh(["docker", "cp", str(path), f"{name}:/in/"])
@@ -100,8 +96,6 @@ def test_consumer_installs_offline_from_the_tarball_and_the_index(published: tup
             "/b/bin/python -c 'import psycopg2, example_service; print(\"index\", psycopg2.__version__)'"
         )
         out = sh(["docker", "exec", name, "sh", "-c", script]).output
-    finally:
-        sh(["docker", "rm", "-f", name], check=False)
     assert f"{tarball.name}: OK" in out
     assert "tarball 2.9.13" in out
     assert "index 2.9.13" in out
