@@ -50,6 +50,10 @@ class Engine:
             raise EngineStoppedError(msg, tip=tip)
         return result.output.strip().splitlines()[-1]
 
+    def has_buildkit(self) -> bool:
+        """Whether the client can build with BuildKit (the buildx plugin answers)."""
+        return self._run("buildx", "version", check=False).returncode == 0
+
     def command(self, *args: str) -> Result:
         """Any other engine command (save, tag, push ...); raises CommandFailed."""
         return self._run(*args)

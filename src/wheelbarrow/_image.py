@@ -22,7 +22,6 @@ from packaging.utils import canonicalize_name
 
 from ._bootstrap import docker_dir, resolve_runtime_base
 from ._cache import sha256_of
-from ._cmd import run
 from ._config import Config
 from ._engine import Engine
 from ._guard import scratch
@@ -109,15 +108,14 @@ def _tail(config: Config) -> str:
     return "\n".join(lines) + "\n"
 
 
-def use_buildkit(config: Config, engine: Engine, log: Log) -> bool:
+def use_buildkit(config: Config, engine: Engine) -> bool:
     match config.image_builder:
         case "buildkit":
             return True
         case "legacy":
             return False
         case "auto":
-            probe = run([engine.name, "buildx", "version"], log, check=False)
-            return probe.returncode == 0
+            return engine.has_buildkit()
 
 
 BASE_FACTS = (
@@ -174,7 +172,7 @@ def build_image(config: Config, engine: Engine, log: Log) -> Image:
     if repaired_for and base_id != repaired_for:
         log.warning(f"the wheelhouse was repaired against runtime base {repaired_for[:19]}, not {base} ({base_id})")
     dockerfile, ours = _dockerfile(config)
-    buildkit = use_buildkit(config, engine, log)
+    buildkit = use_buildkit(config, engine)
     with scratch("image") as tmp:
         context = Path(tmp)
         shutil.copytree(config.wheelhouse, context / "wheelhouse")
