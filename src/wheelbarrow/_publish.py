@@ -6,7 +6,9 @@
   wheel with its purl and sha256 and, inside each repaired wheel, the native
   libraries it carries (from auditwheel's own SBOM) and those it expects from
   the runtime base (looked up in the base's package database);
-* ``image-<project>-<version>.tar`` (``docker save``) and ``.json`` (id, digests);
+* ``image-<project>-<version>.tar`` (``docker save``, its entries restamped with
+  one mtime: engines that write an OCI layout stamp ``index.json`` and
+  ``blobs/sha256/`` with the time of saving) and ``.json`` (id, digests);
 * optionally ``simple/``: a PEP 503 index of the wheels;
 * ``SHA256SUMS`` over all of it, for ``sha256sum -c``.
 
@@ -201,19 +203,36 @@ def simple_index(wheelhouse: Path, manifest: Manifest, dest: Path) -> None:
         )
 
 
-def save_image(engine: Engine, tag: str, dest: Path) -> dict[str, Any]:
+def normalise_archive(raw: Path, dest: Path, mtime: int) -> None:
+    """Copy a tar with every entry's mtime set to ``mtime`` and owners to root, in the same order.
+
+    The contents are untouched, so ``docker load`` reads it as before; only the
+    headers that carry the time of ``docker save`` change.
+    """
+    with tarfile.open(raw, "r|") as source, tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as out:
+        for member in source:
+            member.mtime, member.uid, member.gid, member.uname, member.gname = mtime, 0, 0, "root", "root"
+            member.pax_headers = {}  # drops sub-second times and atime/ctime records too
+            out.addfile(member, source.extractfile(member) if member.isfile() else None)
+
+
+def save_image(engine: Engine, tag: str, dest: Path, mtime: int) -> dict[str, Any]:
     image_id = engine.image_id(tag)
     if image_id is None:
         msg = f"there is no image {tag} to publish"
         raise WheelhouseError(
             msg, tip="Build it first (nox -s image), or publish the wheelhouse only with --skip-image."
         )
+    raw = dest.with_name(dest.name + ".saving")
     try:
-        engine.command("save", "-o", str(dest), tag)
+        engine.command("save", "-o", str(raw), tag)
+        normalise_archive(raw, dest, mtime)
     except CommandFailed as err:
         msg = f"docker save {tag} failed:\n{err.result.tail()}"
         raise EngineError(msg, tip="Check the free disk space where dist/ is.") from err
-    dest.chmod(0o644)  # docker save writes it private; it is an artifact for others
+    finally:
+        raw.unlink(missing_ok=True)
+    dest.chmod(0o644)  # an artifact for others
     digests = engine.command("image", "inspect", "--format", "{{json .RepoDigests}}", tag).output.strip()
     return {"tag": tag, "id": image_id, "repo_digests": json.loads(digests or "[]")}
 
@@ -240,24 +259,32 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
     project, version = manifest.project["name"], manifest.project["version"]
     base = resolve_runtime_base(config, engine, log)
     pushed = None
-    with _wheelhouse.staging(config.dist_dir) as stage:
-        python = manifest.target.get("python_tag", "py3")
-        tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
-        wheelhouse_tarball(config.wheelhouse, manifest, tarball)
-        sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base)
-        (stage / f"sbom-{project}-{version}.cdx.json").write_text(sbom_text, encoding="utf-8")
-        if simple:
-            simple_index(config.wheelhouse, manifest, stage / "simple")
-        if not skip_image:
-            log.info(f"saving image {config.image_tag}")
-            info = save_image(engine, config.image_tag, stage / f"image-{project}-{version}.tar")
-            if push:
-                pushed = push_image(engine, config.image_tag, push, log)
-                info["pushed"] = pushed
-            (stage / f"image-{project}-{version}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")
-        files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()))
-        _wheelhouse.swap_in(stage, config.dist_dir)
+    try:
+        with _wheelhouse.staging(config.dist_dir) as stage:
+            python = manifest.target.get("python_tag", "py3")
+            tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
+            wheelhouse_tarball(config.wheelhouse, manifest, tarball)
+            sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base)
+            (stage / f"sbom-{project}-{version}.cdx.json").write_text(sbom_text, encoding="utf-8")
+            if simple:
+                simple_index(config.wheelhouse, manifest, stage / "simple")
+            if not skip_image:
+                log.info(f"saving image {config.image_tag}")
+                image_tar = stage / f"image-{project}-{version}.tar"
+                info = save_image(engine, config.image_tag, image_tar, manifest.source_date_epoch)
+                if push:
+                    pushed = push_image(engine, config.image_tag, push, log)
+                    info["pushed"] = pushed
+                (stage / f"image-{project}-{version}.json").write_text(
+                    json.dumps(info, indent=2) + "\n", encoding="utf-8"
+                )
+            (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")
+            files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()))
+            _wheelhouse.swap_in(stage, config.dist_dir)
+    except OSError as err:
+        msg = f"could not write {config.dist_dir}: {err.strerror or err}"
+        tip = "Free some space (or fix the permissions) there and run again; the previous dist/ is untouched."
+        raise WheelhouseError(msg, tip=tip) from err
     for name in files:
         if "/" not in name:
             log.info(f"  {config.dist_dir / name}")

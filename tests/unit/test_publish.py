@@ -1,0 +1,70 @@
+"""Publish helpers that need no engine: the restamped image archive and SHA256SUMS."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+from wheelbarrow._publish import normalise_archive, sha256sums
+
+EPOCH = 315532800
+
+
+def _archive(path: Path, mtime: float, *, owner: int, pax_time: bool) -> None:
+    """A tar shaped like ``docker save`` output: directories, a blob, an index stamped with ``mtime``."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as out:
+        for name, data in (
+            ("blobs/", None),
+            ("blobs/sha256/", None),
+            ("blobs/sha256/ab", b"layer"),
+            ("index.json", b"{}"),
+        ):
+            info = tarfile.TarInfo(name.rstrip("/"))
+            info.mtime, info.uid, info.gid, info.uname = mtime, owner, owner, f"user{owner}"
+            if pax_time:
+                info.pax_headers = {"mtime": f"{mtime:.6f}", "atime": f"{mtime:.6f}"}
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                out.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                out.addfile(info, io.BytesIO(data))
+
+
+def test_archives_saved_at_different_times_normalise_to_the_same_bytes(tmp_path: Path) -> None:
+    _archive(tmp_path / "a.tar", 1_700_000_000, owner=0, pax_time=False)
+    _archive(tmp_path / "b.tar", 1_800_000_123.25, owner=1000, pax_time=True)
+    assert (tmp_path / "a.tar").read_bytes() != (tmp_path / "b.tar").read_bytes()
+    normalise_archive(tmp_path / "a.tar", tmp_path / "a.out", EPOCH)
+    normalise_archive(tmp_path / "b.tar", tmp_path / "b.out", EPOCH)
+    assert (tmp_path / "a.out").read_bytes() == (tmp_path / "b.out").read_bytes()
+
+
+def test_normalising_keeps_names_order_kinds_and_contents(tmp_path: Path) -> None:
+    _archive(tmp_path / "a.tar", 1_800_000_123.25, owner=1000, pax_time=True)
+    normalise_archive(tmp_path / "a.tar", tmp_path / "a.out", EPOCH)
+    with tarfile.open(tmp_path / "a.tar") as before, tarfile.open(tmp_path / "a.out") as after:
+        old, new = before.getmembers(), after.getmembers()
+        assert [(m.name, m.type, m.mode, m.size) for m in old] == [(m.name, m.type, m.mode, m.size) for m in new]
+        assert {(m.mtime, m.uid, m.gid, m.uname) for m in new} == {(EPOCH, 0, 0, "root")}
+        assert all("atime" not in m.pax_headers for m in new)
+        for member in new:
+            if member.isfile():
+                source, copy = before.extractfile(member.name), after.extractfile(member)
+                assert source is not None
+                assert copy is not None
+                assert copy.read() == source.read()
+
+
+def test_sha256sums_lists_every_file_but_itself_sorted(tmp_path: Path) -> None:
+    (tmp_path / "simple" / "demo").mkdir(parents=True)
+    (tmp_path / "simple" / "demo" / "index.html").write_text("x")
+    (tmp_path / "b.tar").write_bytes(b"b")
+    (tmp_path / "SHA256SUMS").write_text("old")
+    lines = sha256sums(tmp_path).splitlines()
+    assert lines == [
+        f"{hashlib.sha256(b'b').hexdigest()}  b.tar",
+        f"{hashlib.sha256(b'x').hexdigest()}  simple/demo/index.html",
+    ]
