@@ -188,7 +188,11 @@ def build_image(config: Config, engine: Engine, log: Log) -> Image:
             context,
             candidate_tag(engine),
             dockerfile=context / "Dockerfile",
-            build_args={"BASE": base, "KEEP_PIP": "true" if config.keep_pip else "false"},
+            build_args={
+                "BASE": base,
+                "KEEP_PIP": "true" if config.keep_pip else "false",
+                "SOURCE_DATE_EPOCH": str(manifest.source_date_epoch),
+            },
             labels=labels,
             network="none",
             buildkit=buildkit,

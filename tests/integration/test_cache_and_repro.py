@@ -104,13 +104,14 @@ def test_cache_info_and_prune(wheelbarrow: Runner, cold: tuple[Path, Path, Outco
     assert not any(p for section in copy.iterdir() for p in section.iterdir())
 
 
-def test_image_venv_content_is_reproducible(wheelbarrow: Runner, cold: tuple[Path, Path, Outcome]) -> None:
-    """Two independent installs (BuildKit and the legacy builder share no layer cache) give the same venv."""
+def test_runtime_image_is_reproducible(wheelbarrow: Runner, cold: tuple[Path, Path, Outcome]) -> None:
+    """Two BuildKit builds with no build cache give the same image id; the legacy builder the same layers."""
     project, cache, _ = cold
     digest = "find /opt/venv -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum"
-    digests = []
-    for builder in ("buildkit", "legacy"):
-        tag = f"example-service:repro-{builder}"
+    ids, layers, digests = [], [], []
+    for n, builder in enumerate(("buildkit", "buildkit", "legacy")):
+        tag = f"example-service:repro-{builder}-{n}"
+        sh(["docker", "builder", "prune", "--all", "--force"])
         out = wheelbarrow(
             "image",
             "--project",
@@ -123,6 +124,12 @@ def test_image_venv_content_is_reproducible(wheelbarrow: Runner, cold: tuple[Pat
             f"image-builder={builder}",
         )
         assert out.returncode == 0, out.output[-4000:]
+        assert " CACHED" not in out.output  # every step ran again
+        ids.append(sh(["docker", "image", "inspect", "--format", "{{.Id}}", tag]).output.strip())
+        layers.append(sh(["docker", "image", "inspect", "--format", "{{json .RootFS.Layers}}", tag]).output)
         digests.append(sh(["docker", "run", "--rm", "--network", "none", tag, "sh", "-c", digest]).output)
         sh(["docker", "rmi", tag])
-    assert digests[0] == digests[1]
+    assert ids[0] == ids[1]
+    assert ids[2] != ids[0]  # the legacy builder dates the image with the time of the build
+    assert layers[0] == layers[1] == layers[2]
+    assert digests[0] == digests[1] == digests[2]

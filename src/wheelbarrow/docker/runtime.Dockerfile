@@ -2,13 +2,15 @@
 # and hashes required into /opt/venv, over a slim base with no compiler.
 # The wheel files exist only in the first stage: the final image copies the
 # venv, never the wheels (works with BuildKit and the legacy builder).
-# Bytecode is compiled at build time with checked-hash pycs, so the venv's
-# content does not depend on when it was built.
+# Bytecode is compiled at build time with checked-hash pycs, and every file we
+# add is stamped with SOURCE_DATE_EPOCH (wheelbarrow passes the wheelhouse's),
+# so with BuildKit two builds from the same wheelhouse give the same image id.
 # wheelbarrow appends EXPOSE and CMD from [tool.wheelbarrow] (port, command).
 ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS install
 ARG KEEP_PIP=false
+ARG SOURCE_DATE_EPOCH=315532800
 # pip lives in /opt/installer, which never reaches the final image: the venv
 # gets pip only with KEEP_PIP=true. deps/ and app/ split the wheelhouse, so the
 # dependencies' layer stays cached when only the project's own wheel changes.
@@ -21,20 +23,32 @@ RUN python3 -m venv /opt/installer \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode checked-hash /opt/venv/lib \
  && rm -rf /tmp/deps
 COPY app/ /tmp/app/
+# The venv is copied out as /out/opt/venv with every mtime (/out/opt's too) set
+# to SOURCE_DATE_EPOCH: copying /out/ to / carries /opt's stamp as well, which
+# copying /opt/venv alone would leave at the time of the build.
 RUN touch /tmp/app.installed \
  && /opt/installer/bin/pip --python /opt/venv/bin/python install --no-index --no-cache-dir \
       --disable-pip-version-check --no-compile \
       --find-links /tmp/app --no-deps --require-hashes -r /tmp/app/requirements.txt \
  && find /opt/venv/lib -name '*.py' -newer /tmp/app.installed \
       | /opt/venv/bin/python -m compileall -q --invalidation-mode checked-hash -i - \
- && rm -rf /tmp/app /tmp/app.installed
+ && rm -rf /tmp/app /tmp/app.installed \
+ && mkdir -p /out/opt && cp -a /opt/venv /out/opt/venv \
+ && find /out/opt -exec touch -h -d "@${SOURCE_DATE_EPOCH}" {} +
 
 FROM ${BASE}
-RUN if command -v useradd >/dev/null; then \
+ARG SOURCE_DATE_EPOCH=315532800
+# The user's layer is stamped too: files the user tools changed get
+# SOURCE_DATE_EPOCH, and useradd dates the account from it.
+RUN touch /tmp/.wheelbarrow-user \
+ && if command -v useradd >/dev/null; then \
       useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin app; \
-    else adduser -S -D -H -u 10001 app; fi
-COPY --from=install /opt/venv /opt/venv
+    else adduser -S -D -H -u 10001 app; fi \
+ && find /etc /var -xdev -newer /tmp/.wheelbarrow-user ! -name hosts ! -name hostname ! -name resolv.conf \
+      -exec touch -h -d "@${SOURCE_DATE_EPOCH}" {} + \
+ && rm /tmp/.wheelbarrow-user && touch -d "@${SOURCE_DATE_EPOCH}" /tmp
+COPY --from=install /out/ /
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONUNBUFFERED=1 \
