@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from wheelbarrow._build import IGNORED_IN_PROJECT
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "service"
 BASE = "wheelbarrow/runtime-base:bookworm"
@@ -88,7 +90,8 @@ def context_for(tmp: Path) -> Path:
     pip = [sys.executable, "-m", "pip", "download", "-q", "-d", str(dist)]
     run([*pip, "--no-deps", "--require-hashes", "-r", str(dist / "requirements.txt")])
     run([*pip, "setuptools>=70.1", "poetry-core>=2,<3"])
-    shutil.copytree(EXAMPLE, context / "app", ignore=shutil.ignore_patterns("wheelhouse", ".nox", "__pycache__"))
+    # the project's sources only: what wheelbarrow itself would copy (no wheelhouse/, dist/, .nox/ ...)
+    shutil.copytree(EXAMPLE, context / "app", ignore=shutil.ignore_patterns(*IGNORED_IN_PROJECT))
     return context
 
 

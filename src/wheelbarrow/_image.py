@@ -21,7 +21,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from ._bootstrap import docker_dir, resolve_runtime_base
-from ._cache import sha256_of
+from ._cache import Cache, key_of, sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._guard import scratch
@@ -43,6 +43,7 @@ class Image:
     builder: str  # "BuildKit" or "the legacy builder"
     wheelhouse_sha256: str
     manifest: Manifest
+    base: str  # the runtime base it was built over
 
 
 def read_wheelhouse(wheelhouse: Path) -> tuple[Manifest, str]:
@@ -124,12 +125,27 @@ BASE_FACTS = (
 )
 
 
-def check_base_fits(engine: Engine, base: str, manifest: Manifest) -> None:
-    """Refuse, before building, a base the wheelhouse was not made for: Python, machine, glibc, libraries."""
+def base_facts(engine: Engine, base: str, cache: Cache) -> str:
+    """What :func:`check_base_fits` needs to know of a base, asked once per base image id."""
+    image_id = engine.image_id(base)
+    key = key_of({"base-facts": image_id, "script": BASE_FACTS}) if image_id else None
+    known = cache.memo(key) if key else None
+    if isinstance(known, str):
+        return known
     facts = engine.run_image(base, ["sh", "-c", BASE_FACTS])
-    lines = facts.output.splitlines()
-    if facts.returncode != 0 or len(lines) < 2 or len(lines[0].split()) != 2:
+    if facts.returncode != 0:
         msg = f"the runtime base {base} has no working python3:\n{facts.tail(5)}"
+        raise WheelhouseError(msg, tip="Use a runtime-base with CPython (python:3.11-slim, or debian-suite's).")
+    if key:
+        cache.store_memo(key, facts.output)
+    return facts.output
+
+
+def check_base_fits(facts: str, base: str, manifest: Manifest) -> None:
+    """Refuse, before building, a base the wheelhouse was not made for: Python, machine, glibc, libraries."""
+    lines = facts.splitlines()
+    if len(lines) < 2 or len(lines[0].split()) != 2:
+        msg = f"the runtime base {base} has no working python3: it printed {facts[:200]!r}"
         raise WheelhouseError(msg, tip="Use a runtime-base with CPython (python:3.11-slim, or debian-suite's).")
     python, glibc = lines[0].split()
     machine = lines[1].strip()
@@ -142,7 +158,7 @@ def check_base_fits(engine: Engine, base: str, manifest: Manifest) -> None:
     needed = max((_glibc_of(w.platform_tag) for w in manifest.wheels), default=(0, 0))
     if glibc != "-" and needed > tuple(int(p) for p in glibc.split(".")[:2]):
         problems.append(f"its wheels need glibc {needed[0]}.{needed[1]}, the base has glibc {glibc}")
-    provided = parse_ldconfig(facts.output)
+    provided = parse_ldconfig(facts)
     for wheel in manifest.wheels:
         missing = [s for s in wheel.expected_from_base if s not in provided]
         if missing:
@@ -162,11 +178,11 @@ def _glibc_of(platform_tag: str) -> tuple[int, int]:
     return min(found) if found else (0, 0)  # a wheel with several tags needs only the lowest
 
 
-def build_image(config: Config, engine: Engine, log: Log) -> Image:
+def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image:
     manifest, wheelhouse_sha = read_wheelhouse(config.wheelhouse)
     log.info(f"wheelhouse {config.wheelhouse}: {len(manifest.wheels)} wheels, every sha256 checked")
     base = resolve_runtime_base(config, engine, log)
-    check_base_fits(engine, base, manifest)
+    check_base_fits(base_facts(engine, base, cache), base, manifest)
     repaired_for = manifest.runtime_base.get("image_id")
     base_id = engine.image_id(base)
     if repaired_for and base_id != repaired_for:
@@ -201,7 +217,7 @@ def build_image(config: Config, engine: Engine, log: Log) -> Image:
     log.info(
         f"image {config.image_tag} ({image_id[:19]}) built with {builder} over {base}; verifying it before tagging"
     )
-    return Image(config.image_tag, candidate_tag(engine), image_id, builder, wheelhouse_sha, manifest)
+    return Image(config.image_tag, candidate_tag(engine), image_id, builder, wheelhouse_sha, manifest, base)
 
 
 def candidate_tag(engine: Engine) -> str:

@@ -188,18 +188,19 @@ def stage_wheelhouse(run: Run) -> None:
 
 
 def stage_image(run: Run) -> None:
-    run.image = _image.build_image(run.config, run.engine, run.log)
+    run.image = _image.build_image(run.config, run.engine, run.log, run.cache)
 
 
 def stage_verify(run: Run) -> None:
     if run.image is not None:
-        tag, manifest = run.image.candidate, run.image.manifest
+        tag, manifest, base = run.image.candidate, run.image.manifest, run.image.base
     else:
         tag, (manifest, _) = run.config.image_tag, _image.read_wheelhouse(run.config.wheelhouse)
+        base = ""
     if run.engine.image_id(tag) is None:
         msg = f"there is no image {tag} to verify"
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
-    base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
+    base = base or _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     checks = _verify.verify_image(run.engine, tag, base, manifest, run.log, run.cache)
     shown = run.image.tag if run.image else tag
     run.log.info(f"image {shown}: all {len(checks)} checks passed (network off)")

@@ -108,7 +108,9 @@ def start_pip_check() -> tuple[subprocess.Popen[str] | None, str]:
         bundled += sorted(Path(sysconfig.get_paths()["stdlib"], "ensurepip", "_bundled").glob("pip-*.whl"))
         if not bundled:
             return None, "no pip available outside the venv"
-        argv = [sys.executable, str(bundled[-1] / "pip"), "--python", str(VENV / "bin" / "python"), "check"]
+        # The venv's own interpreter runs pip straight from the wheel (on its path only for this
+        # process), which checks the venv like pip --python would, without starting pip twice.
+        argv = [str(VENV / "bin" / "python"), str(bundled[-1] / "pip"), "check"]
         how = "pip from outside the venv"
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     return proc, how

@@ -111,6 +111,48 @@ def test_tampered_wheel_stops_the_image_build(wheelbarrow: Runner, example_build
     assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0  # nothing was built
 
 
+BROKEN = """\
+FROM {tag}
+USER root
+RUN site=/opt/venv/lib/python3.11/site-packages \\
+ && rm -r $site/packaging $site/packaging-*.dist-info $site/psycopg2.libs/libpq-*.so* \\
+ && printf '#!/bin/sh\\n' >/usr/local/bin/gcc && chmod +x /usr/local/bin/gcc \\
+ && mkdir -p /usr/local/include && touch /usr/local/include/Python.h \\
+ && touch /tmp/left-behind-1.0-py3-none-any.whl \\
+ && chmod -R o+w /opt/venv/lib
+"""
+
+
+def test_verify_fails_an_image_that_breaks_each_rule(
+    wheelbarrow: Runner, example_build: Build, example_image: BuiltImage, tmp_path: Path
+) -> None:
+    """The real probe, on an image derived from the verified one with one fault per check."""
+    tag = "example-service:broken"
+    (tmp_path / "Dockerfile").write_text(BROKEN.format(tag=example_image.tag), encoding="utf-8")
+    sh(["docker", "build", "--network", "none", "-q", "-t", tag, str(tmp_path)])
+    try:
+        out = wheelbarrow("verify", "--project", str(example_build.project), "--image-tag", tag)
+    finally:
+        sh(["docker", "rmi", tag])
+    assert out.returncode != 0
+    failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
+    assert failed.keys() == {
+        "no compiler or build tool",
+        "no C headers (libpq-fe.h, Python.h)",
+        "runs as non-root",
+        "venv not writable by the runtime user",
+        "every extension imports and ldd finds its libraries",
+        "no wheel files beyond the base's",
+        "pip check",
+    }, out.output[-3000:]
+    assert failed["no compiler or build tool"] == "gcc=/usr/local/bin/gcc"
+    assert "libpq" in failed["every extension imports and ldd finds its libraries"]
+    assert failed["no wheel files beyond the base's"] == "/tmp/left-behind-1.0-py3-none-any.whl"
+    assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["pip check"]
+    assert "[PASS] exactly one libssl mapped" in out.output
+    assert "ERROR: the image example-service:broken failed 7 of 9 checks" in out.output
+
+
 def test_service_runs_as_configured_user_against_postgres(example_image: BuiltImage, postgres: Postgres) -> None:
     with serving(example_image.tag, "gunicorn", postgres.dsn) as (name, base):
         exercise_service(base, b"from the slim image")

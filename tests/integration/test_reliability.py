@@ -312,14 +312,22 @@ def test_no_secret_ca_or_setuid_in_the_image(example_image: BuiltImage, tmp_path
 
 @pytest.fixture
 def second_engine(example_build: Build) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A second, private Docker engine (as a remote one would be), with the example's images loaded."""
+    """A second, private Docker engine (as a remote one would be), with the example's images loaded.
+
+    It runs in a network namespace of its own: a dockerd started with ``--bridge=none`` deletes the
+    ``docker0`` interface it finds, which would take the main engine's default network with it.
+    """
     if os.geteuid() != 0:
         pytest.skip("starting a second dockerd needs root (CI runs as root)")
+    bridge = Path("/sys/class/net/docker0")
+    had_bridge = bridge.exists()
     root = Path(tempfile.mkdtemp(prefix="wb-engine-"))
     host = f"unix://{root}/docker.sock"
     log = (root / "dockerd.log").open("wb")
     proc = subprocess.Popen(
         [
+            "unshare",
+            "--net",
             "dockerd",
             "--data-root",
             str(root / "data"),
@@ -356,6 +364,7 @@ def second_engine(example_build: Build) -> Iterator[tuple[str, subprocess.Popen[
         log.close()
         subprocess.run(["umount", str(root / "exec" / "netns" / "default")], check=False, capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+    assert bridge.exists() == had_bridge, "the second engine took the main engine's docker0 away"
 
 
 def test_the_engine_stopping_mid_build(cold_example: tuple[Path, Path], second_engine: tuple[str, Any]) -> None:

@@ -14,6 +14,7 @@ from tests.unit.test_image_and_verify import make_wheelhouse
 from tests.unit.test_stages import demo_plan, quiet
 from wheelbarrow import _guard, _image
 from wheelbarrow._build import _build_error
+from wheelbarrow._cache import Cache
 from wheelbarrow._cmd import Result
 from wheelbarrow._config import load_config
 from wheelbarrow._engine import Engine
@@ -80,12 +81,18 @@ def test_an_unreachable_index_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 class FakeEngine(Engine):
-    def __init__(self, output: str) -> None:
+    """Answers ``run_image`` with fixed output and counts the containers it would have started."""
+
+    def __init__(self, output: str, returncode: int = 0) -> None:
         super().__init__(quiet())
-        self.output = output
+        self.output, self.returncode, self.runs = output, returncode, 0
+
+    def image_id(self, ref: str) -> str | None:  # noqa: ARG002 - one base
+        return "sha256:" + "1" * 64
 
     def run_image(self, image: str, argv: Any, **_: Any) -> Result:  # noqa: ARG002 - the fake ignores them
-        return Result(("docker",), 0, self.output)
+        self.runs += 1
+        return Result(("docker",), self.returncode, self.output)
 
 
 BOOKWORM = "3.11 2.36\nx86_64\n\tlibssl.so.3 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libssl.so.3\n"
@@ -114,9 +121,27 @@ def test_a_base_the_wheelhouse_does_not_fit(tmp_path: Path, facts: str, problem:
     manifest = type(manifest)(
         **{**manifest.__dict__, "wheels": tuple(wheels), "target": {"python": "3.11", "machine": "x86_64"}}
     )
-    _image.check_base_fits(FakeEngine(BOOKWORM), "base", manifest)  # the right base passes
+    _image.check_base_fits(BOOKWORM, "base", manifest)  # the right base passes
     with pytest.raises(WheelhouseError, match=problem):
-        _image.check_base_fits(FakeEngine(facts), "base", manifest)
+        _image.check_base_fits(facts, "base", manifest)
+
+
+def test_base_facts_are_asked_once_per_base_image(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", quiet())
+    engine = FakeEngine(BOOKWORM)
+    assert _image.base_facts(engine, "base", cache) == BOOKWORM
+    assert _image.base_facts(engine, "base", cache) == BOOKWORM
+    assert engine.runs == 1
+
+
+def test_a_base_without_python_is_refused_and_not_remembered(tmp_path: Path) -> None:
+    cache = Cache(tmp_path / "cache", quiet())
+    engine = FakeEngine("sh: 1: python3: not found\n", returncode=127)
+    for _ in range(2):
+        with pytest.raises(WheelhouseError, match="has no working python3") as caught:
+            _image.base_facts(engine, "base", cache)
+        assert "runtime-base" in caught.value.tip
+    assert engine.runs == 2
 
 
 def test_sweep_removes_only_what_dead_processes_left(tmp_path: Path) -> None:
