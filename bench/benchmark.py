@@ -7,7 +7,8 @@ Run from the repository root with wheelbarrow and its tools installed
    present) next to compiling and repairing psycopg2 by hand (pip wheel +
    auditwheel repair) and to plain cibuildwheel, on the same sdist and builder;
 2. a no-op `wheelbarrow build` (target: at most 2 s);
-3. an edit to the example service's code, then a new verified image (target: at most 5 s);
+3. an edit to the example service's code, then a new verified image, three times, each printed
+   (target: a median of at most 5 s);
 4. two sdists (psycopg2 and MarkupSafe) built with --jobs 2 vs --jobs 1;
 5. image sizes, by running bench/image_sizes.py.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "service"
 TWO = ROOT / "tests" / "projects" / "two-sdists"
+EDITS = 3  # edit -> image is measured this many times; the median is compared with the target
 
 
 def timed(argv: list[str], **kwargs: object) -> float:
@@ -113,11 +116,15 @@ def main() -> None:
         results["no-op build_wheels"] = wheelbarrow(service, tmp / "cache")
         wheelbarrow(service, tmp / "cache", "image")
         app = service / "src" / "example_service" / "app.py"
-        app.write_text(app.read_text() + "\n# an edit\n")
-        start = time.monotonic()
-        wheelbarrow(service, tmp / "cache")
-        wheelbarrow(service, tmp / "cache", "image")
-        results["edit -> new verified image"] = time.monotonic() - start
+        edits = []
+        for n in range(EDITS):
+            app.write_text(app.read_text() + f"\n# edit {n}\n")
+            start = time.monotonic()
+            wheelbarrow(service, tmp / "cache")
+            wheelbarrow(service, tmp / "cache", "image")
+            edits.append(time.monotonic() - start)
+        print("edits -> new verified image: " + ", ".join(f"{s:.2f} s" for s in edits))
+        results["edit -> image, median of 3"] = statistics.median(edits)
         two = copy(TWO, tmp / "two")
         wheelbarrow(two, tmp / "warm")  # fetches and builder image, so the two runs below only build
         for jobs in ("1", "2"):
@@ -140,7 +147,7 @@ def main() -> None:
     for label, ratio in ratios.items():
         print(f"{label:<45} {ratio:7.2f}x")
     print(f"no-op target (<= 2 s): {'met' if results['no-op build_wheels'] <= 2 else 'NOT met'}")
-    print(f"edit -> image target (<= 5 s): {'met' if results['edit -> new verified image'] <= 5 else 'NOT met'}")
+    print(f"edit -> image target (<= 5 s): {'met' if results['edit -> image, median of 3'] <= 5 else 'NOT met'}")
     sys.stdout.flush()
     subprocess.run([sys.executable, str(Path(__file__).with_name("image_sizes.py"))], check=True)
 

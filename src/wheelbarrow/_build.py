@@ -229,8 +229,7 @@ def build_project_pure(ctx: BuildContext) -> RepairedWheel:
     inside = PurePosixPath("/wheelbarrow/project")
     log.info(f"copying {plan.project.source} into the builder (by copy: no host mount)")
     with ctx.engine.container(ctx.builder.tag, network="none") as container:
-        container.call(["mkdir", "-p", str(inside.parent), "/wheelbarrow/out"])
-        container.copy_into(staged, inside)
+        container.copy_into(staged, inside)  # /wheelbarrow is in every builder image; build makes out/
         try:
             container.call(["wheelbarrow-check-offline"])
             container.call(
