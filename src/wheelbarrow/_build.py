@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
+from ._bootstrap import docker_dir
 from ._cache import key_of, sha256_of
 from ._cmd import CommandFailed, Result, run, which
 from ._engine import Engine
@@ -65,7 +66,7 @@ def prepare_builder(
 
     Its tag carries a key of everything it is made of, so an unchanged builder is found, not rebuilt.
     """
-    dockerfiles = Path(__file__).parent / "docker"
+    dockerfiles = docker_dir()
     key = key_of(
         {
             "base": engine.image_id(base) or base,

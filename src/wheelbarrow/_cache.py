@@ -21,14 +21,16 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ._guard import tempdir
 from ._log import Log
+
+T = TypeVar("T")
 
 SECTIONS = ("artifacts", "wheels", "memo")
 
@@ -164,6 +166,15 @@ class Cache:
         partial = section / f".{key}.part-{os.getpid()}"
         partial.write_text(json.dumps(value), encoding="utf-8")
         partial.replace(section / f"{key}.json")
+
+    def remember(self, key: str, kind: type[T], compute: Callable[[], T]) -> T:
+        """The value stored under ``key`` if it is a ``kind``, else ``compute()``, stored for next time."""
+        known = self.memo(key)
+        if isinstance(known, kind):
+            return known
+        value = compute()
+        self.store_memo(key, value)
+        return value
 
     # maintenance ---------------------------------------------------------
     def info(self) -> dict[str, dict[str, int]]:

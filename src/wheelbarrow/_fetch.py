@@ -44,13 +44,6 @@ class Fetched:
         return self.path.name
 
 
-@dataclass(frozen=True)
-class FetchResult:
-    wheels: tuple[Fetched, ...]
-    sdists: tuple[Fetched, ...]
-    build_requirements: tuple[Path, ...]
-
-
 def target_flags(python: str, glibc: tuple[int, int], machine: str) -> list[str]:
     """pip's options to download wheels for a target that is not the host: CPython X.Y, manylinux, glibc."""
     tag = "cp" + python.replace(".", "")

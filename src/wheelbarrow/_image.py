@@ -41,7 +41,6 @@ class Image:
     candidate: str  # the tag it is built under; it becomes ``tag`` only once verified
     image_id: str
     builder: str  # "BuildKit" or "the legacy builder"
-    wheelhouse_sha256: str
     manifest: Manifest
     base: str  # the runtime base it was built over
 
@@ -119,6 +118,7 @@ def use_buildkit(config: Config, engine: Engine) -> bool:
             return engine.has_buildkit()
 
 
+NO_PYTHON_TIP = "Use a runtime-base with CPython (python:3.11-slim, or debian-suite's)."
 BASE_FACTS = (
     'python3 -c \'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.libc_ver()[1] or "-")\'; '
     "uname -m; ldconfig -p"
@@ -127,18 +127,15 @@ BASE_FACTS = (
 
 def base_facts(engine: Engine, base: str, cache: Cache) -> str:
     """What :func:`check_base_fits` needs to know of a base, asked once per base image id."""
-    image_id = engine.image_id(base)
-    key = key_of({"base-facts": image_id, "script": BASE_FACTS}) if image_id else None
-    known = cache.memo(key) if key else None
-    if isinstance(known, str):
-        return known
-    facts = engine.run_image(base, ["sh", "-c", BASE_FACTS])
-    if facts.returncode != 0:
-        msg = f"the runtime base {base} has no working python3:\n{facts.tail(5)}"
-        raise WheelhouseError(msg, tip="Use a runtime-base with CPython (python:3.11-slim, or debian-suite's).")
-    if key:
-        cache.store_memo(key, facts.output)
-    return facts.output
+
+    def ask() -> str:
+        facts = engine.run_image(base, ["sh", "-c", BASE_FACTS])
+        if facts.returncode != 0:
+            msg = f"the runtime base {base} has no working python3:\n{facts.tail(5)}"
+            raise WheelhouseError(msg, tip=NO_PYTHON_TIP)
+        return facts.output
+
+    return cache.remember(key_of({"base-facts": engine.image_id(base) or base, "script": BASE_FACTS}), str, ask)
 
 
 def check_base_fits(facts: str, base: str, manifest: Manifest) -> None:
@@ -146,7 +143,7 @@ def check_base_fits(facts: str, base: str, manifest: Manifest) -> None:
     lines = facts.splitlines()
     if len(lines) < 2 or len(lines[0].split()) != 2:
         msg = f"the runtime base {base} has no working python3: it printed {facts[:200]!r}"
-        raise WheelhouseError(msg, tip="Use a runtime-base with CPython (python:3.11-slim, or debian-suite's).")
+        raise WheelhouseError(msg, tip=NO_PYTHON_TIP)
     python, glibc = lines[0].split()
     machine = lines[1].strip()
     target = manifest.target
@@ -217,7 +214,7 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
     log.info(
         f"image {config.image_tag} ({image_id[:19]}) built with {builder} over {base}; verifying it before tagging"
     )
-    return Image(config.image_tag, candidate_tag(engine), image_id, builder, wheelhouse_sha, manifest, base)
+    return Image(config.image_tag, candidate_tag(engine), image_id, builder, manifest, base)
 
 
 def candidate_tag(engine: Engine) -> str:

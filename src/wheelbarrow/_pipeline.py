@@ -93,12 +93,12 @@ def stage_bases(run: Run) -> None:
     run.builder_base = _bootstrap.resolve_builder_base(run.config, run.engine, run.log)
     run.runtime_base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     run.runtime_base_id = run.engine.image_id(run.runtime_base) or ""
-    memo = key_of({"ldconfig": run.runtime_base_id})
-    provided = run.cache.memo(memo)
-    if not isinstance(provided, list):
+
+    def ask_ldconfig() -> list[str]:
         ldconfig = run.engine.run_image(run.runtime_base, ["ldconfig", "-p"])
-        provided = sorted(_repair.parse_ldconfig(ldconfig.output)) if ldconfig.returncode == 0 else []
-        run.cache.store_memo(memo, provided)
+        return sorted(_repair.parse_ldconfig(ldconfig.output)) if ldconfig.returncode == 0 else []
+
+    provided = run.cache.remember(key_of({"ldconfig": run.runtime_base_id}), list, ask_ldconfig)
     run.exclude = _repair.base_exclusions(run.config.repair_policy, frozenset(provided))
     run.log.info(f"builder base {run.builder_base}; runtime base {run.runtime_base}")
     left = ", ".join(run.exclude) or "nothing"
@@ -193,14 +193,13 @@ def stage_image(run: Run) -> None:
 
 def stage_verify(run: Run) -> None:
     if run.image is not None:
-        tag, manifest, base = run.image.candidate, run.image.manifest, run.image.base
+        tag, manifest = run.image.candidate, run.image.manifest
     else:
         tag, (manifest, _) = run.config.image_tag, _image.read_wheelhouse(run.config.wheelhouse)
-        base = ""
     if run.engine.image_id(tag) is None:
         msg = f"there is no image {tag} to verify"
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
-    base = base or _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
+    base = run.image.base if run.image else _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     checks = _verify.verify_image(run.engine, tag, base, manifest, run.log, run.cache)
     shown = run.image.tag if run.image else tag
     run.log.info(f"image {shown}: all {len(checks)} checks passed (network off)")

@@ -259,32 +259,24 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
     project, version = manifest.project["name"], manifest.project["version"]
     base = resolve_runtime_base(config, engine, log)
     pushed = None
-    try:
-        with _wheelhouse.staging(config.dist_dir) as stage:
-            python = manifest.target.get("python_tag", "py3")
-            tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
-            wheelhouse_tarball(config.wheelhouse, manifest, tarball)
-            sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base)
-            (stage / f"sbom-{project}-{version}.cdx.json").write_text(sbom_text, encoding="utf-8")
-            if simple:
-                simple_index(config.wheelhouse, manifest, stage / "simple")
-            if not skip_image:
-                log.info(f"saving image {config.image_tag}")
-                image_tar = stage / f"image-{project}-{version}.tar"
-                info = save_image(engine, config.image_tag, image_tar, manifest.source_date_epoch)
-                if push:
-                    pushed = push_image(engine, config.image_tag, push, log)
-                    info["pushed"] = pushed
-                (stage / f"image-{project}-{version}.json").write_text(
-                    json.dumps(info, indent=2) + "\n", encoding="utf-8"
-                )
-            (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")
-            files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()))
-            _wheelhouse.swap_in(stage, config.dist_dir)
-    except OSError as err:
-        msg = f"could not write {config.dist_dir}: {err.strerror or err}"
-        tip = "Free some space (or fix the permissions) there and run again; the previous dist/ is untouched."
-        raise WheelhouseError(msg, tip=tip) from err
+    with _wheelhouse.replacing(config.dist_dir, "dist/ directory") as stage:
+        python = manifest.target.get("python_tag", "py3")
+        tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
+        wheelhouse_tarball(config.wheelhouse, manifest, tarball)
+        sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base)
+        (stage / f"sbom-{project}-{version}.cdx.json").write_text(sbom_text, encoding="utf-8")
+        if simple:
+            simple_index(config.wheelhouse, manifest, stage / "simple")
+        if not skip_image:
+            log.info(f"saving image {config.image_tag}")
+            image_tar = stage / f"image-{project}-{version}.tar"
+            info = save_image(engine, config.image_tag, image_tar, manifest.source_date_epoch)
+            if push:
+                pushed = push_image(engine, config.image_tag, push, log)
+                info["pushed"] = pushed
+            (stage / f"image-{project}-{version}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")
+        files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()))
     for name in files:
         if "/" not in name:
             log.info(f"  {config.dist_dir / name}")

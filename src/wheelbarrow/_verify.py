@@ -80,11 +80,11 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
 
 def verify_image(engine: Engine, image: str, base: str, manifest: Manifest, log: Log, cache: Cache) -> list[Check]:
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
-    memo = key_of({"base-wheels": engine.image_id(base) or base, "probe": sha256_of(PROBE)})
-    base_wheels = cache.memo(memo)
-    if not isinstance(base_wheels, list):
-        base_wheels = probe(engine, base, ["wheels"], "python3")["wheels"]
-        cache.store_memo(memo, base_wheels)
+    base_wheels = cache.remember(
+        key_of({"base-wheels": engine.image_id(base) or base, "probe": sha256_of(PROBE)}),
+        list,
+        lambda: list(probe(engine, base, ["wheels"], "python3")["wheels"]),
+    )
     report = probe(engine, image, ["full", json.dumps(wanted)], "/opt/venv/bin/python")
     checks = judge(report, base_wheels, manifest)
     for check in checks:

@@ -173,6 +173,22 @@ def swap_in(stage: Path, wheelhouse: Path) -> None:
         raise WheelhouseError(msg, tip="Check that the directory is writable and on a local file system.") from err
 
 
+@contextmanager
+def replacing(target: Path, what: str) -> Iterator[Path]:
+    """A staging directory that becomes ``target`` in one atomic step when the block ends without error.
+
+    A failure to write (a full disk, permissions) is a WheelhouseError, and ``target`` keeps what it held.
+    """
+    try:
+        with staging(target) as stage:
+            yield stage
+            swap_in(stage, target)
+    except OSError as err:
+        msg = f"could not write the new {what} beside {target}: {err.strerror or err}"
+        tip = f"Free some space (or fix the permissions) there and run again; the previous {what} is untouched."
+        raise WheelhouseError(msg, tip=tip) from err
+
+
 def _unchanged(wheelhouse: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manifest) -> bool:
     try:
         same_text = (wheelhouse / "manifest.json").read_text(encoding="utf-8") == manifest.to_json() and (
@@ -189,12 +205,6 @@ def publish(wheelhouse: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifes
     """Make ``wheelhouse`` hold exactly ``wheels``; False when it already did (nothing written)."""
     if _unchanged(wheelhouse, wheels, manifest):
         return False
-    try:
-        with staging(wheelhouse) as stage:
-            fill(stage, wheels, manifest)
-            swap_in(stage, wheelhouse)
-    except OSError as err:
-        msg = f"could not write the new wheelhouse beside {wheelhouse}: {err.strerror or err}"
-        tip = "Free some space (or fix the permissions) there and run again; the previous wheelhouse is untouched."
-        raise WheelhouseError(msg, tip=tip) from err
+    with replacing(wheelhouse, "wheelhouse") as stage:
+        fill(stage, wheels, manifest)
     return True
