@@ -1,13 +1,19 @@
-"""Publish helpers that need no engine: the restamped image archive and SHA256SUMS."""
+"""Publish helpers that need no engine: the restamped image archive, SHA256SUMS, a failed write."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import tarfile
 from pathlib import Path
 
+import pytest
+
+from wheelbarrow import _wheelhouse
 from wheelbarrow._publish import normalise_archive, sha256sums
+from wheelbarrow.errors import WheelhouseError
 
 EPOCH = 315532800
 
@@ -68,3 +74,22 @@ def test_sha256sums_lists_every_file_but_itself_sorted(tmp_path: Path) -> None:
         f"{hashlib.sha256(b'b').hexdigest()}  b.tar",
         f"{hashlib.sha256(b'x').hexdigest()}  simple/demo/index.html",
     ]
+
+
+def test_a_write_error_in_dist_is_a_clear_error_and_keeps_the_old_dist(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "SHA256SUMS").write_text("old")
+
+    def disk_full_while_writing() -> None:
+        with _wheelhouse.replacing(dist, "dist/ directory") as stage:
+            (stage / "image.tar").write_bytes(b"half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(WheelhouseError, match="could not write the new dist/ directory beside") as caught:
+        disk_full_while_writing()
+    assert "No space left on device" in str(caught.value)
+    assert "the previous dist/ directory is untouched" in caught.value.tip
+    assert [p.name for p in tmp_path.iterdir()] == ["dist"]  # no staging folder left
+    assert [p.name for p in dist.iterdir()] == ["SHA256SUMS"]
+    assert (dist / "SHA256SUMS").read_text() == "old"
