@@ -37,10 +37,18 @@ def test_no_engine_binary(wheelbarrow: Runner, example_build: Build) -> None:
     assert_clean_error(out.output, "no container engine", "Install Docker")
 
 
-def test_stale_lock(wheelbarrow: Runner, example_build: Build, tmp_path: Path) -> None:
-    project = copy_project(example_build.project, tmp_path / "stale")
+def edited_copy(example_build: Build, dest: Path, old: str, new: str) -> Path:
+    """A copy of the example project whose pyproject.toml has ``old`` replaced by ``new``."""
+    project = copy_project(example_build.project, dest)
     pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('"gunicorn>=23,<24",', '"gunicorn>=23,<24",\n    "six",'))
+    text = pyproject.read_text()
+    assert old in text
+    pyproject.write_text(text.replace(old, new))
+    return project
+
+
+def test_stale_lock(wheelbarrow: Runner, example_build: Build, tmp_path: Path) -> None:
+    project = edited_copy(example_build, tmp_path / "stale", '"gunicorn>=23,<24",', '"gunicorn>=23,<24",\n    "six",')
     out = wheelbarrow("build", "--project", str(project))
     assert out.returncode == 4
     assert_clean_error(out.output, "poetry.lock is stale", "poetry lock")
@@ -60,9 +68,9 @@ def test_hash_mismatch_from_the_index(wheelbarrow: Runner, tmp_path: Path) -> No
 def test_missing_system_package_shows_the_compiler_and_the_key(
     wheelbarrow: Runner, example_build: Build, tmp_path: Path
 ) -> None:
-    project = copy_project(example_build.project, tmp_path / "nolibpq")
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('system-packages = ["libpq-dev"]', "system-packages = []"))
+    project = edited_copy(
+        example_build, tmp_path / "nolibpq", 'system-packages = ["libpq-dev"]', "system-packages = []"
+    )
     shutil.copytree(example_build.wheelhouse, project / "wheelhouse")  # a previous good run
     before = digest_tree(project / "wheelhouse")
     out = wheelbarrow("build", "--project", str(project))
@@ -74,9 +82,7 @@ def test_missing_system_package_shows_the_compiler_and_the_key(
 
 
 def test_unknown_key(wheelbarrow: Runner, example_build: Build, tmp_path: Path) -> None:
-    project = copy_project(example_build.project, tmp_path / "typo")
-    pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace("system-packages =", "system-package ="))
+    project = edited_copy(example_build, tmp_path / "typo", "system-packages =", "system-package =")
     out = wheelbarrow("build", "--project", str(project))
     assert out.returncode == 2
     assert_clean_error(out.output, "Did you mean 'system-packages'?", "configuration reference")

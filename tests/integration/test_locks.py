@@ -12,21 +12,20 @@ import pytest
 from tests.integration.conftest import PROJECTS, Runner, copy_project, offline_container, sh
 
 
-def built_wheels(project: Path) -> dict[str, str]:
+def built(project: Path) -> tuple[str, dict[str, str]]:
+    """The lock kind the manifest records, and each wheel's origin."""
     manifest = json.loads((project / "wheelhouse" / "manifest.json").read_text())
-    return {w["file"]: w["origin"] for w in manifest["wheels"]}
+    return manifest["lock"]["kind"], {w["file"]: w["origin"] for w in manifest["wheels"]}
 
 
 def test_requirements_file_with_hashes(wheelbarrow: Runner, tmp_path: Path) -> None:
     project = copy_project(PROJECTS / "req-app", tmp_path / "req-app")
     out = wheelbarrow("build", "--project", str(project))
     assert out.returncode == 0, out.output[-3000:]
-    assert built_wheels(project) == {
-        "req_app-1.0-py3-none-any.whl": "built",
-        "six-1.16.0-py2.py3-none-any.whl": "index",
-    }
-    manifest = json.loads((project / "wheelhouse" / "manifest.json").read_text())
-    assert manifest["lock"]["kind"] == "requirements"
+    assert built(project) == (
+        "requirements",
+        {"req_app-1.0-py3-none-any.whl": "built", "six-1.16.0-py2.py3-none-any.whl": "index"},
+    )
 
 
 def test_pylock_made_by_pip_lock(wheelbarrow: Runner, tmp_path: Path) -> None:
@@ -43,12 +42,10 @@ def test_pylock_made_by_pip_lock(wheelbarrow: Runner, tmp_path: Path) -> None:
     assert locked.returncode == 0, locked.stderr[-2000:]
     out = wheelbarrow("build", "--project", str(project))
     assert out.returncode == 0, out.output[-3000:]
-    assert built_wheels(project) == {
-        "pylock_app-1.0-py3-none-any.whl": "built",
-        "six-1.16.0-py2.py3-none-any.whl": "index",
-    }
-    manifest = json.loads((project / "wheelhouse" / "manifest.json").read_text())
-    assert manifest["lock"]["kind"] == "pylock"
+    assert built(project) == (
+        "pylock",
+        {"pylock_app-1.0-py3-none-any.whl": "built", "six-1.16.0-py2.py3-none-any.whl": "index"},
+    )
     # The wheelhouse installs with no index into the runtime base.
     with offline_container("pylock") as name:
         sh(["docker", "cp", str(project / "wheelhouse"), f"{name}:/wheelhouse"])
