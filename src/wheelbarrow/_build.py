@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from ._bootstrap import docker_dir
-from ._cache import key_of, sha256_of
+from ._cache import key_of, sha256_of, skipped
 from ._cmd import CommandFailed, Result, run, which
 from ._engine import Engine
 from ._fetch import Fetched
@@ -29,7 +29,7 @@ from ._guard import scratch
 from ._log import Log
 from ._plan import BuildPlan
 from ._repair import RepairedWheel, is_pure, one_repaired_wheel, repair_command
-from .errors import BuildError, CompileError, RepairError, ToolMissingError
+from .errors import BuildError, CompileError, EngineCommandError, FetchError, RepairError, ToolMissingError
 
 WHEELS_IN_IMAGE = "/wheelbarrow/wheels"
 IGNORED_IN_PROJECT = (
@@ -135,9 +135,9 @@ def cibuildwheel_env(
     }
 
 
-def _cause_lines(result: Result, limit: int = 15) -> str:
+def _cause_lines(output: str, limit: int = 15) -> str:
     """The last lines of a failed build that look like its cause (compiler errors...)."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in output.splitlines() if line.strip()]
     marker = next((i for i, line in enumerate(lines) if "Build failed" in line or "returned non-zero" in line), None)
     body = lines[:marker] if marker is not None else lines
     causes = [line for line in body if _CAUSE.search(line)]
@@ -190,23 +190,23 @@ NETWORK_TIP = (
 def _build_error(sdist: Fetched, result: Result, plan: BuildPlan) -> Exception:
     what = f"{sdist.name}=={sdist.version}"
     if _NETWORK.search(result.output):
-        msg = f"building {what} tried to use the network, and builds are offline:\n{_cause_lines(result)}"
+        msg = f"building {what} tried to use the network, and builds are offline:\n{_cause_lines(result.output)}"
         return BuildError(msg, tip=NETWORK_TIP)
     if "cannot repair" in result.output and "auditwheel" in result.output:
-        msg = f"auditwheel could not repair {what} to the requested policy:\n{_cause_lines(result)}"
+        msg = f"auditwheel could not repair {what} to the requested policy:\n{_cause_lines(result.output)}"
         return RepairError(msg, tip="Raise or remove repair-plat in [tool.wheelbarrow], or use an older builder base.")
     match result.returncode:
         case 2:
-            msg = f"cibuildwheel refused the configuration for {what}:\n{_cause_lines(result)}"
+            msg = f"cibuildwheel refused the configuration for {what}:\n{_cause_lines(result.output)}"
             return BuildError(msg, tip="Report this to wheelbarrow with the lines above.")
         case 5:
             msg = f"{what} built a pure-Python wheel; it needs no compiling"
             return BuildError(msg, tip=f"Remove '{sdist.name}' from build-from-source; the index's wheel will do.")
         case 8:
-            msg = f"auditwheel could not repair {what}:\n{_cause_lines(result)}"
+            msg = f"auditwheel could not repair {what}:\n{_cause_lines(result.output)}"
             return RepairError(msg, tip="Check 'glibc' and the builder base: the wheel may need a newer policy.")
         case _:
-            msg = f"compiling {what} from {sdist.filename} failed in the builder:\n{_cause_lines(result)}"
+            msg = f"compiling {what} from {sdist.filename} failed in the builder:\n{_cause_lines(result.output)}"
             have = " ".join(plan.system_packages) or "none"
             tip = (
                 f"If a header, library or tool (pg_config, *.h) is missing, add its package to "
@@ -216,7 +216,13 @@ def _build_error(sdist: Fetched, result: Result, plan: BuildPlan) -> Exception:
 
 
 def _copy_project(source: Path, dest: Path) -> None:
-    shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*IGNORED_IN_PROJECT), symlinks=True)
+    """The project's sources, as :func:`~wheelbarrow._cache.source_files` lists them (no special files,
+    nothing wheelbarrow wrote)."""
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if skipped(Path(folder) / n, IGNORED_IN_PROJECT)}
+
+    shutil.copytree(source, dest, ignore=ignore, symlinks=True)
 
 
 def build_project_pure(ctx: BuildContext) -> RepairedWheel:
@@ -237,9 +243,9 @@ def build_project_pure(ctx: BuildContext) -> RepairedWheel:
                 [python, "-m", "build", "--wheel", "--no-isolation", "--outdir", "/wheelbarrow/out", str(inside)],
                 env=_offline_env(ctx.epoch),
             )
-        except CommandFailed as err:
-            cause = _cause_lines(err.result)
-            if _NETWORK.search(err.result.output):
+        except EngineCommandError as err:
+            cause = _cause_lines(err.output)
+            if _NETWORK.search(err.output):
                 msg = f"building the project's wheel tried to use the network, and builds are offline:\n{cause}"
                 raise BuildError(msg, tip=NETWORK_TIP) from err
             msg = f"building the project's wheel failed in the builder:\n{cause}"
@@ -265,24 +271,33 @@ def sdist_epoch(sdist: Path) -> int:
 
     It depends on the sdist alone, so a new commit of the project does not rebuild its dependencies.
     """
-    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+    if _EPOCH.fullmatch(os.environ.get("SOURCE_DATE_EPOCH", "")):
         return int(os.environ["SOURCE_DATE_EPOCH"])
-    if sdist.name.endswith(".zip"):
-        with zipfile.ZipFile(sdist) as archive:
-            stamps = [int(datetime(*i.date_time, tzinfo=UTC).timestamp()) for i in archive.infolist()]
-    else:
-        with tarfile.open(sdist) as archive:
-            stamps = [int(m.mtime) for m in archive.getmembers()]
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as archive:
+                stamps = [int(datetime(*i.date_time, tzinfo=UTC).timestamp()) for i in archive.infolist()]
+        else:
+            with tarfile.open(sdist) as archive:
+                stamps = [int(m.mtime) for m in archive.getmembers()]
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, ValueError, OverflowError) as err:
+        msg = f"{sdist.name} is not a readable sdist archive: {err}"
+        tip = "The lock names a file that is not an sdist: re-lock, or fix the local file."
+        raise FetchError(msg, tip=tip) from err
     return max([*stamps, 315532800])
 
 
 def source_date_epoch(project_dir: Path, log: Log) -> int:
     """SOURCE_DATE_EPOCH if set, else the project's last commit time, else 1980-01-01."""
-    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+    if _EPOCH.fullmatch(os.environ.get("SOURCE_DATE_EPOCH", "")):
         return int(os.environ["SOURCE_DATE_EPOCH"])
     try:
         result = run(["git", "log", "-1", "--format=%ct"], log, cwd=project_dir, check=False)
     except ToolMissingError:  # no git is a normal case: fall back to a fixed date
         return 315532800
     text = result.output.strip()
-    return int(text) if result.returncode == 0 and text.isdigit() else 315532800
+    return int(text) if result.returncode == 0 and _EPOCH.fullmatch(text) else 315532800
+
+
+#: SOURCE_DATE_EPOCH: ASCII digits only (``str.isdigit`` also takes other scripts' digits), at most year 2286.
+_EPOCH = re.compile(r"[0-9]{1,10}")

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 
 from . import __version__
-from ._bootstrap import bootstrap
-from ._cache import Cache
 from ._config import OPTIONS, Config, load_config
-from ._engine import Engine
-from ._pipeline import BUILD, IMAGE, PLAN, VERIFY, execute
-from ._publish import publish
+from ._pipeline import BOOTSTRAP, BUILD, CACHE, IMAGE, PLAN, PUBLISH, VERIFY, Options, Run, execute
 from ._report import ConsoleLog, print_json, print_summary
-from .errors import ConfigError, WheelbarrowError
+from .errors import INTERNAL_ERROR, ConfigError, Interrupted, WheelbarrowError
 
 FLAGS = (
     "python",
@@ -90,18 +89,90 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.project, environ=os.environ, overrides=_overrides(args))
 
 
-def _cache_command(args: argparse.Namespace, config: Config, log: ConsoleLog) -> None:
-    cache = Cache(config.cache_dir, log)
-    if args.action == "prune":
-        removed = cache.prune(args.older_than)
-        log.sink(f"removed {removed} cache entries from {config.cache_dir}")
-    info = cache.info()
+def _options(args: argparse.Namespace) -> Options:
+    return Options(
+        skip_image=getattr(args, "skip_image", False),
+        simple_index=getattr(args, "simple_index", False),
+        push=getattr(args, "push", None),
+        suite=getattr(args, "suite", None),
+        prune_older_than=args.older_than if getattr(args, "action", None) == "prune" else None,
+    )
+
+
+PIPELINES = {
+    "plan": PLAN,
+    "build": BUILD,
+    "image": IMAGE,
+    "verify": VERIFY,
+    "publish": PUBLISH,
+    "bootstrap": BOOTSTRAP,
+    "cache": CACHE,
+}
+
+
+def _report(args: argparse.Namespace, config: Config, run: Run, console: Console, log: ConsoleLog) -> None:
+    """What a command prints when it succeeds: a summary, or JSON on stdout with --json."""
+    payload: dict[str, object] = {}
+    match args.command:
+        case "plan":
+            plan = run.need_plan()
+            payload = {
+                "index_wheels": [{"name": w.name, "version": w.version} for w in plan.index_wheels],
+                "sdist_builds": [{"name": b.name, "version": b.version, "reason": b.reason} for b in plan.sdist_builds],
+                "project": {"name": plan.project.name, "version": plan.project.version, "engine": plan.project.engine},
+            }
+        case "build":
+            if not args.json:
+                print_summary(console, run.summary, log.timings)
+            payload = {"wheelhouse": str(config.wheelhouse), "wheels": run.summary, "timings": log.timings}
+        case "image" if run.image:
+            payload = {"image": run.image.tag, "id": run.image.image_id, "builder": run.image.builder}
+        case "verify":
+            payload = {"image": config.image_tag, "verified": True}
+        case "publish" if run.published:
+            published = run.published
+            payload = {"dist": str(published.dist), "files": list(published.files), "pushed": published.pushed}
+        case "cache":
+            if not args.json:
+                for name, section in run.cache_info.items():
+                    log.sink(f"{name:<10} {section['entries']:>5} entries  {section['bytes'] / 1e6:8.1f} MB")
+                log.sink(f"cache: {config.cache_dir}")
+            payload = {"cache_dir": str(config.cache_dir), "sections": run.cache_info}
     if args.json:
-        print_json({"cache_dir": str(config.cache_dir), "sections": info})
-        return
-    for name, section in info.items():
-        log.sink(f"{name:<10} {section['entries']:>5} entries  {section['bytes'] / 1e6:8.1f} MB")
-    log.sink(f"cache: {config.cache_dir}")
+        print_json({**payload, "timings": log.timings})
+
+
+#: Signals that end a run the way Ctrl-C does: children stopped, containers and work removed.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    if _STOPPING:
+        return  # cleaning up after the first signal: a second one must not cut it short
+    _STOPPING.append(signum)
+    raise Interrupted(signum)
+
+
+_STOPPING: list[int] = []
+
+
+def _print_error(first: str, details: list[str], tip: str) -> None:
+    print(f"ERROR: {first}", file=sys.stderr)
+    for line in details:  # indented, so no detail line reads as a second error
+        print(f"  {line}", file=sys.stderr)
+    if tip:
+        print(f"TIP: {tip}", file=sys.stderr)
+
+
+def _internal_error(err: BaseException) -> int:
+    """The last resort: an unforeseen error is a bug; its traceback is saved, never shown raw."""
+    fd, saved = tempfile.mkstemp(prefix="wheelbarrow-crash-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as stream:
+        stream.write(f"wheelbarrow {__version__}, {sys.version.split()[0]}, argv {sys.argv!r}\n\n")
+        stream.write("".join(traceback.format_exception(err)))
+    first = f"internal error: {type(err).__name__}: {err}".splitlines()[0][:300]
+    _print_error(first, [f"traceback saved in {saved}"], f"This is a bug in wheelbarrow: report it with {saved}.")
+    return INTERNAL_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,47 +181,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:
         console = Console(stderr=True, width=160)  # CI logs: wide enough for wheel file names
     log = ConsoleLog(console, quiet=args.quiet)
+    _STOPPING.clear()
+    previous = {signum: signal.signal(signum, _on_signal) for signum in SIGNALS}
     try:
         config = load(args)
-        match args.command:
-            case "plan":
-                execute(config, log, PLAN)
-            case "build":
-                run = execute(config, log, BUILD)
-                if args.json:
-                    print_json({"wheelhouse": str(config.wheelhouse), "wheels": run.summary, "timings": log.timings})
-                else:
-                    print_summary(console, run.summary, log.timings)
-            case "image":
-                run = execute(config, log, IMAGE)
-                if args.json and run.image:
-                    print_json({"image": run.image.tag, "id": run.image.image_id, "builder": run.image.builder})
-            case "verify":
-                execute(config, log, VERIFY)
-            case "publish":
-                engine = Engine(log, name=config.engine)
-                engine.check()
-                with log.stage("publish"):
-                    published = publish(
-                        config, engine, log, skip_image=args.skip_image, simple=args.simple_index, push=args.push
-                    )
-                if args.json:
-                    print_json(
-                        {"dist": str(published.dist), "files": list(published.files), "pushed": published.pushed}
-                    )
-            case "bootstrap":
-                bootstrap(config, Engine(log, name=config.engine), log, suite=args.suite)
-            case "cache":
-                _cache_command(args, config, log)
+        run = execute(config, log, PIPELINES[args.command], _options(args))
+        _report(args, config, run, console, log)
     except WheelbarrowError as err:
         first, *details = err.message.splitlines() or [""]
-        print(f"ERROR: {first}", file=sys.stderr)
-        for line in details:  # indented, so no detail line reads as a second error
-            print(f"  {line}", file=sys.stderr)
-        if err.tip:
-            print(f"TIP: {err.tip}", file=sys.stderr)
+        _print_error(first, details, err.tip)
         return err.return_code
-    except KeyboardInterrupt:
-        print("ERROR: interrupted; the previous wheelhouse is untouched", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        _print_error(f"interrupted ({name}); the previous wheelhouse and image are untouched", [], "")
+        return 128 + signum
+    except Exception as err:  # noqa: BLE001 - the last resort: every foreseen failure is a WheelbarrowError
+        return _internal_error(err)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0

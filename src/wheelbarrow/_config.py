@@ -21,7 +21,12 @@ from typing import Literal, get_args
 
 from packaging.utils import canonicalize_name
 
+from . import _shapes
+from ._guard import check_location
+from ._shapes import image_name_for
 from .errors import ConfigError
+
+_ASCII_NUMBER = re.compile(r"[0-9]{1,6}")
 
 ProjectBuild = Literal["auto", "pure", "platform"]
 RepairPolicy = Literal["exclude-base", "vendor-all"]
@@ -36,7 +41,7 @@ DEBIAN_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
 @dataclass(frozen=True)
 class Option:
     key: str
-    kind: Literal["str", "list", "argv", "bool", "choice"]
+    kind: Literal["str", "path", "list", "argv", "bool", "choice"]
     default: str | tuple[str, ...]
     help: str
     choices: tuple[str, ...] = ()
@@ -71,11 +76,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("debian-mirror", "str", "", "Debian mirror for bootstrap (default: the host's apt mirror)."),
     Option("system-packages", "list", (), "System packages the builder needs (e.g. libpq-dev)."),
-    Option("wheelhouse", "str", "wheelhouse", "Output directory, relative to the project."),
-    Option("lock", "str", "", "Lock file: poetry.lock, pylock.toml or a hashed requirements file."),
+    Option("wheelhouse", "path", "wheelhouse", "Output directory, relative to the project."),
+    Option("lock", "path", "", "Lock file: poetry.lock, pylock.toml or a hashed requirements file."),
     Option(
         "cache-dir",
-        "str",
+        "path",
         "",
         "Where fetched artifacts are cached by sha256 (default: $XDG_CACHE_HOME/wheelbarrow or ~/.cache/wheelbarrow).",
     ),
@@ -111,7 +116,7 @@ OPTIONS: tuple[Option, ...] = (
         choices=get_args(RepairPolicy),
     ),
     Option(
-        "runtime-dockerfile", "str", "", "The runtime Dockerfile (default: wheelbarrow's docker/runtime.Dockerfile)."
+        "runtime-dockerfile", "path", "", "The runtime Dockerfile (default: wheelbarrow's docker/runtime.Dockerfile)."
     ),
     Option(
         "repair-plat",
@@ -119,7 +124,7 @@ OPTIONS: tuple[Option, ...] = (
         "",
         "The manylinux policy auditwheel must reach (e.g. manylinux_2_28_x86_64; default: the best it can).",
     ),
-    Option("dist-dir", "str", "dist", "Where publish writes the CI artifacts, relative to the project."),
+    Option("dist-dir", "path", "dist", "Where publish writes the CI artifacts, relative to the project."),
     Option("image-tag", "str", "", "Tag of the runtime image (default: <project>:<version>)."),
     Option("command", "argv", (), "The image's command (e.g. gunicorn --bind 0.0.0.0:8000 app:app)."),
     Option("port", "str", "", "The port the image exposes."),
@@ -205,6 +210,12 @@ def _coerce(option: Option, value: object, source: str) -> str | tuple[str, ...]
     if not isinstance(value, str):
         msg = f"{source}: '{option.key}' must be a string, not {type(value).__name__}"
         raise ConfigError(msg, tip=f'Write it as {option.key} = "...".')
+    if "\0" in value:
+        msg = f"{source}: '{option.key}' contains a NUL character"
+        raise ConfigError(msg, tip=f"Fix the value of {option.key}.")
+    if option.kind == "path" and not value.strip():
+        msg = f"{source}: '{option.key}' is empty; an empty path would mean the project directory itself"
+        raise ConfigError(msg, tip=f"Give {option.key} a value, or unset it to use the default.")
     if option.kind == "choice" and value not in option.choices:
         allowed = ", ".join(repr(c) for c in option.choices)
         msg = f"{source}: '{option.key}' is {value!r}, which is not one of {allowed}"
@@ -222,16 +233,30 @@ def _check_keys(keys: object, source: str) -> None:
             raise ConfigError(msg, tip="See the configuration reference in the README.")
 
 
+def project_directory(given: Path) -> Path:
+    """``--project``: the project's directory, or its pyproject.toml."""
+    path = given.resolve()
+    if path.is_file() and path.name == "pyproject.toml":
+        return path.parent
+    if not path.is_dir():
+        msg = f"--project {given}: {'no such directory' if not path.exists() else 'not a directory'}"
+        raise ConfigError(msg, tip="Pass the project's directory (the one holding pyproject.toml).")
+    return path
+
+
 def _read_pyproject(project_dir: Path) -> dict[str, object]:
     path = project_dir / "pyproject.toml"
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
+        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+    except (FileNotFoundError, NotADirectoryError) as err:
         msg = f"no pyproject.toml in {project_dir}"
         raise ConfigError(msg, tip="Run wheelbarrow from the project's directory or pass --project.") from err
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         msg = f"{path} is not valid TOML: {err}"
         raise ConfigError(msg, tip="Fix the syntax error it names.") from err
+    except OSError as err:
+        msg = f"{path} cannot be read: {err.strerror}"
+        raise ConfigError(msg, tip="Check its permissions.") from err
 
 
 def _name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str]:
@@ -243,7 +268,9 @@ def _name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str]
             if not isinstance(version, str):
                 msg = f"{path}: the project has no static version"
                 raise ConfigError(msg, tip="Set [project] version; wheelbarrow records it in the manifest.")
-            return table["name"], version
+            _shapes.name(table["name"], f"{path}: [project] name", ConfigError, tip="Fix the project's name.")
+            tip = "Set a PEP 440 version, e.g. 1.0.0."
+            return table["name"], _shapes.version(version, f"{path}: [project] version", ConfigError, tip=tip)
     msg = f"{path}: no [project] name"
     raise ConfigError(msg, tip="Add a [project] table with name and version.")
 
@@ -255,7 +282,7 @@ def load_config(
     overrides: Mapping[str, object] | None = None,
 ) -> Config:
     """Read pyproject.toml, then the environment, then ``overrides`` (the CLI)."""
-    project_dir = project_dir.resolve()
+    project_dir = project_directory(project_dir)
     data = _read_pyproject(project_dir)
     name, version = _name_and_version(data, project_dir / "pyproject.toml")
     tool = data.get("tool", {})
@@ -323,14 +350,23 @@ def _finish(
     assert project_build in get_args(ProjectBuild)
     lock = s("lock")
     port = s("port")
-    if port and not (port.isdigit() and 0 < int(port) < 65536):
+    if port and not (_ASCII_NUMBER.fullmatch(port) and 0 < int(port) < 65536):
         msg = f"port is {port!r}, expected a TCP port number"
         raise ConfigError(msg, tip='Set port = "8000" in [tool.wheelbarrow].')
     dockerfile = s("runtime-dockerfile")
     jobs = s("jobs") or str(os.cpu_count() or 1)
-    if not jobs.isdigit() or int(jobs) < 1:
-        msg = f"jobs is {jobs!r}, expected a whole number of at least 1"
+    if not _ASCII_NUMBER.fullmatch(jobs) or not 1 <= int(jobs) <= 256:
+        msg = f"jobs is {jobs!r}, expected a whole number from 1 to 256"
         raise ConfigError(msg, tip="Pass --jobs 2, or leave it out to use every core.")
+    cache_dir = Path(s("cache-dir")).expanduser() if s("cache-dir") else _default_cache(environ)
+    cache_dir = project_dir / cache_dir  # relative to the project, like every other path setting
+    wheelhouse = Path(os.path.normpath(project_dir / s("wheelhouse")))
+    dist_dir = Path(os.path.normpath(project_dir / s("dist-dir")))
+    check_location(wheelhouse, "wheelhouse", "wheelhouse", (project_dir, cache_dir))
+    check_location(dist_dir, "dist/ directory", "dist-dir", (project_dir, cache_dir, wheelhouse))
+    check_location(cache_dir, "cache", "cache-dir", (project_dir,))
+    image_tag = s("image-tag") or image_name_for(name, version)
+    _shapes.image_reference(image_tag, "image-tag", ConfigError, tip='Set image-tag = "name:tag" (lower case).')
     return Config(
         project_dir=project_dir,
         project_name=name,
@@ -342,9 +378,9 @@ def _finish(
         debian_suite=suite,
         debian_mirror=s("debian-mirror"),
         system_packages=t("system-packages"),
-        wheelhouse=project_dir / s("wheelhouse"),
+        wheelhouse=wheelhouse,
         lock=project_dir / lock if lock else None,
-        cache_dir=Path(s("cache-dir")).expanduser() if s("cache-dir") else _default_cache(environ),
+        cache_dir=cache_dir,
         jobs=int(jobs),
         engine=s("engine"),
         project_build=project_build,  # type: ignore[arg-type]
@@ -352,9 +388,9 @@ def _finish(
         runtime_base=s("runtime-base"),
         repair_policy=s("repair-policy"),  # type: ignore[arg-type]
         repair_plat=s("repair-plat"),
-        dist_dir=project_dir / s("dist-dir"),
+        dist_dir=dist_dir,
         runtime_dockerfile=project_dir / dockerfile if dockerfile else None,
-        image_tag=s("image-tag") or f"{name}:{version}",
+        image_tag=image_tag,
         command=t("command"),
         port=port,
         keep_pip=s("keep-pip") == "true",

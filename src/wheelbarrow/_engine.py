@@ -11,17 +11,26 @@ left behind.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from ._cmd import CommandFailed, Result, run
-from ._guard import OWNER_LABEL, dead_owner, owner
+from ._guard import OWNER_LABEL, is_dead, owner
 from ._log import Log
-from .errors import EngineError, EngineMissingError, EngineStoppedError, ToolMissingError, WheelbarrowError
+from .errors import (
+    EngineCommandError,
+    EngineError,
+    EngineMissingError,
+    EngineStoppedError,
+    ImageBuildError,
+    ToolMissingError,
+    WheelbarrowError,
+)
 
 RUN_LABEL = "io.wheelbarrow.run"
 
@@ -33,7 +42,14 @@ class Engine:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def _run(self, *args: str | os.PathLike[str], **kwargs: object) -> Result:
-        return run([self.name, *args], self.log, **kwargs)  # type: ignore[arg-type]
+        """Every engine command: a failure is an :class:`EngineCommandError`, never a bare CommandFailed."""
+        try:
+            return run([self.name, *args], self.log, **kwargs)  # type: ignore[arg-type]
+        except CommandFailed as err:
+            verb = " ".join(str(a) for a in args[:2])
+            msg = f"'{self.name} {verb}' failed (exit {err.result.returncode}):\n{err.result.tail(8)}"
+            tip = f"Check that the {self.name} engine is healthy ({self.name} info) and has free disk space."
+            raise EngineCommandError(msg, tip=tip, output=err.result.output, returncode=err.result.returncode) from err
 
     def check(self) -> str:
         """Fail early, and clearly, when the engine is missing or stopped."""
@@ -54,9 +70,24 @@ class Engine:
         """Whether the client can build with BuildKit (the buildx plugin answers)."""
         return self._run("buildx", "version", check=False).returncode == 0
 
-    def command(self, *args: str) -> Result:
-        """Any other engine command (save, tag, push ...); raises CommandFailed."""
-        return self._run(*args)
+    def tag(self, source: str, ref: str) -> None:
+        self._run("tag", source, ref)
+
+    def save(self, ref: str, dest: Path) -> None:
+        self._run("save", "-o", str(dest), ref)
+
+    def push(self, ref: str) -> str:
+        """Push ``ref``; returns the pushed digest (``sha256:...``) or ``""``."""
+        output = self._run("push", ref).output
+        return next((w for w in output.split() if w.startswith("sha256:")), "")
+
+    def repo_digests(self, ref: str) -> list[str]:
+        text = self._run("image", "inspect", "--format", "{{json .RepoDigests}}", ref).output.strip()
+        try:
+            digests = json.loads(text or "[]")
+        except ValueError:
+            return []
+        return [d for d in digests if isinstance(d, str)] if isinstance(digests, list) else []
 
     def image_id(self, ref: str) -> str | None:
         result = self._run("image", "inspect", "--format", "{{.Id}}", ref, check=False)
@@ -92,23 +123,22 @@ class Engine:
             argv += ["--label", f"{key}={value}"]
         try:
             self._run(*argv, str(context), stream=True, env=env)
-        except CommandFailed as err:
-            msg = f"building image {tag} failed:\n{err.result.tail()}"
-            raise EngineError(
+        except EngineCommandError as err:
+            msg = f"building image {tag} failed in a step of its Dockerfile:\n{err.tail()}"
+            raise ImageBuildError(
                 msg, tip="Read the build output above; a missing package name is the usual cause."
             ) from err
-        image = self.image_id(tag)
-        assert image is not None
-        return image
+        return self._id_of_new(tag)
 
     def import_tarball(self, tarball: Path, tag: str) -> str:
-        try:
-            self._run("import", str(tarball), tag)
-        except CommandFailed as err:
-            msg = f"docker import of {tarball} failed:\n{err.result.tail()}"
-            raise EngineError(msg, tip="Check the engine's free disk space.") from err
+        self._run("import", str(tarball), tag)
+        return self._id_of_new(tag)
+
+    def _id_of_new(self, tag: str) -> str:
         image = self.image_id(tag)
-        assert image is not None
+        if image is None:
+            msg = f"the {self.name} engine reported {tag} as made, but it is not there"
+            raise EngineError(msg, tip=f"Check the engine ({self.name} images) and run again.")
         return image
 
     def run_image(
@@ -124,31 +154,31 @@ class Engine:
         return ["--label", f"{RUN_LABEL}={self.run_id}", "--label", f"{OWNER_LABEL}={owner()}"]
 
     def sweep(self) -> None:
-        """Remove containers that runs killed before they could clean up (their process is gone)."""
+        """Remove containers of runs that are dead (their lease is free, or too old to check)."""
         result = self._run(
             "ps",
             "-a",
             "--filter",
             f"label={RUN_LABEL}",
             "--format",
-            f'{{{{.ID}}}} {{{{.Label "{OWNER_LABEL}"}}}}',
+            f'{{{{.ID}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}\t{{{{.CreatedAt}}}}',
             check=False,
         )
         dead = [
-            line.split()[0]
-            for line in result.output.splitlines()
-            if len(line.split()) == 2 and dead_owner(line.split()[1])
+            fields[0]
+            for fields in (line.split("\t") for line in result.output.splitlines())
+            if len(fields) == 3 and is_dead(fields[1], _created(fields[2]))
         ]
         if result.returncode == 0 and dead:
             self.log.info(f"removing {len(dead)} container(s) left by runs that were killed")
             self._run("rm", "-f", *dead, check=False)
 
     def sweep_images(self, repository: str) -> None:
-        """Remove ``repository:<pid>-...`` tags whose process is gone (unverified images of killed runs)."""
-        result = self._run("images", repository, "--format", "{{.Tag}}", check=False)
-        for tag in result.output.split():
-            pid = tag.split("-", 1)[0]
-            if pid.isdigit() and dead_owner(f"{socket.gethostname()}:{pid}"):
+        """Remove ``repository:<run>-...`` tags whose run is dead (unverified images of killed runs)."""
+        result = self._run("images", repository, "--format", "{{.Tag}}\t{{.CreatedAt}}", check=False)
+        for line in result.output.splitlines():
+            tag, _, created = line.partition("\t")
+            if is_dead(tag.split("-", 1)[0], _created(created)):
                 self.discard_image(f"{repository}:{tag}")
 
     def discard_image(self, ref: str) -> None:
@@ -181,8 +211,8 @@ class Engine:
                 "-c",
                 "sleep infinity",
             )
-        except CommandFailed as err:
-            msg = f"could not create a container from {image}:\n{err.result.tail()}"
+        except EngineCommandError as err:
+            msg = f"could not create a container from {image}:\n{err.tail()}"
             raise EngineError(msg, tip="Check that the image exists (docker images).") from err
         try:
             self._run("start", name)
@@ -199,7 +229,7 @@ class Container:
     def call(
         self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None, stream: bool = True
     ) -> Result:
-        """Run a command in the container; raises CommandFailed on failure."""
+        """Run a command in the container; raises EngineCommandError on failure."""
         exec_args: list[str] = ["exec"]
         for key, value in (env or {}).items():
             exec_args += ["-e", f"{key}={value}"]
@@ -214,3 +244,11 @@ class Container:
         """Copy ``src`` out; with ``contents``, what is inside the ``src`` directory."""
         source = f"{src}/." if contents else str(src)
         self.engine._run("cp", f"{self.name}:{source}", str(dest))  # noqa: SLF001
+
+
+def _created(text: str) -> float | None:
+    """The engine's ``CreatedAt`` (``2026-11-27 16:03:12 +0000 UTC``) as a timestamp."""
+    try:
+        return datetime.strptime(" ".join(text.split()[:3]), "%Y-%m-%d %H:%M:%S %z").timestamp()
+    except ValueError:
+        return None

@@ -1,12 +1,23 @@
-"""Nothing lost, nothing left behind: one run per project at a time, and a sweep of what dead runs left.
+"""Nothing lost, nothing left behind: what wheelbarrow may replace, and who is still running.
 
-* :func:`project_lock` serialises runs on the same project (an ``flock`` next to
-  the wheelhouse): a second run waits, and says for whom.
-* Every temporary directory is named ``wheelbarrow-<pid>-...`` (staging
-  directories ``.<name>-<pid>-...``) and every container carries the label
-  ``io.wheelbarrow.owner=<host>:<pid>``. :func:`sweep` removes those whose
-  process is gone (a run that was killed with SIGKILL, or lost its machine),
-  never those of a live run.
+Two mechanisms, used by every stage:
+
+* **Ownership.** A directory wheelbarrow creates carries its marker file
+  (:data:`MARKER`, as ``CACHEDIR.TAG`` marks a cache). :func:`check_output`
+  refuses to replace a directory that is not wheelbarrow's (no marker, and not
+  empty), and, marker or not, ``/``, ``$HOME``, the project, its ancestors, the
+  cache, and any directory that holds a ``pyproject.toml``, a lock or a
+  ``.git``. The sweep removes only marked directories.
+* **Liveness.** Every process that runs wheelbarrow holds a lease for its
+  whole life: an ``flock`` on ``runs/<id>.lock`` in the user's private runtime
+  directory (:func:`runtime_dir`). Its temporary folders and the containers and
+  candidate images it makes are labelled with that id. A sweep removes what
+  belongs to an id whose lock file it can see and take (the run is really
+  dead, whatever its PID namespace); an id it cannot see (another user,
+  container or machine on a shared engine or cache) only once it is older
+  than :data:`LEASE_SECONDS`.
+
+:func:`project_lock` serialises runs on one project.
 """
 
 from __future__ import annotations
@@ -17,47 +28,136 @@ import hashlib
 import os
 import re
 import shutil
-import socket
+import stat
 import tempfile
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ._log import Log
+from .errors import ConfigError, FileSystemError
 
 OWNER_LABEL = "io.wheelbarrow.owner"
-_PID = re.compile(r"^\.?(?:wheelbarrow|[\w.-]+?)-(\d+)-")
+MARKER = ".wheelbarrow-owned"
+#: What another run must be older than before a sweep that cannot check its lease removes its leftovers.
+LEASE_SECONDS = 24 * 3600
+#: File names that say a directory belongs to a project, not to wheelbarrow.
+PROJECT_FILES = ("pyproject.toml", "setup.py", "setup.cfg", ".git", "poetry.lock", "uv.lock", "pdm.lock", "Pipfile")
+_LOCKISH = re.compile(r"^(pylock(\.[^/]+)?\.toml|requirements[^/]*\.txt)$")
+_RUN_ID = re.compile(r"^[0-9a-f]{12}$")
+#: Names of the folders wheelbarrow sweeps: ``wheelbarrow-<run>-...`` and staging ``.<name>-<run>-...``.
+_SWEEPABLE = re.compile(r"^(?:wheelbarrow|\.[^/]+?)-([0-9a-f]{12})-")
+
+_RUN = uuid.uuid4().hex[:12]
+_LEASE: int | None = None
+
+
+def run_id() -> str:
+    """This process's lease id; the lease is taken on first use and held until the process ends."""
+    global _LEASE  # noqa: PLW0603 - one lease per process, held by an open descriptor
+    if _LEASE is None:
+        fd = _open_private(runtime_dir() / "runs" / f"{_RUN}.lock")
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _LEASE = fd
+    return _RUN
 
 
 def owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return run_id()
 
 
-def alive(pid: int) -> bool:
+def runtime_dir() -> Path:
+    """A directory only this user can write: ``$XDG_RUNTIME_DIR/wheelbarrow`` or ``<tmp>/wheelbarrow-<uid>``."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    base = Path(xdg) if xdg and _private(Path(xdg)) else None
+    path = base / "wheelbarrow" if base else Path(tempfile.gettempdir()) / f"wheelbarrow-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    if not _private(path):
+        msg = f"{path} is not a private directory of this user (uid {os.geteuid()}): another user made it or opened it"
+        tip = "Remove it (it holds only wheelbarrow's locks), or set XDG_RUNTIME_DIR to a directory of your own."
+        raise FileSystemError(msg, tip=tip)
+    return path
+
+
+def _private(path: Path) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        info = path.lstat()
+    except OSError:
         return False
-    except PermissionError:
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
+
+
+def _open_private(path: Path) -> int:
+    """Open (creating) a file in a private directory without following a symlink."""
+    with contextlib.suppress(FileExistsError):
+        path.parent.mkdir(mode=0o700)
+    if not _private(path.parent):
+        msg = f"{path.parent} is not a private directory of this user"
+        raise FileSystemError(msg, tip=f"Remove {path.parent} and run again.")
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as err:
+        msg = f"cannot open the lock file {path}: {err.strerror}"
+        raise FileSystemError(msg, tip=f"Remove {path} (a symlink or another user's file) and run again.") from err
+
+
+def lease_state(run: str) -> bool | None:
+    """True: that run is alive; False: it is dead; None: its lease is not visible from here."""
+    if run == _RUN:
         return True
-    return True
+    if not _RUN_ID.match(run):
+        return None
+    path = runtime_dir() / "runs" / f"{run}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
-def dead_owner(value: str) -> bool:
-    """True for ``host:pid`` of this host whose process is gone."""
-    host, _, pid = value.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not alive(int(pid))
+def forget_lease(run: str) -> None:
+    """Remove a dead run's lock file once its leftovers are gone."""
+    if _RUN_ID.match(run) and run != _RUN:
+        with contextlib.suppress(OSError):
+            (runtime_dir() / "runs" / f"{run}.lock").unlink()
+
+
+def is_dead(run: str, created: float | None) -> bool:
+    """Whether a run's leftovers may go: its lease was taken and released, or it is older than the lease."""
+    state = lease_state(run)
+    if state is None:
+        return created is not None and time.time() - created > LEASE_SECONDS
+    return not state
+
+
+def mark(path: Path, kind: str) -> None:
+    (path / MARKER).write_text(f"wheelbarrow {kind}: made by wheelbarrow, replaced or removed by it\n", "utf-8")
+
+
+def is_marked(path: Path) -> bool:
+    return (path / MARKER).is_file() and not (path / MARKER).is_symlink()
 
 
 def tempdir(kind: str, parent: Path | None = None) -> Path:
-    """A private temporary directory that :func:`sweep` can attribute to this process."""
+    """A private, marked temporary directory that the sweep can attribute to this process."""
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"wheelbarrow-{os.getpid()}-{kind}-", dir=parent))
+    path = Path(tempfile.mkdtemp(prefix=f"wheelbarrow-{run_id()}-{kind}-", dir=parent))
+    mark(path, kind)
+    return path
 
 
 @contextlib.contextmanager
 def scratch(kind: str, parent: Path | None = None) -> Iterator[Path]:
-    """:func:`tempdir`, removed when the block ends (and by :func:`sweep` if the process dies)."""
+    """:func:`tempdir`, removed when the block ends (and by the sweep if the process dies)."""
     path = tempdir(kind, parent)
     try:
         yield path
@@ -66,19 +166,23 @@ def scratch(kind: str, parent: Path | None = None) -> Iterator[Path]:
 
 
 def staging_dir(target: Path) -> Path:
-    """A directory beside ``target`` (same file system, for an atomic swap), attributable to this process."""
+    """A marked directory beside ``target`` (same file system, for an atomic swap), attributable to this run."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}-{os.getpid()}-", dir=target.parent))
+    path = Path(tempfile.mkdtemp(prefix=f".{target.name}-{run_id()}-", dir=target.parent))
+    mark(path, "staging")
+    return path
 
 
 def sweep_dirs(parent: Path, log: Log, pattern: str = "*") -> int:
-    """Remove directories in ``parent`` named with the pid of a process that is gone."""
+    """Remove marked temporary directories in ``parent`` whose run is dead."""
     removed = 0
     if not parent.is_dir():
         return 0
     for path in parent.glob(pattern):
-        found = _PID.match(path.name)
-        if found and path.is_dir() and not alive(int(found[1])):
+        found = _SWEEPABLE.match(path.name)
+        if not found or path.is_symlink() or not path.is_dir() or not is_marked(path):
+            continue
+        if is_dead(found[1], path.stat().st_mtime):
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
     if removed:
@@ -86,13 +190,84 @@ def sweep_dirs(parent: Path, log: Log, pattern: str = "*") -> int:
     return removed
 
 
+# --- what may be replaced -----------------------------------------------------------------------
+
+
+def _holds_project_files(path: Path) -> str | None:
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError:
+        return None
+    found = [n for n in PROJECT_FILES if n in names] + sorted(n for n in names if _LOCKISH.match(n))
+    return found[0] if found else None
+
+
+def _is_within(path: Path, other: Path) -> bool:
+    return path == other or other in path.parents
+
+
+def check_location(target: Path, what: str, key: str, protected: Iterable[Path] = ()) -> Path:
+    """The real path of ``target``, or a ConfigError if it can never be a ``what`` wheelbarrow replaces.
+
+    Never ``/``, ``$HOME``, one of ``protected`` (the project, the cache ...) or a directory holding one,
+    a directory inside a marked ``protected`` one (the cache), a directory that holds a project's files,
+    or a file. A symlink is followed: its target is what gets replaced, and the link is kept.
+    """
+    real = Path(os.path.realpath(target))
+    tip = f"Point {key} at a directory of its own (the default is fine), or remove it if it is an old output."
+    home = Path(os.path.realpath(Path.home()))
+    if real in (Path("/"), home):
+        msg = f"{key} is {target}, which is {'/' if real == Path('/') else 'your home directory'}"
+        raise ConfigError(msg, tip=tip)
+    for place in protected:
+        place_real = Path(os.path.realpath(place))
+        if _is_within(place_real, real):
+            msg = f"{key} is {target}, which is {place} or holds it: wheelbarrow would replace it as a whole"
+            raise ConfigError(msg, tip=tip)
+        if _is_within(real, place_real) and is_marked(place_real):
+            msg = f"{key} is {target}, inside {place}, which wheelbarrow keeps for something else"
+            raise ConfigError(msg, tip=tip)
+    if real.is_dir():
+        found = _holds_project_files(real)
+        if found:
+            msg = f"{key} is {target}, which holds {found}: it is a project, not a {what}"
+            raise ConfigError(msg, tip=tip)
+    elif real.exists() or real.is_symlink():
+        msg = f"{key} is {target}, which is not a directory"
+        raise ConfigError(msg, tip=tip)
+    return real
+
+
+def check_output(target: Path, what: str, key: str, protected: Iterable[Path] = ()) -> Path:
+    """:func:`check_location`, and the directory is absent, empty or marked as wheelbarrow's."""
+    real = check_location(target, what, key, protected)
+    if real.is_dir() and not is_marked(real) and any(real.iterdir()):
+        msg = f"{key} is {target}, which exists and was not written by wheelbarrow (it has no {MARKER} file)"
+        tip = f"Point {key} at a new directory, or empty or remove {target} if it is an old {what}."
+        raise ConfigError(msg, tip=tip)
+    return real
+
+
+def claim(root: Path, what: str, key: str, known: Iterable[str], protected: Iterable[Path] = ()) -> None:
+    """Make ``root`` wheelbarrow's ``what`` (the cache): absent, empty or marked; or holding only ``known`` names."""
+    real = check_location(root, what, key, protected)
+    if is_marked(real):
+        return
+    names = {p.name for p in real.iterdir()} if real.is_dir() else set()
+    strangers = sorted(n for n in names if n not in set(known) and not _SWEEPABLE.match(n))
+    if strangers:
+        msg = f"{key} is {root}, which holds files that are not wheelbarrow's ({', '.join(strangers[:3])})"
+        raise ConfigError(msg, tip=f"Point {key} at a directory of its own, e.g. ~/.cache/wheelbarrow.")
+    real.mkdir(parents=True, exist_ok=True)
+    mark(real, what)
+
+
 @contextlib.contextmanager
 def project_lock(wheelhouse: Path, log: Log) -> Iterator[None]:
     """Hold the project's lock for the whole run; wait (saying so) while another run holds it."""
-    locks = Path(tempfile.gettempdir()) / "wheelbarrow-locks"  # outside the project: nothing left in it
-    locks.mkdir(mode=0o1777, exist_ok=True)
-    name = hashlib.sha256(str(wheelhouse.resolve()).encode()).hexdigest()[:24]
-    with (locks / f"{name}.lock").open("a+") as handle:
+    name = hashlib.sha256(os.fsencode(os.path.realpath(wheelhouse))).hexdigest()[:24]
+    fd = _open_private(runtime_dir() / "locks" / f"{name}.lock")
+    with os.fdopen(fd, "r+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -102,7 +277,7 @@ def project_lock(wheelhouse: Path, log: Log) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()}\n")
+        handle.write(f"pid {os.getpid()}, run {run_id()}\n")
         handle.flush()
         try:
             yield

@@ -12,7 +12,6 @@ labels and ``io.wheelbarrow.wheelhouse`` (the sha256 of requirements.txt).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from ._bootstrap import docker_dir, resolve_runtime_base
 from ._cache import Cache, key_of, sha256_of
 from ._config import Config
 from ._engine import Engine
-from ._guard import scratch
+from ._guard import owner, scratch
 from ._log import Log
 from ._repair import parse_ldconfig
 from ._wheelhouse import Manifest, requirements_text
@@ -219,10 +218,10 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
 
 def candidate_tag(engine: Engine) -> str:
     """Where a new image waits for its verification: the real tag keeps the previous image until then."""
-    return f"{CANDIDATES}:{os.getpid()}-{engine.run_id}"
+    return f"{CANDIDATES}:{owner()}-{engine.run_id}"
 
 
 def promote(image: Image, engine: Engine, log: Log) -> None:
-    engine.command("tag", image.candidate, image.tag)
-    engine.command("rmi", image.candidate)
+    engine.tag(image.candidate, image.tag)
+    engine.discard_image(image.candidate)
     log.info(f"tagged {image.tag} ({image.image_id[:19]})")

@@ -12,6 +12,7 @@ Three inputs give the same :class:`Lock`:
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,10 +20,11 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from packaging.markers import InvalidMarker, Marker
+from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
+from . import _shapes
 from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run, which
 from ._config import Config
@@ -116,9 +118,9 @@ def read_lock(config: Config, log: Log, *, machine: str, cache: Cache | None = N
                 _attach_files(p, files.get((p.name, p.version), ())) for p in parse_requirements(text, env, path)
             )
         case "pylock":
-            packages = parse_pylock(path.read_text(encoding="utf-8"), env, path)
+            packages = parse_pylock(read_text(path), env, path, root=config.project_dir)
         case "requirements":
-            packages = parse_requirements(path.read_text(encoding="utf-8"), env, path)
+            packages = parse_requirements(read_text(path), env, path, root=config.project_dir)
     own = canonicalize_name(config.project_name)
     check_unique_files(packages, path)
     return Lock(path, kind, tuple(sorted((p for p in packages if p.name != own), key=lambda p: p.name)))
@@ -176,18 +178,27 @@ def export_poetry(config: Config, log: Log) -> str:
 
 def poetry_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...]]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as err:
         msg = f"{path} is not valid TOML: {err}"
         raise LockError(msg, tip="Regenerate it with 'poetry lock'.") from err
     out: dict[tuple[str, str], tuple[LockedFile, ...]] = {}
-    for package in data.get("package", []):
-        files = tuple(
-            LockedFile(f["file"], f["hash"].removeprefix("sha256:"))
-            for f in package.get("files", [])
+    packages = data.get("package", [])
+    for index, package in enumerate(packages if isinstance(packages, list) else []):
+        where = f"{path}: package[{index}]"
+        if not isinstance(package, dict):
+            continue
+        files = package.get("files", [])
+        locked = tuple(
+            LockedFile(
+                _shapes.filename(f.get("file"), where, LockError, tip="Regenerate it with 'poetry lock'."),
+                _shapes.sha256(f["hash"].removeprefix("sha256:"), where, LockError),
+            )
+            for f in (files if isinstance(files, list) else [])
             if isinstance(f, dict) and str(f.get("hash", "")).startswith("sha256:")
         )
-        out[(canonicalize_name(package["name"]), str(package["version"]))] = files
+        name = _shapes.name(package.get("name"), where, LockError, tip="Regenerate it with 'poetry lock'.")
+        out[(name, str(package.get("version")))] = locked
     return out
 
 
@@ -196,10 +207,23 @@ def _attach_files(package: LockedPackage, files: tuple[LockedFile, ...]) -> Lock
     return LockedPackage(package.name, package.version, package.hashes, tuple(f for f in files if f.sha256 in wanted))
 
 
+def read_text(path: Path, what: str = "lock") -> str:
+    """A lock's text: UTF-8 (a byte-order mark is allowed), else a LockError that says so."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        msg = f"{path} is not UTF-8 text ({err.reason} at byte {err.start})"
+        raise LockError(msg, tip=f"Save the {what} as UTF-8 (regenerate it with the tool that wrote it).") from err
+    except IsADirectoryError as err:
+        msg = f"{path} is a directory, not a {what} file"
+        raise LockError(msg, tip="Point the 'lock' key at the lock file.") from err
+
+
 def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
+    """pip's requirements-file lines: comments dropped, backslash continuations joined."""
     buffer, start = "", 0
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        line = _COMMENT.sub("", raw).strip()
         if not buffer:
             start = number
         if line.endswith("\\"):
@@ -213,15 +237,104 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
         yield start, buffer.strip()
 
 
-def parse_requirements(text: str, env: Mapping[str, str], source: Path) -> tuple[LockedPackage, ...]:
-    """Parse pinned, hashed requirements; keep those whose marker holds for ``env``."""
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+#: Options a requirements file may carry that say how to reach an index, not what is locked.
+_INDEX_OPTIONS = frozenset(
+    {
+        "-i", "--index-url", "--extra-index-url", "--no-index", "-f", "--find-links", "--trusted-host",
+        "--pre", "--prefer-binary", "--only-binary", "--no-binary", "--require-hashes", "--use-feature",
+    }
+)  # fmt: skip
+_NESTED = {"-r": "requirement", "--requirement": "requirement", "-c": "constraint", "--constraint": "constraint"}
+_EDITABLE = ("-e", "--editable")
+_MAX_DEPTH = 10
+
+
+def _split_options(line: str) -> tuple[str, list[str]]:
+    """pip's rule: the requirement is every token before the first one that starts with '-'."""
+    tokens = line.split()
+    cut = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+    return " ".join(tokens[:cut]), tokens[cut:]
+
+
+def _option_value(tokens: list[str], index: int) -> tuple[str, str, int]:
+    """``--opt=value`` or ``--opt value`` (and ``-rfile``): the option, its value and the next index."""
+    token = tokens[index]
+    if token.startswith("--") and "=" in token:
+        option, _, value = token.partition("=")
+        return option, value, index + 1
+    if not token.startswith("--") and len(token) > 2:
+        return token[:2], token[2:], index + 1
+    return token, tokens[index + 1] if index + 1 < len(tokens) else "", index + 2
+
+
+def _hashes(tokens: list[str], where: str) -> tuple[str, ...]:
+    hashes: list[str] = []
+    index = 0
+    while index < len(tokens):
+        option, value, index = _option_value(tokens, index)
+        if option != "--hash":
+            msg = f"{where}: {option} cannot follow a requirement (only --hash can)"
+            raise LockError(msg, tip="Regenerate the requirements file from the lock.")
+        algorithm, _, digest = value.partition(":")
+        if algorithm == "sha256":
+            hashes.append(_shapes.sha256(digest, where, LockError))
+    return tuple(hashes)
+
+
+def parse_requirements(
+    text: str, env: Mapping[str, str], source: Path, *, root: Path | None = None
+) -> tuple[LockedPackage, ...]:
+    """Parse pinned, hashed requirements; keep those whose marker holds for ``env``.
+
+    ``-r``/``-c`` files are followed (relative to the file that names them, never outside ``root``, the
+    project); ``-e`` is refused: an editable requirement cannot be locked by hash.
+    """
+    root = (root or source.parent).resolve()
+    constraints: dict[str, tuple[str, str]] = {}
+    packages = _parse_requirement_file(text, env, source, root, constraints, (source.resolve(),))
+    for package in packages:
+        pinned = constraints.get(package.name)
+        if pinned and pinned[0] != package.version:
+            msg = f"{pinned[1]}: constrains {package.name} to {pinned[0]}, but {package.requirement} is locked"
+            raise LockError(msg, tip="Regenerate the requirements and their constraints together.")
+    return packages
+
+
+def _parse_requirement_file(
+    text: str,
+    env: Mapping[str, str],
+    source: Path,
+    root: Path,
+    constraints: dict[str, tuple[str, str]],
+    chain: tuple[Path, ...],
+    *,
+    constraint: bool = False,
+) -> tuple[LockedPackage, ...]:
     packages: list[LockedPackage] = []
     for number, line in _logical_lines(text):
-        if line.startswith("-"):
-            continue  # index options (--index-url, --find-links ...) say nothing about what is locked
-        parts = line.split(" --hash=")
-        spec = parts[0].strip()
         where = f"{source}:{number}"
+        spec, options = _split_options(line)
+        if not spec:
+            option, value, _ = _option_value(options, 0)
+            if option in _EDITABLE:
+                msg = f"{where}: {line!r} is an editable requirement, which cannot be locked by hash"
+                raise LockError(msg, tip="Lock a released version instead, or build it as the project itself.")
+            if option in _NESTED:
+                nested = _nested_file(value, where, source, root, chain)
+                is_constraint = constraint or _NESTED[option] == "constraint"
+                found = _parse_requirement_file(
+                    read_text(nested), env, nested, root, constraints, (*chain, nested), constraint=is_constraint
+                )
+                if not is_constraint:
+                    packages += found
+                else:
+                    constraints.update({p.name: (p.version, where) for p in found})
+                continue
+            if option in _INDEX_OPTIONS:
+                continue  # how to reach an index says nothing about what is locked
+            msg = f"{where}: unknown option {option!r} in a requirements lock"
+            raise LockError(msg, tip="Remove it, or regenerate the file (pip-compile, uv export, poetry export).")
         try:
             req = Requirement(spec)
         except InvalidRequirement as err:
@@ -233,30 +346,58 @@ def parse_requirements(text: str, env: Mapping[str, str], source: Path) -> tuple
         if len(pins) != 1 or "*" in pins[0].version or req.url:
             msg = f"{where}: {spec!r} is not pinned to one version with =="
             raise LockError(msg, tip="Lock every requirement to an exact version (poetry export or pip-compile).")
-        hashes = tuple(h.strip().removeprefix("sha256:") for h in parts[1:] if h.strip().startswith("sha256:"))
-        if not hashes:
-            msg = f"{where}: {req.name}=={pins[0].version} has no --hash=sha256:..."
+        version = _shapes.version(pins[0].version, where, LockError)
+        hashes = _hashes(options, where)
+        if not hashes and not constraint:  # a constraints file pins versions; hashes are the lock's business
+            msg = f"{where}: {req.name}=={version} has no --hash=sha256:..."
             raise UnhashedRequirementError(msg, tip="Regenerate the file with hashes (pip-compile --generate-hashes).")
-        packages.append(LockedPackage(canonicalize_name(req.name), pins[0].version, hashes))
+        packages.append(LockedPackage(canonicalize_name(req.name), version, hashes))
     return tuple(packages)
 
 
-def _pylock_file(entry: Mapping[str, object], where: str, lock_dir: Path) -> LockedFile:
+def _nested_file(value: str, where: str, source: Path, root: Path, chain: tuple[Path, ...]) -> Path:
+    """The file a ``-r``/``-c`` line names: inside the project, not a URL, not a cycle, not too deep."""
+    if not value or "://" in value:
+        msg = f"{where}: {value!r} is not a file in the project"
+        raise LockError(msg, tip="Name a requirements file inside the project (a relative path).")
+    nested = (source.parent / value).resolve()
+    if root not in nested.parents:
+        msg = f"{where}: {value!r} is outside the project ({root})"
+        raise LockError(msg, tip="A lock may only include files inside the project.")
+    if nested in chain or len(chain) > _MAX_DEPTH:
+        msg = f"{where}: {value!r} includes itself (through {' -> '.join(p.name for p in chain)})"
+        raise LockError(msg, tip="Remove the loop of -r/-c lines.")
+    if not nested.is_file():
+        msg = f"{where}: {value!r} does not exist"
+        raise LockError(msg, tip="Create it, or remove the line.")
+    return nested
+def _pylock_file(entry: Mapping[str, object], where: str, lock_dir: Path, root: Path) -> LockedFile:
     hashes = entry.get("hashes")
     sha = hashes.get("sha256") if isinstance(hashes, dict) else None
     location = entry.get("url") or entry.get("path")
     name = entry.get("name") or (PurePosixPath(unquote(urlsplit(str(location)).path)).name if location else None)
-    if not isinstance(sha, str):
+    if sha is None:
         msg = f"{where}: a file has no sha256 hash"
         raise UnhashedRequirementError(msg, tip="Regenerate pylock.toml with hashes (pip lock writes them).")
-    if not isinstance(name, str) or not name:
+    if not name:
         msg = f"{where}: a file has neither name, url nor path"
         raise LockError(msg, tip="Regenerate pylock.toml.")
+    filename = _shapes.filename(name, where, LockError, tip="Regenerate pylock.toml.")
+    sha = _shapes.sha256(sha, where, LockError, tip="Regenerate pylock.toml.")
     path = entry.get("path")
-    return LockedFile(name, sha, (lock_dir / str(path)) if isinstance(path, str) else None)
+    if not isinstance(path, str):
+        return LockedFile(filename, sha)
+    local = (lock_dir / path).resolve()
+    if root not in local.parents:
+        msg = f"{where}: the file {path!r} is outside the project ({root})"
+        raise LockError(msg, tip="A lock may only name local files inside the project.")
+    return LockedFile(filename, sha, local)
 
 
-def parse_pylock(text: str, env: Mapping[str, str], source: Path) -> tuple[LockedPackage, ...]:
+def parse_pylock(
+    text: str, env: Mapping[str, str], source: Path, *, root: Path | None = None
+) -> tuple[LockedPackage, ...]:
+    root = (root or source.parent).resolve()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -279,18 +420,19 @@ def parse_pylock(text: str, env: Mapping[str, str], source: Path) -> tuple[Locke
         try:
             if isinstance(marker, str) and not Marker(marker).evaluate(dict(env)):
                 continue
-        except InvalidMarker as err:
+        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName) as err:
             msg = f"{where}: invalid marker {marker!r}"
             raise LockError(msg, tip="Regenerate it (pip lock).") from err
         if "directory" in entry or "vcs" in entry:
             continue  # the project itself or a source tree: built, not fetched
+        wheels = entry.get("wheels", [])
         files = [entry["sdist"]] if isinstance(entry.get("sdist"), dict) else []
-        files += [w for w in entry.get("wheels", []) if isinstance(w, dict)]
-        locked = tuple(_pylock_file(f, where, source.parent) for f in files)
+        files += [w for w in wheels if isinstance(w, dict)] if isinstance(wheels, list) else []
+        locked = tuple(_pylock_file(f, where, source.parent, root) for f in files)
         if not locked or not isinstance(entry.get("version"), str):
             msg = f"{where} ({entry['name']}) has no version or no sdist/wheels"
             raise UnhashedRequirementError(msg, tip="Lock every package to files with hashes.")
-        packages.append(
-            LockedPackage(canonicalize_name(entry["name"]), entry["version"], tuple(f.sha256 for f in locked), locked)
-        )
+        name = _shapes.name(entry["name"], where, LockError)
+        version = _shapes.version(entry["version"], where, LockError)
+        packages.append(LockedPackage(name, version, tuple(f.sha256 for f in locked), locked))
     return tuple(packages)

@@ -1,24 +1,43 @@
 """The pipeline, declared as data.
 
-:data:`BUILD` lists the stages of ``wheelbarrow build`` in order; ``wheelbarrow
-plan`` runs its first part, :data:`IMAGE` and :data:`VERIFY` the image side.
-The CLI and the nox helpers both call :func:`execute`, so they run the same
-pipeline. Each stage is a function of the :class:`Run` that reads what earlier
-stages left on it and adds its own.
+Every command is a tuple of :class:`Stage` run in order by :func:`execute`:
+:data:`PLAN`, :data:`BUILD`, :data:`IMAGE`, :data:`VERIFY`, :data:`PUBLISH`,
+:data:`BOOTSTRAP`, :data:`CACHE`. The CLI calls :func:`execute` for each of
+its commands, and the nox helpers run the CLI, so both run the same pipeline.
+Each stage is a function of the :class:`Run` that reads what earlier stages
+left on it and adds its own; a stage declares whether it needs the project's
+lock (one run per project at a time) and the container engine (checked once,
+first).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from packaging.utils import canonicalize_name
 
-from . import _bootstrap, _build, _fetch, _guard, _image, _lock, _plan, _repair, _schedule, _verify, _wheelhouse
+from . import (
+    _bootstrap,
+    _build,
+    _fetch,
+    _guard,
+    _image,
+    _lock,
+    _plan,
+    _publish,
+    _repair,
+    _schedule,
+    _verify,
+    _wheelhouse,
+)
 from ._cache import Cache, key_of, sha256_of
 from ._config import Config
 from ._engine import Engine
@@ -26,7 +45,20 @@ from ._fetch import Fetched
 from ._guard import tempdir
 from ._log import Log
 from ._repair import platform_tag
-from .errors import VerifyError
+from .errors import FileSystemError, VerifyError, WheelbarrowError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Per-command options that are not configuration (they say what to do this time, not how)."""
+
+    skip_image: bool = False
+    simple_index: bool = False
+    push: str | None = None
+    suite: str | None = None
+    prune_older_than: float | None = None  # cache: None shows, a number of days prunes
 
 
 @dataclass
@@ -54,10 +86,19 @@ class Run:
     manifest: _wheelhouse.Manifest | None = None
     summary: list[dict[str, object]] = field(default_factory=list)
     image: _image.Image | None = None
+    options: Options = field(default_factory=Options)
+    published: _publish.Published | None = None
+    cache_info: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def need(self, value: T | None, stage: str) -> T:
+        """What an earlier stage left; its absence is a wrongly declared pipeline, said as such."""
+        if value is None:
+            msg = f"the '{stage}' stage must run before this one"
+            raise WheelbarrowError(msg, tip="Report this: a pipeline is declared in the wrong order.")
+        return value
 
     def need_plan(self) -> _plan.BuildPlan:
-        assert self.plan is not None, "the plan stage runs before this one"
-        return self.plan
+        return self.need(self.plan, "plan")
 
 
 def stage_engine(run: Run) -> None:
@@ -67,14 +108,19 @@ def stage_engine(run: Run) -> None:
     run.engine.sweep_images(_image.CANDIDATES)
 
 
+def stage_outputs(run: Run) -> None:
+    """Before any work: the wheelhouse is one wheelbarrow may replace (absent, empty or its own)."""
+    config = run.config
+    _guard.check_output(config.wheelhouse, "wheelhouse", "wheelhouse", (config.project_dir, config.cache_dir))
+
+
 def stage_lock(run: Run) -> None:
     run.lock = _lock.read_lock(run.config, run.log, machine=run.machine, cache=run.cache)
     run.log.info(f"{len(run.lock.packages)} locked runtime packages from {run.lock.source.name} ({run.lock.kind})")
 
 
 def stage_plan(run: Run) -> None:
-    assert run.lock is not None
-    run.plan = _plan.make_plan(run.config, run.lock, machine=run.machine)
+    run.plan = _plan.make_plan(run.config, run.need(run.lock, "lock"), machine=run.machine)
     run.log.info(run.plan.describe())
 
 
@@ -115,8 +161,7 @@ def stage_builder(run: Run) -> None:
 
 
 def stage_build(run: Run) -> None:
-    plan, builder = run.need_plan(), run.builder
-    assert builder is not None
+    plan, builder = run.need_plan(), run.need(run.builder, "builder")
     run.epoch = _build.source_date_epoch(plan.project.source, run.log)
     ctx = _build.BuildContext(plan, builder, run.engine, run.work, run.log, run.epoch, run.exclude)
     run.built = _schedule.build_all(run.sdists, ctx, run.cache, run.config.jobs)
@@ -125,9 +170,7 @@ def stage_build(run: Run) -> None:
 
 
 def stage_wheelhouse(run: Run) -> None:
-    plan, builder, lock = run.need_plan(), run.builder, run.lock
-    assert builder is not None
-    assert lock is not None
+    plan, builder, lock = run.need_plan(), run.need(run.builder, "builder"), run.need(run.lock, "lock")
     entries: list[tuple[Path, _wheelhouse.WheelEntry, str]] = []
     for wheel in run.index_wheels:
         entry = _wheelhouse.entry_for(wheel.path, wheel.name, wheel.version, "index", platform_tag(wheel.filename))
@@ -172,7 +215,8 @@ def stage_wheelhouse(run: Run) -> None:
         build_requirements=tuple({"file": p.name, "sha256": sha256_of(p)} for p in run.build_requirements),
         wheels=tuple(e for _, e, _ in entries),
     )
-    changed = _wheelhouse.publish(plan.wheelhouse, [(p, e) for p, e, _ in entries], run.manifest)
+    protected = (run.config.project_dir, run.config.cache_dir)
+    changed = _wheelhouse.publish(plan.wheelhouse, [(p, e) for p, e, _ in entries], run.manifest, protected)
     run.log.info(f"wheelhouse {plan.wheelhouse}: {len(entries)} wheels{'' if changed else ' (unchanged)'}")
     run.summary = [
         {
@@ -206,57 +250,110 @@ def stage_verify(run: Run) -> None:
 
 
 def stage_tag(run: Run) -> None:
-    assert run.image is not None
-    _image.promote(run.image, run.engine, run.log)
+    _image.promote(run.need(run.image, "image"), run.engine, run.log)
 
 
-Stage = tuple[str, Callable[[Run], None]]
-PLAN: tuple[Stage, ...] = (("lock", stage_lock), ("plan", stage_plan))
+def stage_publish(run: Run) -> None:
+    options = run.options
+    run.published = _publish.publish(
+        run.config, run.engine, run.log, skip_image=options.skip_image, simple=options.simple_index, push=options.push
+    )
+
+
+def stage_bootstrap(run: Run) -> None:
+    _bootstrap.bootstrap(run.config, run.engine, run.log, suite=run.options.suite)
+
+
+def stage_cache(run: Run) -> None:
+    days = run.options.prune_older_than
+    if days is not None:
+        removed = run.cache.prune(days)
+        run.log.info(f"removed {removed} cache entries from {run.config.cache_dir}")
+    run.cache_info = run.cache.info()
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fn: Callable[[Run], None]
+    needs_lock: bool = True  # holds the project's lock: one run per project at a time
+    uses_engine: bool = False  # the engine is checked once, before the first such stage
+
+
+LOCK = Stage("lock", stage_lock, needs_lock=False)
+PLAN_STAGE = Stage("plan", stage_plan, needs_lock=False)
+ENGINE = Stage("engine", stage_engine, uses_engine=True)
+PLAN: tuple[Stage, ...] = (LOCK, PLAN_STAGE)
 BUILD: tuple[Stage, ...] = (
-    ("engine", stage_engine),
-    *PLAN,
-    ("fetch", stage_fetch),
-    ("bases", stage_bases),
-    ("builder", stage_builder),
-    ("build + repair", stage_build),
-    ("wheelhouse", stage_wheelhouse),
+    LOCK,
+    PLAN_STAGE,
+    Stage("outputs", stage_outputs),
+    ENGINE,
+    Stage("fetch", stage_fetch),
+    Stage("bases", stage_bases, uses_engine=True),
+    Stage("builder", stage_builder, uses_engine=True),
+    Stage("build + repair", stage_build, uses_engine=True),
+    Stage("wheelhouse", stage_wheelhouse),
 )
 IMAGE: tuple[Stage, ...] = (
-    ("engine", stage_engine),
-    ("image", stage_image),
-    ("verify", stage_verify),
-    ("tag", stage_tag),
+    ENGINE,
+    Stage("image", stage_image, uses_engine=True),
+    Stage("verify", stage_verify, uses_engine=True),
+    Stage("tag", stage_tag, uses_engine=True),
 )
-VERIFY: tuple[Stage, ...] = (("engine", stage_engine), ("verify", stage_verify))
-USES_CONTAINERS = frozenset({"bases", "builder", "build + repair", "image", "verify"})
+VERIFY: tuple[Stage, ...] = (ENGINE, Stage("verify", stage_verify, uses_engine=True))
+PUBLISH: tuple[Stage, ...] = (ENGINE, Stage("publish", stage_publish, uses_engine=True))
+BOOTSTRAP: tuple[Stage, ...] = (ENGINE, Stage("bootstrap", stage_bootstrap, uses_engine=True))
+CACHE: tuple[Stage, ...] = (Stage("cache", stage_cache, needs_lock=False),)
 
 
 def sweep_files(config: Config, log: Log) -> None:
-    """Temporary folders that killed runs left: in the system's temp dir, the cache, beside the outputs."""
+    """Temporary folders that dead runs left: in the system's temp dir, the cache, beside the outputs."""
     _guard.sweep_dirs(Path(tempfile.gettempdir()), log, "wheelbarrow-*")
     _guard.sweep_dirs(config.cache_dir, log, "wheelbarrow-*")
     _guard.sweep_dirs(config.cache_dir / "wheels", log, "wheelbarrow-*")
     for target in (config.wheelhouse, config.dist_dir):
-        _guard.sweep_dirs(target.parent, log, f".{target.name}-*")
+        real = Path(os.path.realpath(target))
+        _guard.sweep_dirs(real.parent, log, f".{real.name}-*")
 
 
-def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD) -> Run:
-    """Run ``stages`` in order, one run per project at a time; always remove the work directory and
-    this run's containers."""
+def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options: Options | None = None) -> Run:
+    """Run ``stages`` in order; always remove the work directory and this run's containers.
+
+    A stage's OSError (a full disk, a permission, a read-only file system) ends as a FileSystemError.
+    """
     engine = Engine(log, name=config.engine)
     with contextlib.ExitStack() as held:
-        if stages != PLAN:
+        if any(stage.needs_lock for stage in stages):
             held.enter_context(_guard.project_lock(config.wheelhouse, log))
             sweep_files(config, log)
-        run = Run(config=config, log=log, engine=engine, cache=Cache(config.cache_dir, log))
+        cache = Cache(config.cache_dir, log)
+        run = Run(config=config, log=log, engine=engine, cache=cache, options=options or Options())
         try:
-            for name, stage in stages:
-                with log.stage(name):
-                    stage(run)
+            for stage in stages:
+                with log.stage(stage.name), _file_errors(stage.name):
+                    stage.fn(run)
         finally:
             shutil.rmtree(run.work, ignore_errors=True)
-            if any(name in USES_CONTAINERS for name, _ in stages):
+            if any(stage.uses_engine for stage in stages):
                 run.engine.remove_leftovers()
             if run.image is not None and run.engine.image_id(run.image.candidate):
                 run.engine.discard_image(run.image.candidate)  # unverified: never left behind
     return run
+
+
+@contextlib.contextmanager
+def _file_errors(stage: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        msg = f"{stage}: could not read or write{where}: {err.strerror or err}"
+        tips = {
+            errno.ENOSPC: "Free some space on that disk (or point cache-dir / TMPDIR elsewhere) and run again.",
+            errno.EROFS: "That file system is read-only: point the setting that names it at a writable place.",
+            errno.EACCES: "Fix the permissions of that path, or run as the user who owns it.",
+            errno.EPERM: "Fix the permissions of that path, or run as the user who owns it.",
+        }
+        tip = tips.get(err.errno or 0, "Check that path, and run again; nothing was replaced.")
+        raise FileSystemError(msg, tip=tip) from err

@@ -149,8 +149,12 @@ def _project_engine(config: Config) -> BuildEngine:
         return "pure"
     if config.project_build == "platform":
         return "cibuildwheel"
-    data = tomllib.loads((config.project_dir / "pyproject.toml").read_text(encoding="utf-8"))
-    backend = data.get("build-system", {}).get("build-backend", "")
+    data = tomllib.loads((config.project_dir / "pyproject.toml").read_bytes().decode("utf-8-sig"))
+    build_system = data.get("build-system", {})
+    if not isinstance(build_system, dict):
+        msg = "pyproject.toml: [build-system] must be a table"
+        raise ConfigError(msg, tip='Write it as [build-system] with requires = [...] and build-backend = "...".')
+    backend = build_system.get("build-backend", "")
     return "pure" if backend in PURE_BACKENDS else "cibuildwheel"
 
 

@@ -39,13 +39,13 @@ from packageurl import PackageURL
 from . import _wheelhouse
 from ._bootstrap import resolve_runtime_base
 from ._cache import sha256_of
-from ._cmd import CommandFailed
 from ._config import Config
 from ._engine import Engine
+from ._guard import MARKER
 from ._image import read_wheelhouse
 from ._log import Log
 from ._wheelhouse import Manifest, WheelEntry
-from .errors import EngineError, WheelhouseError
+from .errors import EngineCommandError, EngineError, WheelhouseError
 
 PROPERTY = "wheelbarrow:provided-by"
 
@@ -66,7 +66,7 @@ def wheelhouse_tarball(wheelhouse: Path, manifest: Manifest, dest: Path) -> None
     """A tar.gz whose bytes depend only on the files: sorted, mtime = SOURCE_DATE_EPOCH, root-owned."""
     names = sorted([w.file for w in manifest.wheels] + ["manifest.json", "requirements.txt"])
     raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as archive:
         for name in names:
             data = (wheelhouse / name).read_bytes()
             info = tarfile.TarInfo(f"wheelhouse/{name}")
@@ -225,32 +225,33 @@ def save_image(engine: Engine, tag: str, dest: Path, mtime: int) -> dict[str, An
         )
     raw = dest.with_name(dest.name + ".saving")
     try:
-        engine.command("save", "-o", str(raw), tag)
+        engine.save(tag, raw)
         normalise_archive(raw, dest, mtime)
-    except CommandFailed as err:
-        msg = f"docker save {tag} failed:\n{err.result.tail()}"
+    except EngineCommandError as err:
+        msg = f"saving the image {tag} failed:\n{err.tail()}"
         raise EngineError(msg, tip="Check the free disk space where dist/ is.") from err
+    except tarfile.TarError as err:
+        msg = f"the engine's archive of {tag} cannot be read: {err}"
+        raise EngineError(msg, tip="Check the engine's health and free disk space, and run again.") from err
     finally:
         raw.unlink(missing_ok=True)
     dest.chmod(0o644)  # an artifact for others
-    digests = engine.command("image", "inspect", "--format", "{{json .RepoDigests}}", tag).output.strip()
-    return {"tag": tag, "id": image_id, "repo_digests": json.loads(digests or "[]")}
+    return {"tag": tag, "id": image_id, "repo_digests": engine.repo_digests(tag)}
 
 
 def push_image(engine: Engine, tag: str, ref: str, log: Log) -> str:
     try:
-        engine.command("tag", tag, ref)
-        output = engine.command("push", ref).output
-    except CommandFailed as err:
-        msg = f"pushing {ref} failed:\n{err.result.tail(6)}"
+        engine.tag(tag, ref)
+        digest = engine.push(ref)
+    except EngineCommandError as err:
+        msg = f"pushing {ref} failed:\n{err.tail(6)}"
         raise EngineError(msg, tip="Check the registry address and that you are logged in (docker login).") from err
-    digest = next((w for w in output.split() if w.startswith("sha256:")), "")
     log.info(f"pushed {ref} ({digest})")
     return f"{ref}@{digest}" if digest else ref
 
 
 def sha256sums(dist: Path) -> str:
-    files = sorted(p for p in dist.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    files = sorted(p for p in dist.rglob("*") if p.is_file() and p.name not in ("SHA256SUMS", MARKER))
     return "".join(f"{sha256_of(p)}  {p.relative_to(dist).as_posix()}\n" for p in files)
 
 
@@ -259,7 +260,8 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
     project, version = manifest.project["name"], manifest.project["version"]
     base = resolve_runtime_base(config, engine, log)
     pushed = None
-    with _wheelhouse.replacing(config.dist_dir, "dist/ directory") as stage:
+    protected = (config.project_dir, config.cache_dir, config.wheelhouse)
+    with _wheelhouse.replacing(config.dist_dir, "dist/ directory", key="dist-dir", protected=protected) as stage:
         python = manifest.target.get("python_tag", "py3")
         tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
         wheelhouse_tarball(config.wheelhouse, manifest, tarball)
@@ -276,7 +278,9 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
                 info["pushed"] = pushed
             (stage / f"image-{project}-{version}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")
-        files = tuple(sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file()))
+        files = tuple(
+            sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file() and p.name != MARKER)
+        )
     for name in files:
         if "/" not in name:
             log.info(f"  {config.dist_dir / name}")

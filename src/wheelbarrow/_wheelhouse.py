@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ._cache import sha256_of
-from ._guard import staging_dir
+from ._guard import MARKER, check_output, mark, staging_dir
 from .errors import WheelhouseError
 
 MANIFEST_VERSION = 1
@@ -124,10 +125,10 @@ def requirements_text(entries: Sequence[WheelEntry]) -> str:
 
 
 @contextmanager
-def staging(wheelhouse: Path) -> Iterator[Path]:
-    """A fresh directory beside ``wheelhouse``, removed unless it was swapped in."""
-    wheelhouse.parent.mkdir(parents=True, exist_ok=True)
-    stage = staging_dir(wheelhouse)
+def staging(target: Path, what: str = "wheelhouse") -> Iterator[Path]:
+    """A fresh, marked directory beside ``target``, removed unless it was swapped in."""
+    stage = staging_dir(target)
+    mark(stage, what)
     stage.chmod(0o755)  # mkdtemp makes it private; a wheelhouse is for others to read
     try:
         yield stage
@@ -136,9 +137,14 @@ def staging(wheelhouse: Path) -> Iterator[Path]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.part")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        Path(partial).chmod(0o644)  # mkstemp makes it private; outputs are for others to read
+        Path(partial).replace(path)
+    finally:
+        Path(partial).unlink(missing_ok=True)
 
 
 def fill(stage: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manifest) -> None:
@@ -174,15 +180,20 @@ def swap_in(stage: Path, wheelhouse: Path) -> None:
 
 
 @contextmanager
-def replacing(target: Path, what: str) -> Iterator[Path]:
+def replacing(target: Path, what: str, *, key: str, protected: Sequence[Path] = ()) -> Iterator[Path]:
     """A staging directory that becomes ``target`` in one atomic step when the block ends without error.
 
-    A failure to write (a full disk, permissions) is a WheelhouseError, and ``target`` keeps what it held.
+    Only a directory wheelbarrow may replace is replaced (:func:`~wheelbarrow._guard.check_output`: absent,
+    empty or marked as wheelbarrow's, never the project, its ancestors or the cache); a symlink is written
+    through. A failure to write (a full disk, permissions) is a WheelhouseError, and ``target`` keeps what
+    it held.
     """
+    real = check_output(target, what, key, protected)
     try:
-        with staging(target) as stage:
+        with staging(real, what) as stage:
             yield stage
-            swap_in(stage, target)
+            check_output(target, what, key, protected)  # still ours, now that the new one is ready
+            swap_in(stage, real)
     except OSError as err:
         msg = f"could not write the new {what} beside {target}: {err.strerror or err}"
         tip = f"Free some space (or fix the permissions) there and run again; the previous {what} is untouched."
@@ -197,14 +208,16 @@ def _unchanged(wheelhouse: Path, wheels: Sequence[tuple[Path, WheelEntry]], mani
     except OSError:
         return False
     present = {p.name for p in wheelhouse.iterdir()}
-    expected = {e.file for _, e in wheels} | {"manifest.json", "requirements.txt", "README.md"}
+    expected = {e.file for _, e in wheels} | {"manifest.json", "requirements.txt", "README.md", MARKER}
     return same_text and present == expected and all(sha256_of(wheelhouse / e.file) == e.sha256 for _, e in wheels)
 
 
-def publish(wheelhouse: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manifest) -> bool:
+def publish(
+    wheelhouse: Path, wheels: Sequence[tuple[Path, WheelEntry]], manifest: Manifest, protected: Sequence[Path] = ()
+) -> bool:
     """Make ``wheelhouse`` hold exactly ``wheels``; False when it already did (nothing written)."""
     if _unchanged(wheelhouse, wheels, manifest):
         return False
-    with replacing(wheelhouse, "wheelhouse") as stage:
+    with replacing(wheelhouse, "wheelhouse", key="wheelhouse", protected=protected) as stage:
         fill(stage, wheels, manifest)
     return True

@@ -13,11 +13,15 @@ __all__ = [
     "BuildError",
     "CompileError",
     "ConfigError",
+    "EngineCommandError",
     "EngineError",
     "EngineMissingError",
     "EngineStoppedError",
     "FetchError",
+    "FileSystemError",
     "HashMismatchError",
+    "ImageBuildError",
+    "Interrupted",
     "LockError",
     "MissingLockError",
     "RepairError",
@@ -92,6 +96,24 @@ class EngineError(WheelbarrowError):
     return_code = 6
 
 
+class EngineCommandError(EngineError):
+    """An engine command (tag, save, push, cp, exec ...) failed; ``output`` is what it printed."""
+
+    def __init__(self, message: str, *, tip: str = "", output: str = "", returncode: int = 1) -> None:
+        super().__init__(message, tip=tip)
+        self.output = output
+        self.returncode = returncode
+
+    def tail(self, lines: int = 25) -> str:
+        return "\n".join(self.output.rstrip().splitlines()[-lines:])
+
+
+class ImageBuildError(EngineError):
+    """A Dockerfile build failed (a step of the Dockerfile, not the engine itself)."""
+
+    return_code = 13
+
+
 class EngineMissingError(EngineError):
     """No container engine binary on PATH."""
 
@@ -140,3 +162,21 @@ class VerifyError(WheelbarrowError):
     """The runtime image failed one of its checks."""
 
     return_code = 11
+
+
+class FileSystemError(WheelbarrowError):
+    """A file or directory could not be read or written: a full disk, permissions, a read-only file system."""
+
+    return_code = 12
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled as Ctrl-C is: children stopped, containers and work removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Exit codes that are not a WheelbarrowError: an unforeseen error (a bug), and signals (128 + number).
+INTERNAL_ERROR = 70

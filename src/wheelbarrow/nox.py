@@ -27,7 +27,7 @@ __all__ = ["build_wheels", "image", "install_spec", "publish", "verify"]
 
 def install_spec() -> str:
     """What to install into a session: this checkout if wheelbarrow runs from one, else the release."""
-    override = os.environ.get("WHEELBARROW_NOX_INSTALL")
+    override = os.environ.get("NOX_WHEELBARROW_INSTALL")
     if override:
         return override
     checkout = Path(__file__).resolve().parents[2]

@@ -63,10 +63,10 @@ def test_wheel_cache_round_trip_and_corruption(tmp_path: Path) -> None:
     wheel = tmp_path / "a-1-cp311-cp311-manylinux_2_34_x86_64.whl"
     wheel.write_bytes(b"wheel bytes")
     stored = cache.store_wheel(
-        "k" * 64, wheel, {"platform_tag": "manylinux_2_34_x86_64", "grafted": ["libpq.so.5"], "expected_from_base": []}
+        "a" * 64, wheel, {"platform_tag": "manylinux_2_34_x86_64", "grafted": ["libpq.so.5"], "expected_from_base": []}
     )
-    assert cache.wheel("k" * 64) == stored
+    assert cache.wheel("a" * 64) == stored
     stored.path.write_bytes(b"tampered")
-    assert cache.wheel("k" * 64) is None
+    assert cache.wheel("a" * 64) is None
     assert any("discarding it and building again" in line for line in lines)
     assert cache.info()["wheels"]["entries"] == 0

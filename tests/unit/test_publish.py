@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow import _wheelhouse
+from wheelbarrow import _guard, _wheelhouse
 from wheelbarrow._publish import normalise_archive, sha256sums
 from wheelbarrow.errors import WheelhouseError
 
@@ -80,9 +80,10 @@ def test_a_write_error_in_dist_is_a_clear_error_and_keeps_the_old_dist(tmp_path:
     dist = tmp_path / "dist"
     dist.mkdir()
     (dist / "SHA256SUMS").write_text("old")
+    _guard.mark(dist, "dist/ directory")
 
     def disk_full_while_writing() -> None:
-        with _wheelhouse.replacing(dist, "dist/ directory") as stage:
+        with _wheelhouse.replacing(dist, "dist/ directory", key="dist-dir") as stage:
             (stage / "image.tar").write_bytes(b"half")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
@@ -91,5 +92,5 @@ def test_a_write_error_in_dist_is_a_clear_error_and_keeps_the_old_dist(tmp_path:
     assert "No space left on device" in str(caught.value)
     assert "the previous dist/ directory is untouched" in caught.value.tip
     assert [p.name for p in tmp_path.iterdir()] == ["dist"]  # no staging folder left
-    assert [p.name for p in dist.iterdir()] == ["SHA256SUMS"]
+    assert sorted(p.name for p in dist.iterdir()) == [_guard.MARKER, "SHA256SUMS"]
     assert (dist / "SHA256SUMS").read_text() == "old"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
@@ -142,21 +141,6 @@ def test_a_base_without_python_is_refused_and_not_remembered(tmp_path: Path) -> 
             _image.base_facts(engine, "base", cache)
         assert "runtime-base" in caught.value.tip
     assert engine.runs == 2
-
-
-def test_sweep_removes_only_what_dead_processes_left(tmp_path: Path) -> None:
-    dead = tmp_path / f"wheelbarrow-{DEAD_PID}-work-abc"
-    mine = _guard.tempdir("work", tmp_path)
-    staging = tmp_path / f".wheelhouse-{DEAD_PID}-xyz"
-    other = tmp_path / "someone-else-1-dir"
-    for path in (dead, staging, other):
-        path.mkdir()
-    assert _guard.sweep_dirs(tmp_path, quiet(), "wheelbarrow-*") == 1
-    assert _guard.sweep_dirs(tmp_path, quiet(), ".wheelhouse-*") == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([mine.name, other.name])
-    assert _guard.dead_owner(f"{os.uname().nodename}:{DEAD_PID}")
-    assert not _guard.dead_owner(f"{os.uname().nodename}:{os.getpid()}")
-    assert not _guard.dead_owner(f"another-host:{DEAD_PID}")  # not ours to judge
 
 
 def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from wheelbarrow import _wheelhouse
+from wheelbarrow import _guard, _wheelhouse
 from wheelbarrow._cache import sha256_of
 from wheelbarrow._repair import (
     base_exclusions,
@@ -122,6 +122,7 @@ def test_swap_keeps_the_old_wheelhouse_until_the_new_one_is_complete(tmp_path: P
         _wheelhouse.fill(stage, [(source, entry)], manifest(entry))
         _wheelhouse.swap_in(stage, wheelhouse)
     assert sorted(p.name for p in wheelhouse.iterdir()) == [
+        _guard.MARKER,
         "README.md",
         "a-1-py3-none-any.whl",
         "manifest.json",

@@ -53,7 +53,7 @@ def test_engine_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_cache_discards_a_corrupt_entry(tmp_path: Path) -> None:
     lines: list[str] = []
-    cache = Cache(tmp_path, Log(sink=lines.append))
+    cache = Cache(tmp_path / "cache", Log(sink=lines.append))
     source = tmp_path / "six-1.16.0-py2.py3-none-any.whl"
     source.write_bytes(b"good")
     sha = sha256_of(source)

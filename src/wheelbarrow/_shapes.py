@@ -1,0 +1,83 @@
+"""Untrusted strings are checked for their shape before they name a file, an image or a command.
+
+Every value read from a lock, a manifest, a cache entry or the config passes
+one of these checks where it is read: a sha256 is 64 hex digits, a file name
+is one path component with no separator, a name and a version are what PEP 508
+and PEP 440 allow. A failure raises the caller's error class (a lock's
+:class:`~wheelbarrow.errors.LockError`, the config's
+:class:`~wheelbarrow.errors.ConfigError` ...), so it ends as one ERROR line.
+"""
+
+from __future__ import annotations
+
+import re
+
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .errors import WheelbarrowError
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+#: One path component of a distribution file: letters, digits and ``._+-!~``, no separator, not ``.``/``..``.
+_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~-]*")
+#: An image reference: ``[host[:port]/]path[:tag][@digest]``, lower-case path components (Docker's grammar).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)*(?::[0-9]+)?)/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?"
+)
+
+ErrorClass = type[WheelbarrowError]
+
+
+def sha256(value: object, where: str, error: ErrorClass, tip: str = "Regenerate the lock.") -> str:
+    text = value.lower() if isinstance(value, str) else value
+    if not isinstance(text, str) or not _SHA256.fullmatch(text):
+        msg = f"{where}: {_show(value)} is not a sha256 (64 hexadecimal digits)"
+        raise error(msg, tip=tip)
+    return text
+
+
+def filename(value: object, where: str, error: ErrorClass, tip: str = "Regenerate the lock.") -> str:
+    if not isinstance(value, str) or not _FILE.fullmatch(value) or len(value) > 255:
+        msg = f"{where}: {_show(value)} is not a distribution file name (one name, no '/' or '..')"
+        raise error(msg, tip=tip)
+    return value
+
+
+def name(value: object, where: str, error: ErrorClass, tip: str = "Regenerate the lock.") -> NormalizedName:
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or len(value) > 200:
+        msg = f"{where}: {_show(value)} is not a package name"
+        raise error(msg, tip=tip)
+    return canonicalize_name(value)
+
+
+def version(value: object, where: str, error: ErrorClass, tip: str = "Regenerate the lock.") -> str:
+    msg = f"{where}: {_show(value)} is not a version (PEP 440)"
+    if not isinstance(value, str) or len(value) > 100:
+        raise error(msg, tip=tip)
+    try:
+        Version(value)
+    except InvalidVersion as err:
+        raise error(msg, tip=tip) from err
+    return value
+
+
+def image_reference(value: str, where: str, error: ErrorClass, tip: str) -> str:
+    if not _REFERENCE.fullmatch(value) or len(value) > 255:
+        msg = f"{where}: {_show(value)} is not a valid image reference (lower-case name[:tag])"
+        raise error(msg, tip=tip)
+    return value
+
+
+def image_name_for(project: str, project_version: str) -> str:
+    """A valid image reference from a project's name and version: ``TinyApp`` 1.0+local -> ``tinyapp:1.0-local``."""
+    repository = re.sub(r"[^a-z0-9]+", "-", project.lower()).strip("-") or "app"
+    tag = re.sub(r"[^\w.-]", "-", project_version)[:128].lstrip(".-") or "latest"
+    return f"{repository}:{tag}"
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

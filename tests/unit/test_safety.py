@@ -1,0 +1,480 @@
+"""The safety invariants, attacked from several sides: outputs, untrusted strings, shared machines.
+
+Each class has one mechanism (``_guard.check_output`` / ``claim``; ``_shapes``; the run lease) and
+these tests try to get around it.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.unit.conftest import write_project
+from wheelbarrow import _guard, _shapes, _wheelhouse
+from wheelbarrow._cache import Cache, source_files, tree_digest
+from wheelbarrow._config import load_config
+from wheelbarrow._lock import marker_environment, parse_pylock, parse_requirements, poetry_lock_files
+from wheelbarrow._log import Log
+from wheelbarrow.errors import ConfigError, FetchError, FileSystemError, LockError, WheelbarrowError
+
+ENV = marker_environment("3.11", "x86_64")
+SHA = "a" * 64
+
+
+def quiet() -> Log:
+    return Log(sink=lambda _line: None)
+
+
+@pytest.fixture(autouse=True)
+def private_runtime(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    runtime = tmp_path_factory.mktemp("runtime")
+    runtime.chmod(0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    return runtime
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every path under ``root`` with its contents (files) or kind: to prove nothing changed."""
+    out: dict[str, bytes | str] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            out[os.path.relpath(Path(folder) / name, root)] = "dir"
+        for name in files:
+            path = Path(folder) / name
+            out[os.path.relpath(path, root)] = path.read_bytes() if path.is_file() else "special"
+    return out
+
+
+def project_with_git(root: Path) -> Path:
+    project = write_project(root / "project")
+    (project / ".git").mkdir()
+    (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (project / "src").mkdir()
+    (project / "src" / "app.py").write_text("print('hi')\n")
+    (project / "requirements.txt").write_text(f"six==1.16.0 --hash=sha256:{SHA}\n")
+    return project
+
+
+# --- 1. outputs never destroy what wheelbarrow did not write -----------------------------------
+
+
+@pytest.mark.parametrize("key", ["wheelhouse", "dist-dir"])
+@pytest.mark.parametrize("value", [".", "./", "..", "../..", "/", "~", "src/..", "${HOME}"])
+def test_an_output_that_names_the_project_an_ancestor_home_or_root_is_refused(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    project = project_with_git(tmp_path)
+    before = snapshot(tmp_path)
+    value = value.replace("~", str(Path.home())).replace("${HOME}", str(Path.home()))
+    with pytest.raises(ConfigError) as caught:
+        load_config(project, environ={}, overrides={key: value})
+    assert caught.value.return_code == 2
+    assert key in caught.value.message
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("key", ["wheelhouse", "dist-dir", "cache-dir", "lock", "runtime-dockerfile"])
+@pytest.mark.parametrize("value", ["", " ", "\t", "\n"])
+def test_an_empty_path_setting_is_a_configuration_error(tmp_path: Path, key: str, value: str) -> None:
+    project = project_with_git(tmp_path)
+    env_name = "WHEELBARROW_" + key.upper().replace("-", "_")
+    for environ, overrides in (({env_name: value}, {}), ({}, {key: value})):
+        with pytest.raises(ConfigError, match="is empty") as caught:
+            load_config(project, environ=environ, overrides=overrides)
+        assert caught.value.return_code == 2
+
+
+def test_an_output_inside_the_cache_or_holding_a_project_is_refused(tmp_path: Path) -> None:
+    project = project_with_git(tmp_path)
+    cache = tmp_path / "cache"
+    Cache(cache, quiet()).store_memo(SHA, 1)  # a real, marked cache
+    other = write_project(tmp_path / "other")  # somebody else's project
+    lockdir = tmp_path / "locks"
+    lockdir.mkdir()
+    (lockdir / "pylock.toml").write_text("")
+    env = {"XDG_CACHE_HOME": str(tmp_path)}
+    for key, value in (("wheelhouse", cache / "wh"), ("dist-dir", other), ("wheelhouse", lockdir)):
+        with pytest.raises(ConfigError):
+            load_config(project, environ={**env, "WHEELBARROW_CACHE_DIR": str(cache)}, overrides={key: str(value)})
+    with pytest.raises(ConfigError, match=r"is .* or holds it"):
+        load_config(project, environ={}, overrides={"cache-dir": str(tmp_path)})
+    with pytest.raises(ConfigError):  # dist-dir = the wheelhouse: publish would replace the wheelhouse
+        load_config(project, environ={}, overrides={"wheelhouse": "out", "dist-dir": "out"})
+
+
+def test_replacing_refuses_a_directory_wheelbarrow_did_not_write(tmp_path: Path) -> None:
+    target = tmp_path / "docs"
+    target.mkdir()
+    (target / "index.md").write_text("the user's")
+    before = snapshot(tmp_path)
+    with (
+        pytest.raises(ConfigError, match="was not written by wheelbarrow"),
+        _wheelhouse.replacing(target, "wheelhouse", key="wheelhouse") as stage,
+    ):
+        (stage / "x.whl").write_bytes(b"x")
+    assert snapshot(tmp_path) == before  # and no staging folder left beside it
+
+
+def test_replacing_takes_an_absent_an_empty_or_its_own_directory(tmp_path: Path) -> None:
+    for name, prepare in (("absent", None), ("empty", "mkdir"), ("own", "mark")):
+        target = tmp_path / name
+        if prepare:
+            target.mkdir()
+        if prepare == "mark":
+            _guard.mark(target, "wheelhouse")
+            (target / "old.whl").write_bytes(b"old")
+        with _wheelhouse.replacing(target, "wheelhouse", key="wheelhouse") as stage:
+            (stage / "new.whl").write_bytes(b"new")
+        assert sorted(p.name for p in target.iterdir()) == [_guard.MARKER, "new.whl"]
+        assert _guard.is_marked(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["absent", "empty", "own"]
+
+
+def test_a_symlinked_output_is_written_through_and_the_link_kept(tmp_path: Path) -> None:
+    shared = tmp_path / "shared" / "wheelhouse"
+    shared.mkdir(parents=True)
+    link = tmp_path / "project-wheelhouse"
+    link.symlink_to(shared)
+    for round_ in ("first", "second"):
+        with _wheelhouse.replacing(link, "wheelhouse", key="wheelhouse") as stage:
+            (stage / f"{round_}.whl").write_bytes(b"w")
+        assert link.is_symlink()
+        assert sorted(p.name for p in shared.iterdir()) == [_guard.MARKER, f"{round_}.whl"]
+    assert sorted(p.name for p in shared.parent.iterdir()) == ["wheelhouse"]  # no staging left
+    dangling = tmp_path / "to-a-file"
+    (tmp_path / "file").write_text("not a directory")
+    dangling.symlink_to(tmp_path / "file")
+    with pytest.raises(ConfigError, match="not a directory"), _wheelhouse.replacing(dangling, "wheelhouse", key="k"):
+        pass
+
+
+names = st.sampled_from(["pyproject.toml", ".git", "poetry.lock", "src", "notes.txt", "a.whl", "uv.lock", "data"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(layout=st.lists(st.tuples(st.integers(0, 3), names), max_size=8), pick=st.integers(0, 5), mark=st.booleans())
+def test_replacing_an_arbitrary_directory_never_loses_what_is_not_ours(
+    tmp_path: Path, layout: list[tuple[int, str]], pick: int, mark: bool
+) -> None:
+    root = tmp_path / f"case-{time.monotonic_ns()}"
+    dirs = [root / "a", root / "a" / "b", root / "c", root / "a" / "b" / "d"]
+    for path in dirs:
+        path.mkdir(parents=True, exist_ok=True)
+    for where, name in layout:
+        target = dirs[where] / name
+        if not target.exists():
+            target.mkdir() if name in (".git", "src", "data") else target.write_text(name)
+    target = [*dirs, root, root / "new"][pick]
+    if mark and target.is_dir():
+        _guard.mark(target, "wheelhouse")
+    ours = not target.exists() or _guard.is_marked(target) or not any(target.iterdir())
+    before = snapshot(root)
+    try:
+        with _wheelhouse.replacing(target, "wheelhouse", key="wheelhouse") as stage:
+            (stage / "new.whl").write_bytes(b"new")
+    except ConfigError:
+        assert snapshot(root) == before
+        return
+    assert ours, f"replaced {target}, which was not wheelbarrow's"
+    outside = {k for k in before if not (root / k).is_relative_to(target)}
+    assert outside <= set(snapshot(root))
+
+
+# --- 2. untrusted strings never become paths ---------------------------------------------------
+
+TRAVERSALS = ["../../../etc", "..", ".", "a/b", "/etc/passwd", "x\\..\\y", "\0", "", "~root", "a" * 300]
+
+
+@pytest.mark.parametrize("bad", TRAVERSALS)
+def test_a_lock_cannot_name_a_path_through_a_hash_or_a_file_name(tmp_path: Path, bad: str) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("keep")
+    poetry = tmp_path / "poetry.lock"
+    poetry.write_text(
+        f'[[package]]\nname = "six"\nversion = "1"\nfiles = [{{file = "{bad}", hash = "sha256:{SHA}"}}]\n'
+    )
+    with pytest.raises(LockError):
+        poetry_lock_files(poetry)
+    poetry.write_text(
+        f'[[package]]\nname = "six"\nversion = "1"\nfiles = [{{file = "six.whl", hash = "sha256:{bad}"}}]\n'
+    )
+    with pytest.raises(LockError):
+        poetry_lock_files(poetry)
+    with pytest.raises(LockError):
+        parse_requirements(f"six==1.0 --hash=sha256:{bad}\n", ENV, tmp_path / "requirements.txt")
+    pylock = f'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1"\n[packages.sdist]\nname = "{bad}"\n'
+    with pytest.raises(LockError):
+        parse_pylock(pylock + f'hashes = {{sha256 = "{SHA}"}}\n', ENV, tmp_path / "pylock.toml")
+    cache = Cache(tmp_path / "cache", quiet())
+    with pytest.raises(WheelbarrowError):
+        cache.artifact(bad, SHA)
+    with pytest.raises(WheelbarrowError):
+        cache.artifact("six.whl", bad)
+    with pytest.raises(WheelbarrowError):
+        cache.wheel(bad)
+    assert (victim / "keep").read_text() == "keep"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(filename=st.text(max_size=40), sha=st.text(max_size=70))
+def test_the_cache_never_reaches_outside_its_root(tmp_path: Path, filename: str, sha: str) -> None:
+    root = tmp_path / "cache"
+    cache = Cache(root, quiet())
+    try:
+        path = cache.artifact(filename, sha)
+    except (FetchError, FileSystemError):
+        return
+    assert path is None
+    assert not root.exists() or all(p.resolve().is_relative_to(root.resolve()) for p in root.rglob("*"))
+
+
+def test_pylock_paths_and_nested_requirements_stay_inside_the_project(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "outside.txt").write_text(f"six==1.0 --hash=sha256:{SHA}\n")
+    for line in ("-r ../outside.txt", "-c ../outside.txt", "-r /etc/hostname", "-r https://example.invalid/r.txt"):
+        with pytest.raises(LockError, match=r"outside the project|not a file in the project"):
+            parse_requirements(line + "\n", ENV, project / "requirements.txt")
+    pylock = 'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1"\n[packages.sdist]\n'
+    pylock += f'path = "../outside.txt"\nhashes = {{sha256 = "{SHA}"}}\n'
+    with pytest.raises(LockError, match="outside the project"):
+        parse_pylock(pylock, ENV, project / "pylock.toml")
+
+
+def test_requirements_includes_are_followed_and_editables_refused(tmp_path: Path) -> None:
+    (tmp_path / "base.txt").write_text(f"six==1.16.0 \\\n    --hash sha256:{SHA}\n")
+    (tmp_path / "constraints.txt").write_text("six==1.16.0\nidna==3.0\n")
+    main = tmp_path / "requirements.txt"
+    main.write_text("-r base.txt\n--constraint=constraints.txt\n" + f"idna==3.0 --hash=sha256:{'b' * 64}\n")
+    packages = parse_requirements(main.read_text(), ENV, main)
+    assert [(p.name, p.version, p.hashes) for p in packages] == [
+        ("six", "1.16.0", (SHA,)),
+        ("idna", "3.0", ("b" * 64,)),
+    ]
+    (tmp_path / "constraints.txt").write_text("six==2.0\n")
+    with pytest.raises(LockError, match=r"constrains six to 2\.0"):
+        parse_requirements(main.read_text(), ENV, main)
+    (tmp_path / "loop.txt").write_text("-r loop.txt\n")
+    with pytest.raises(LockError, match="includes itself"):
+        parse_requirements("-r loop.txt\n", ENV, main)
+    for editable in ("-e .", "--editable ./src", "-e git+https://example.invalid/x#egg=x"):
+        with pytest.raises(LockError, match="editable"):
+            parse_requirements(editable + "\n", ENV, main)
+    with pytest.raises(LockError, match="unknown option"):
+        parse_requirements("--some-new-option\n", ENV, main)
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes(f"six==1.16.0 --hash=sha256:{SHA}\n".encode("utf-16"))
+    from wheelbarrow._lock import read_text
+
+    with pytest.raises(LockError, match="not UTF-8"):
+        read_text(utf16)
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "expected"),
+    [
+        ("TinyApp", "1.0", "tinyapp:1.0"),
+        ("My_Service", "2.0+local.7", "my-service:2.0-local.7"),
+        ("a.b", "1!2", "a-b:1-2"),
+    ],
+)
+def test_a_project_name_becomes_a_valid_image_reference(tmp_path: Path, name: str, version: str, expected: str) -> None:
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f'[project]\nname = "{name}"\nversion = "{version}"\n')
+    config = load_config(project, environ={})
+    assert config.image_tag == expected
+    assert _shapes.image_reference(expected, "t", ConfigError, tip="") == expected
+    for bad in ("UPPER:1", "a b:1", "x:-bad", "../x", ""):
+        with pytest.raises(ConfigError, match="image-tag"):
+            load_config(project, environ={}, overrides={"image-tag": bad} if bad else {"image-tag": " "})
+
+
+# --- 3. shared machines: private locks, liveness by lease, concurrent cache writes --------------
+
+
+def test_the_runtime_directory_must_be_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    planted = tmp_path / f"wheelbarrow-{os.geteuid()}"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)  # someone else could plant symlinks in it
+    with pytest.raises(FileSystemError, match="not a private directory"):
+        _guard.runtime_dir()
+    planted.rmdir()
+    (tmp_path / "elsewhere").mkdir()
+    planted.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(FileSystemError, match="not a private directory"):
+        _guard.runtime_dir()
+    planted.unlink()
+    assert _guard.runtime_dir() == planted
+    assert planted.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_lock_file_that_is_a_symlink_is_not_followed(private_runtime: Path) -> None:
+    locks = _guard.runtime_dir() / "locks"
+    locks.mkdir(mode=0o700, exist_ok=True)
+    target = private_runtime / "victim"
+    target.write_text("keep")
+    wheelhouse = private_runtime / "wh"
+    name = hashlib.sha256(os.fsencode(os.path.realpath(wheelhouse))).hexdigest()[:24]
+    (locks / f"{name}.lock").symlink_to(target)
+    with pytest.raises(FileSystemError, match="lock file"), _guard.project_lock(wheelhouse, quiet()):
+        pass
+    assert target.read_text() == "keep"
+
+
+@pytest.fixture
+def leases() -> Iterator[dict[str, int]]:
+    """Lease files of other runs: a dead one (released) and a live one (held here)."""
+    runs = _guard.runtime_dir() / "runs"
+    runs.mkdir(mode=0o700, exist_ok=True)
+    dead, live = "d" * 12, "e" * 12
+    (runs / f"{dead}.lock").write_text("")
+    fd = os.open(runs / f"{live}.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield {"dead": 1, "live": fd}
+    os.close(fd)
+
+
+def test_the_sweep_removes_only_marked_folders_of_dead_runs(tmp_path: Path, leases: dict[str, int]) -> None:
+    assert leases
+    old = time.time() - _guard.LEASE_SECONDS - 60
+    cases = {
+        f"wheelbarrow-{'d' * 12}-work-a": (True, None, True),  # marked, lease released: dead
+        f".wheelhouse-{'d' * 12}-b": (True, None, True),
+        f"wheelbarrow-{'e' * 12}-work-c": (True, None, False),  # lease held: alive
+        f"wheelbarrow-{'f' * 12}-work-d": (True, None, False),  # lease not visible, recent: kept
+        f"wheelbarrow-{'f' * 12}-work-e": (True, old, True),  # not visible, older than the lease: gone
+        f"wheelbarrow-{'d' * 12}-work-f": (False, None, False),  # dead, but not marked: not ours
+        "wheelbarrow-4000000-work-g": (True, None, False),  # the old pid naming: never matched
+        "someone-else-1-dir": (True, old, False),
+    }
+    for name, (marked, mtime, _) in cases.items():
+        path = tmp_path / name
+        path.mkdir()
+        (path / "data").write_text("x")
+        if marked:
+            _guard.mark(path, "work")
+        if mtime:
+            os.utime(path, (mtime, mtime))
+    mine = _guard.tempdir("work", tmp_path)
+    link = tmp_path / f"wheelbarrow-{'d' * 12}-work-link"
+    link.symlink_to(mine)
+    _guard.sweep_dirs(tmp_path, quiet(), "wheelbarrow-*")
+    _guard.sweep_dirs(tmp_path, quiet(), ".wheelhouse-*")
+    left = {p.name for p in tmp_path.iterdir()}
+    for name, (_, _, gone) in cases.items():
+        assert (name not in left) == gone, name
+    assert mine.name in left
+    assert link.name in left
+
+
+def test_two_writers_of_one_cache_key_both_succeed(tmp_path: Path) -> None:
+    cache_dir = tmp_path / "cache"
+    wheel = tmp_path / "six-1.16.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel" * 1000)
+    meta = {"platform_tag": "any", "grafted": [], "expected_from_base": []}
+    results: list[object] = []
+
+    def writer() -> None:
+        try:
+            results.append(Cache(cache_dir, quiet()).store_wheel(SHA, wheel, meta).sha256)
+            Cache(cache_dir, quiet()).store_memo(SHA, {"v": 1})
+            results.append(
+                Cache(cache_dir, quiet()).store_artifact(wheel, hashlib.sha256(wheel.read_bytes()).hexdigest())
+            )
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            results.append(err)
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not [r for r in results if isinstance(r, Exception)]
+    leftovers = [p for p in cache_dir.rglob("*") if p.name.endswith(".part") or p.name.startswith("wheelbarrow-")]
+    assert leftovers == []
+
+
+def test_a_full_or_read_only_cache_is_a_clear_error_and_leaves_no_partial_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = Cache(tmp_path / "cache", quiet())
+    wheel = tmp_path / "six-1.16.0-py3-none-any.whl"
+    wheel.write_bytes(b"w")
+    for code in (errno.ENOSPC, errno.EROFS, errno.EACCES):
+
+        def broken(*_args: object, code: int = code, **_kwargs: object) -> None:
+            raise OSError(code, os.strerror(code))
+
+        with monkeypatch.context() as patch:
+            patch.setattr(shutil, "copyfile", broken)
+            with pytest.raises(FileSystemError, match=os.strerror(code)) as caught:
+                cache.store_artifact(wheel, hashlib.sha256(b"w").hexdigest())
+            assert str(tmp_path / "cache") in caught.value.message + caught.value.tip
+            with pytest.raises(FileSystemError):
+                cache.store_wheel(SHA, wheel, {"platform_tag": "any", "grafted": [], "expected_from_base": []})
+        partial = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.name != _guard.MARKER]
+        assert partial == []
+
+
+def test_prune_only_touches_a_marked_cache_and_its_entries(tmp_path: Path) -> None:
+    stranger = tmp_path / "not-a-cache"
+    (stranger / "wheels").mkdir(parents=True)
+    (stranger / "wheels" / "mine").write_text("keep")
+    with pytest.raises(ConfigError, match="not a wheelbarrow cache"):
+        Cache(stranger, quiet()).prune(0)
+    assert (stranger / "wheels" / "mine").read_text() == "keep"
+    cache = Cache(tmp_path / "cache", quiet())
+    cache.store_memo(SHA, 1)
+    (tmp_path / "cache" / "memo" / "notes.txt").write_text("a user's file")
+    assert cache.prune(0) == 1
+    assert (tmp_path / "cache" / "memo" / "notes.txt").exists()
+
+
+# --- 4. inputs that used to end in tracebacks ---------------------------------------------------
+
+
+def test_special_and_foreign_files_in_the_project_are_skipped(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p")
+    os.mkfifo(project / "fifo")
+    (project / "out").mkdir()
+    _guard.mark(project / "out", "wheelhouse")  # a wheelhouse with a custom name: not a source
+    (project / "out" / "big.whl").write_bytes(b"x")
+    odd = os.fsdecode(b"caf\xe9.py")  # not UTF-8
+    (project / odd).write_text("x = 1\n")
+    names = [p.name for p in source_files(project, ())]
+    assert "fifo" not in names
+    assert "big.whl" not in names
+    assert odd in names
+    assert len(tree_digest(project, ())) == 64
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1.5", "-1", "0", "1e3", "99999999"])
+def test_numbers_are_ascii_whole_numbers(tmp_path: Path, value: str) -> None:
+    project = write_project(tmp_path / "p")
+    with pytest.raises(ConfigError):
+        load_config(project, environ={"WHEELBARROW_JOBS": value})
+    with pytest.raises(ConfigError):
+        load_config(project, environ={"WHEELBARROW_PORT": value if value != "1.5" else "65536"})
+
+
+def test_project_may_be_the_pyproject_file_but_not_a_missing_path(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p")
+    assert load_config(project / "pyproject.toml", environ={}).project_dir == project.resolve()
+    for bad in (project / "nope", project / "pyproject.toml" / "x"):
+        with pytest.raises(ConfigError, match="--project"):
+            load_config(bad, environ={})
