@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from . import _shapes
-from ._guard import MARKER, claim, is_marked, tempdir
+from ._guard import MARKER, claim, is_marked, remove_tempdir, tempdir
 from ._log import Log
 from .errors import ConfigError, FetchError, FileSystemError, HashMismatchError
 
@@ -226,7 +226,7 @@ class Cache:
                         with suppress(OSError):
                             staging.rename(target)
             finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                remove_tempdir(staging)
         cached = self.wheel(key)
         if cached is None:
             msg = f"the cache entry wheels/{key[:12]} could not be read back after it was written"

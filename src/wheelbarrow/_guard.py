@@ -147,12 +147,25 @@ def is_marked(path: Path) -> bool:
 
 
 def tempdir(kind: str, parent: Path | None = None) -> Path:
-    """A private, marked temporary directory that the sweep can attribute to this process."""
+    """A private, empty temporary directory that the sweep can attribute to this run.
+
+    It lives inside a marked folder ``wheelbarrow-<run>-<kind>-...`` (so what the caller lists in it is
+    only its own); :func:`remove_tempdir` removes both.
+    """
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"wheelbarrow-{run_id()}-{kind}-", dir=parent))
-    mark(path, kind)
-    return path
+    outer = Path(tempfile.mkdtemp(prefix=f"wheelbarrow-{run_id()}-{kind}-", dir=parent))
+    mark(outer, kind)
+    inner = outer / kind
+    inner.mkdir()
+    return inner
+
+
+def remove_tempdir(path: Path) -> None:
+    """Remove a :func:`tempdir` and its marked folder."""
+    outer = path.parent
+    if _SWEEPABLE.match(outer.name) and is_marked(outer):
+        shutil.rmtree(outer, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -162,7 +175,7 @@ def scratch(kind: str, parent: Path | None = None) -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tempdir(path)
 
 
 def staging_dir(target: Path) -> Path:

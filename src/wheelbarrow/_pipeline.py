@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -334,7 +333,7 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options
                 with log.stage(stage.name), _file_errors(stage.name):
                     stage.fn(run)
         finally:
-            shutil.rmtree(run.work, ignore_errors=True)
+            _guard.remove_tempdir(run.work)
             if any(stage.uses_engine for stage in stages):
                 run.engine.remove_leftovers()
             if run.image is not None and run.engine.image_id(run.image.candidate):

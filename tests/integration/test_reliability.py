@@ -76,7 +76,8 @@ class Background:
 
 
 def our_temp_dirs() -> list[str]:
-    return sorted(p.name for p in Path("/tmp").glob("wheelbarrow-*"))
+    """wheelbarrow's temporary folders (``wheelbarrow-<run id>-<kind>-...``), not its runtime directory."""
+    return sorted(p.name for p in Path("/tmp").glob("wheelbarrow-*") if re.match(r"wheelbarrow-[0-9a-f]{12}-", p.name))
 
 
 @pytest.fixture
@@ -87,7 +88,9 @@ def cold_example(example_build: Build, tmp_path: Path) -> tuple[Path, Path]:
     return project, tmp_path / "cache"
 
 
-def test_sigint_mid_build_stops_cleanly(cold_example: tuple[Path, Path]) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_build_stops_cleanly(cold_example: tuple[Path, Path], signum: signal.Signals) -> None:
+    """Ctrl-C, a CI cancel or `timeout` (SIGTERM), a closed terminal (SIGHUP): the same clean end."""
     project, cache = cold_example
     before, temps = tree(project / "wheelhouse"), our_temp_dirs()
     run = Background("build", "--project", str(project), "--cache-dir", str(cache))
@@ -100,10 +103,10 @@ def test_sigint_mid_build_stops_cleanly(cold_example: tuple[Path, Path]) -> None
     for info in infos:
         assert info["HostConfig"]["NetworkMode"] == "none"
         assert info["Mounts"] == []
-    os.kill(run.proc.pid, signal.SIGINT)  # the process alone, as a terminal's Ctrl-C reaches the foreground job
+    os.kill(run.proc.pid, signum)  # the process alone, as a terminal's Ctrl-C reaches the foreground job
     code, output = run.finish(timeout=120)
-    assert code == 130, output[-3000:]
-    assert "ERROR: interrupted; the previous wheelhouse is untouched" in output
+    assert code == 128 + signum, output[-3000:]
+    assert f"ERROR: interrupted ({signum.name}); the previous wheelhouse and image are untouched" in output
     assert "Traceback" not in output
     assert tree(project / "wheelhouse") == before
     assert leftover_containers() == []
@@ -113,7 +116,7 @@ def test_sigint_mid_build_stops_cleanly(cold_example: tuple[Path, Path]) -> None
 
 def test_sigkill_leftovers_are_swept_by_the_next_run(cold_example: tuple[Path, Path]) -> None:
     project, cache = cold_example
-    before = tree(project / "wheelhouse")
+    before, temps = tree(project / "wheelhouse"), set(our_temp_dirs())
     run = Background("build", "--project", str(project), "--cache-dir", str(cache))
     run.wait_for("wheelbarrow: build container network interfaces: lo (offline)")
     os.killpg(run.proc.pid, signal.SIGKILL)  # wheelbarrow and cibuildwheel die at once, no cleanup
@@ -121,14 +124,15 @@ def test_sigkill_leftovers_are_swept_by_the_next_run(cold_example: tuple[Path, P
     assert tree(project / "wheelhouse") == before  # nothing half-written
     left = leftover_containers()  # what SIGKILL leaves: the build containers (psycopg2's, maybe the project's)
     assert left
-    assert any(p.name.startswith(f"wheelbarrow-{run.proc.pid}-") for p in Path("/tmp").iterdir())
+    killed = set(our_temp_dirs()) - temps
+    assert killed  # its work folder, named by its run's lease
     again = Background("build", "--project", str(project), "--cache-dir", str(cache))
     code, output = again.finish()
     assert code == 0, output[-3000:]
     assert re.search(r"removing \d+ container\(s\) left by runs that were killed", output)
     assert "left in /tmp by runs that were killed" in output
     assert leftover_containers() == []
-    assert not any(p.name.startswith(f"wheelbarrow-{run.proc.pid}-") for p in Path("/tmp").iterdir())
+    assert not killed & set(our_temp_dirs())
 
 
 def test_two_runs_at_once_take_turns(cold_example: tuple[Path, Path]) -> None:

@@ -370,7 +370,7 @@ def test_the_sweep_removes_only_marked_folders_of_dead_runs(tmp_path: Path, leas
             _guard.mark(path, "work")
         if mtime:
             os.utime(path, (mtime, mtime))
-    mine = _guard.tempdir("work", tmp_path)
+    mine = _guard.tempdir("work", tmp_path).parent
     link = tmp_path / f"wheelbarrow-{'d' * 12}-work-link"
     link.symlink_to(mine)
     _guard.sweep_dirs(tmp_path, quiet(), "wheelbarrow-*")
