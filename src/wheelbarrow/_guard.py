@@ -241,7 +241,7 @@ def check_location(target: Path, what: str, key: str, protected: Iterable[Path] 
             msg = f"{key} is {target}, inside {place}, which wheelbarrow keeps for something else"
             raise ConfigError(msg, tip=tip)
     if real.is_dir():
-        found = _holds_project_files(real)
+        found = None if is_marked(real) else _holds_project_files(real)  # a wheelhouse holds requirements.txt
         if found:
             msg = f"{key} is {target}, which holds {found}: it is a project, not a {what}"
             raise ConfigError(msg, tip=tip)

@@ -478,3 +478,65 @@ def test_project_may_be_the_pyproject_file_but_not_a_missing_path(tmp_path: Path
     for bad in (project / "nope", project / "pyproject.toml" / "x"):
         with pytest.raises(ConfigError, match="--project"):
             load_config(bad, environ={})
+
+
+def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every public Engine and Container method turns a failed engine command into an EngineError."""
+    from wheelbarrow import _engine  # noqa: PLC0415 - the seam under test
+    from wheelbarrow._cmd import CommandFailed, Result  # noqa: PLC0415
+    from wheelbarrow.errors import EngineError  # noqa: PLC0415
+
+    def failing(argv: list[str], *_args: object, **kwargs: object) -> Result:
+        result = Result(tuple(argv), 1, "Error response from daemon: no space left on device\n")
+        if kwargs.get("check", True):
+            raise CommandFailed(result)
+        return result
+
+    monkeypatch.setattr(_engine, "run", failing)
+    engine = _engine.Engine(quiet())
+    container = _engine.Container(engine, "c")
+    calls = {
+        "check": lambda: engine.check(),
+        "tag": lambda: engine.tag("a", "b"),
+        "save": lambda: engine.save("a", tmp_path / "a.tar"),
+        "push": lambda: engine.push("a"),
+        "repo_digests": lambda: engine.repo_digests("a"),
+        "build": lambda: engine.build(tmp_path, "t", dockerfile=tmp_path / "Dockerfile"),
+        "import_tarball": lambda: engine.import_tarball(tmp_path / "a.tar", "t"),
+        "container": lambda: engine.container("img").__enter__(),
+        "call": lambda: container.call(["true"]),
+        "copy_into": lambda: container.copy_into(tmp_path, _engine.PurePosixPath("/x")),
+        "copy_out": lambda: container.copy_out(_engine.PurePosixPath("/x"), tmp_path),
+    }
+    public = {n for n in dir(_engine.Engine) if not n.startswith("_")} | {"call", "copy_into", "copy_out"}
+    quiet_ones = {"image_id", "pull", "has_buildkit", "run_image", "label_args", "sweep", "sweep_images"}
+    quiet_ones |= {"discard_image", "remove_leftovers", "log", "name", "run_id"}
+    assert public - quiet_ones <= set(calls), "a new engine method needs a case here"
+    for name, call in calls.items():
+        with pytest.raises(EngineError):
+            call()
+    for name in ("sweep", "remove_leftovers"):
+        getattr(engine, name)()  # best effort: never raises
+    assert engine.image_id("x") is None
+    assert engine.run_image("x", ["true"]).returncode == 1
+
+
+def test_an_unforeseen_error_is_an_internal_error_with_a_saved_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wheelbarrow import _cli  # noqa: PLC0415 - the handler under test
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        msg = "a bug"
+        raise RuntimeError(msg)
+
+    monkeypatch.setattr(_cli, "execute", broken)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    project = write_project(tmp_path / "p")
+    assert _cli.main(["plan", "--project", str(project)]) == 70
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.startswith("ERROR: internal error: RuntimeError: a bug")
+    saved = next(tmp_path.glob("wheelbarrow-crash-*.txt"))
+    assert "Traceback" in saved.read_text()
+    assert "TIP: This is a bug in wheelbarrow: report it with" in err
