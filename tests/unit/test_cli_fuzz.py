@@ -83,9 +83,14 @@ LOCK_LINES = [
     "",
 ]
 PYLOCKS = [
-    'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.16.0"\n'
-    f'[packages.sdist]\nname = "six-1.16.0.tar.gz"\nhashes = {{sha256 = "{SHA}"}}\n',
-    f'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.16.0"\n[packages.sdist]\npath = "/etc/passwd"\nhashes = {{sha256 = "{SHA}"}}\n',
+    (
+        'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.16.0"\n'
+        f'[packages.sdist]\nname = "six-1.16.0.tar.gz"\nhashes = {{sha256 = "{SHA}"}}\n'
+    ),
+    (
+        'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.16.0"\n[packages.sdist]\n'
+        f'path = "/etc/passwd"\nhashes = {{sha256 = "{SHA}"}}\n'
+    ),
     'lock-version = "1.0"\n[[packages]]\nname = "../x"\nversion = "1"\nwheels = "no"\n',
     'lock-version = "2.0"\n',
     "packages = [",
@@ -119,8 +124,16 @@ def cases(draw: st.DrawFn) -> dict[str, object]:
     return {
         "command": draw(
             st.sampled_from(
-                [["plan"], ["build"], ["image"], ["verify"], ["publish", "--skip-image"], ["bootstrap"]]
-                + [["cache", "info"], ["cache", "prune", "--older-than", "0"]]
+                [
+                    ["plan"],
+                    ["build"],
+                    ["image"],
+                    ["verify"],
+                    ["publish", "--skip-image"],
+                    ["bootstrap"],
+                    ["cache", "info"],
+                    ["cache", "prune", "--older-than", "0"],
+                ]
             )
         ),
         # Mostly one change at a time, so that runs get past the config to the lock, the plan and the outputs.

@@ -13,8 +13,8 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -482,9 +482,9 @@ def test_project_may_be_the_pyproject_file_but_not_a_missing_path(tmp_path: Path
 
 def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Every public Engine and Container method turns a failed engine command into an EngineError."""
-    from wheelbarrow import _engine  # noqa: PLC0415 - the seam under test
-    from wheelbarrow._cmd import CommandFailed, Result  # noqa: PLC0415
-    from wheelbarrow.errors import EngineError  # noqa: PLC0415
+    from wheelbarrow import _engine
+    from wheelbarrow._cmd import CommandFailed, Result
+    from wheelbarrow.errors import EngineError
 
     def failing(argv: list[str], *_args: object, **kwargs: object) -> Result:
         result = Result(tuple(argv), 1, "Error response from daemon: no space left on device\n")
@@ -495,8 +495,8 @@ def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(_engine, "run", failing)
     engine = _engine.Engine(quiet())
     container = _engine.Container(engine, "c")
-    calls = {
-        "check": lambda: engine.check(),
+    calls: dict[str, Callable[[], object]] = {
+        "check": engine.check,
         "tag": lambda: engine.tag("a", "b"),
         "save": lambda: engine.save("a", tmp_path / "a.tar"),
         "push": lambda: engine.push("a"),
@@ -505,14 +505,14 @@ def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyP
         "import_tarball": lambda: engine.import_tarball(tmp_path / "a.tar", "t"),
         "container": lambda: engine.container("img").__enter__(),
         "call": lambda: container.call(["true"]),
-        "copy_into": lambda: container.copy_into(tmp_path, _engine.PurePosixPath("/x")),
-        "copy_out": lambda: container.copy_out(_engine.PurePosixPath("/x"), tmp_path),
+        "copy_into": lambda: container.copy_into(tmp_path, PurePosixPath("/x")),
+        "copy_out": lambda: container.copy_out(PurePosixPath("/x"), tmp_path),
     }
     public = {n for n in dir(_engine.Engine) if not n.startswith("_")} | {"call", "copy_into", "copy_out"}
     quiet_ones = {"image_id", "pull", "has_buildkit", "run_image", "label_args", "sweep", "sweep_images"}
     quiet_ones |= {"discard_image", "remove_leftovers", "log", "name", "run_id"}
     assert public - quiet_ones <= set(calls), "a new engine method needs a case here"
-    for name, call in calls.items():
+    for call in calls.values():
         with pytest.raises(EngineError):
             call()
     for name in ("sweep", "remove_leftovers"):
@@ -524,7 +524,7 @@ def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyP
 def test_an_unforeseen_error_is_an_internal_error_with_a_saved_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from wheelbarrow import _cli  # noqa: PLC0415 - the handler under test
+    from wheelbarrow import _cli
 
     def broken(*_args: object, **_kwargs: object) -> None:
         msg = "a bug"
