@@ -371,6 +371,8 @@ def _nested_file(value: str, where: str, source: Path, root: Path, chain: tuple[
         msg = f"{where}: {value!r} does not exist"
         raise LockError(msg, tip="Create it, or remove the line.")
     return nested
+
+
 def _pylock_file(entry: Mapping[str, object], where: str, lock_dir: Path, root: Path) -> LockedFile:
     hashes = entry.get("hashes")
     sha = hashes.get("sha256") if isinstance(hashes, dict) else None
