@@ -138,6 +138,8 @@ def run(
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
     result = Result(tuple(args), returncode, "".join(chunks))
     if check and returncode != 0:
         raise CommandFailed(result)

@@ -1,35 +1,67 @@
-"""Stage 3, fetch: download exactly the locked files on the host.
+"""Stage 3, fetch: download exactly the locked files on the host, and run nothing from the index.
 
 Containers do not trust the host's TLS setup (a proxy, a private CA), so
-every Python artifact is fetched here, with the host's pip and its
-configuration, and verified against its locked sha256. Verified files live in
-a cache keyed by sha256; a cached file that no longer matches its hash is
-discarded and fetched again, never used. The build requirements of each sdist
-(and of the project) are fetched too, as wheels for the target, so builds run
-with the network off.
+every Python artifact is fetched here, with the host's pip configuration.
+The locked wheels and sdists are downloaded by :mod:`._index`, a client of
+the index's simple API: it picks each file by its locked sha256 (and name),
+hashes it while it streams and keeps it only if the hash is a locked one. No
+sdist's build backend runs on the host, as ``pip download`` of an sdist would
+run it to prepare metadata. Verified files live in a cache keyed by sha256; a
+cached file that no longer matches its hash is discarded and fetched again,
+never used. The build requirements of each sdist (read from its
+pyproject.toml, never by running it) and of the project are resolved by
+``pip download --only-binary=:all:``, as wheels for the target, so builds run
+with the network off; every pip call here has that flag, so pip never builds.
 """
 
 from __future__ import annotations
 
+import lzma
 import re
 import shutil
 import sys
 import tarfile
 import tomllib
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.tags import Tag
+from packaging.utils import parse_sdist_filename, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
 
 from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run
 from ._guard import scratch
+from ._index import (
+    RELOCK,
+    Client,
+    IndexFile,
+    read_settings,
+    redact,
+)
+from ._lock import LockedFile
 from ._log import Log
-from ._plan import BuildPlan, IndexWheel, SdistBuild, manylinux_platforms
-from .errors import FetchError, HashMismatchError
+from ._plan import BuildPlan, IndexWheel, SdistBuild, best_wheel, manylinux_platforms, sdist_of, target_tags
+from .errors import (
+    FetchError,
+    HashMismatchError,
+    IndexAuthError,
+    IndexTLSError,
+    IndexUnreachableError,
+    NoLockedFileError,
+    ProjectNotFoundError,
+)
 
 #: PEP 517's fallback when an sdist has no [build-system] table.
 LEGACY_BUILD_REQUIRES = ("setuptools>=40.8.0",)
+#: Parallel downloads of locked files.
+WORKERS = 8
+#: What reading a corrupt or truncated sdist raises.
+ARCHIVE_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error, lzma.LZMAError, KeyError)
 
 
 @dataclass(frozen=True)
@@ -59,17 +91,14 @@ def _target_flags(plan: BuildPlan) -> list[str]:
 
 
 def pip_download(args: Sequence[str], dest: Path, log: Log) -> None:
-    """One ``pip download`` with the host's pip and configuration."""
-    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--dest", str(dest), *args]
+    """One ``pip download`` of wheels only, with the host's pip and configuration: pip builds nothing here."""
+    only_binary = [] if "--only-binary=:all:" in args else ["--only-binary=:all:"]
+    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", *only_binary, "--dest", str(dest)]
+    argv += args
     try:
         run(argv, log)
     except CommandFailed as err:
         output = err.result.tail(12)
-        if "THESE PACKAGES DO NOT MATCH THE HASHES" in output:
-            msg = f"the index served a file whose sha256 is not the locked one: {_mismatch(output)}"
-            raise HashMismatchError(
-                msg, tip="The lock or the index changed: re-lock the project and run again."
-            ) from err
         if _UNREACHABLE.search(err.result.output):
             msg = f"the index cannot be reached from this host:\n{_last_line_matching(err.result.output)}"
             tip = (
@@ -93,49 +122,111 @@ def _last_line_matching(output: str) -> str:
     return lines[-1] if lines else output.strip().splitlines()[-1]
 
 
-def _mismatch(pip_output: str) -> str:
-    """``six==1.16.0 (six-1.16.0-py2.py3-none-any.whl): expected sha256 0000..., got 8abb...`` from pip's report."""
-    found = re.search(
-        r"^\s*(\S+==\S+) from \S*?([^/\s]+\.(?:whl|tar\.gz|zip))\b.*?Expected sha256 (\w+).*?Got\s+(\w+)",
-        pip_output,
-        re.MULTILINE | re.DOTALL,
-    )
-    if not found:
-        return pip_output.strip().splitlines()[-1]
-    requirement, filename, expected, got = found.groups()
-    return f"{requirement} ({filename}): expected sha256 {expected}, got {got}"
-
-
 Wanted = IndexWheel | SdistBuild
 
 
-def _download(items: Sequence[Wanted], flags: list[str], cache: Cache, log: Log) -> dict[Wanted, Fetched]:
-    """Download ``items`` in one pip call; return each one's verified cached file."""
+def _version_of(filename: str) -> Version | None:
+    try:
+        return parse_wheel_filename(filename)[1] if filename.endswith(".whl") else parse_sdist_filename(filename)[1]
+    except (ValueError, InvalidVersion):
+        return None
+
+
+def _preferred(pool: Sequence[IndexFile], item: Wanted, ranks: dict[Tag, int]) -> IndexFile | None:
+    """The sdist in ``pool`` for a build, else its best wheel for the target's tags, ranked as the plan ranks them."""
+    locked = tuple(LockedFile(f.filename, f.sha256 or "") for f in pool)
+    pick = sdist_of(locked) if isinstance(item, SdistBuild) else best_wheel(locked, ranks)
+    return next((f for f in pool if pick is not None and f.filename == pick.filename), None)
+
+
+def choose(files: Sequence[IndexFile], item: Wanted, ranks: dict[Tag, int]) -> IndexFile | None:
+    """The file of an index page to download for ``item``, or None.
+
+    It has the locked name when the lock names one, and a locked sha256; a file the index gives
+    no hash for is taken only when no file has a locked one (the download is then verified).
+    """
+    wanted = set(item.hashes)
+    if item.file is not None:
+        named = [f for f in files if f.filename == item.file.filename]
+        return next((f for f in named if f.sha256 in wanted), None) or next((f for f in named if not f.sha256), None)
+    if hashed := [f for f in files if f.sha256 in wanted]:
+        return _preferred(hashed, item, ranks)
+    version = Version(item.version)
+    return _preferred([f for f in files if not f.sha256 and _version_of(f.filename) == version], item, ranks)
+
+
+def _locate(client: Client, item: Wanted, ranks: dict[Tag, int]) -> IndexFile:
+    """The file to download for ``item`` from the first index (in pip's order) that has one."""
+    listed: list[IndexFile] = []
+    problems: list[FetchError] = []
+    for index in client.settings.indexes:
+        try:
+            files = client.project_files(index, item.name) or []
+        except FetchError as err:
+            problems.append(err)
+            continue
+        listed += files
+        if (chosen := choose(files, item, ranks)) is not None:
+            for problem in problems:
+                log_line = f"{problem} (another index has {item.name}=={item.version})"
+                client.log.warning(log_line)
+            if chosen.yanked is not None:
+                client.log.warning(f"{chosen.filename} is yanked ({chosen.yanked or 'no reason given'}); it is locked")
+            return chosen
+    raise _why_not(item, listed, problems, ranks, client.settings.indexes)
+
+
+def _why_not(
+    item: Wanted, listed: list[IndexFile], problems: list[FetchError], ranks: dict[Tag, int], indexes: Sequence[str]
+) -> FetchError:
+    """Why no index gave a file of ``item``: an index's own failure first, then a hash mismatch, then absence."""
+    for kind in (IndexAuthError, IndexTLSError, IndexUnreachableError, FetchError):
+        if failed := [p for p in problems if type(p) is kind]:
+            return failed[0]
+    if hashed := sorted({f.filename for f in listed if f.sha256 in item.hashes}):
+        needed = "its sdist" if isinstance(item, SdistBuild) else "a wheel for the target"
+        msg = (
+            f"{item.name}=={item.version}: the locked files on the index ({', '.join(hashed)}) do not include {needed}"
+        )
+        tip = "Lock the file the target needs (the sdist, or a wheel for this python and glibc), or re-lock."
+        return NoLockedFileError(msg, tip=tip)
+    version = Version(item.version)
+    same = [f for f in listed if _version_of(f.filename) == version]
+    shown = [f for f in same if f.filename == item.file.filename] if item.file else same
+    if shown:
+        file = _preferred(shown, item, ranks) or shown[0]
+        got = file.sha256 or "(no hash on the index)"
+        msg = f"{item.name}=={item.version} ({file.filename}): expected sha256 {' or '.join(item.hashes)}, got {got}"
+        return NoLockedFileError(f"the index served a file whose sha256 is not the locked one: {msg}", tip=RELOCK)
+    if listed:
+        wanted = item.file.filename if item.file else f"any file of {item.name}=={item.version}"
+        msg = f"the index lists {len(listed)} files of {item.name}, but not {wanted}"
+        return NoLockedFileError(msg, tip=RELOCK)
+    where = ", ".join(redact(i) for i in indexes) or "none (pip's no-index is set)"
+    msg = f"{item.name} is on none of the indexes pip is configured with: {where}"
+    tip = "Check the name, and pip's index-url and extra-index-url (pip config list, PIP_INDEX_URL)."
+    return ProjectNotFoundError(msg, tip=tip)
+
+
+def _download(items: Sequence[Wanted], plan: BuildPlan, cache: Cache, log: Log) -> dict[Wanted, Fetched]:
+    """Each item's locked file from the index, several at once, verified and stored in the cache."""
     if not items:
         return {}
-    cache.root.mkdir(parents=True, exist_ok=True)
+    client = Client(read_settings(log), log)
+    ranks = {tag: i for i, tag in enumerate(target_tags(plan.python, plan.glibc, plan.machine))}
+
+    def one(item: Wanted, dest: Path) -> Fetched:
+        path, sha = client.download(_locate(client, item, ranks), item.hashes, f"{item.name}=={item.version}", dest)
+        return Fetched(item.name, item.version, cache.store_artifact(path, sha), sha)
+
     with scratch("fetch", cache.root) as tmp:
-        tmp_dir = Path(tmp)
-        requirements = tmp_dir / "locked.txt"
-        requirements.write_text(
-            "".join(f"{i.name}=={i.version} " + " ".join(f"--hash=sha256:{h}" for h in i.hashes) + "\n" for i in items),
-            encoding="utf-8",
-        )
-        downloads = tmp_dir / "files"
-        pip_download([*flags, "--no-deps", "--require-hashes", "-r", str(requirements)], downloads, log)
-        by_hash = {sha256_of(p): p for p in downloads.iterdir()}
-        out: dict[Wanted, Fetched] = {}
-        for item in items:
-            matches = [h for h in item.hashes if h in by_hash]
-            if not matches:
-                msg = f"pip downloaded no file of {item.name}=={item.version} with a locked sha256"
-                raise HashMismatchError(msg, tip="Re-lock the project; the index no longer serves the locked file.")
-            path = by_hash[matches[0]]
-            if item.file is not None and path.name != item.file.filename:
-                msg = f"expected {item.file.filename}, pip downloaded {path.name} for {item.name}=={item.version}"
-                raise FetchError(msg, tip="Report this: the lock and the index disagree on the file name.")
-            out[item] = Fetched(item.name, item.version, cache.store_artifact(path, matches[0]), matches[0])
-        return out
+        pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(items)), thread_name_prefix="wheelbarrow-fetch")
+        try:
+            futures = [pool.submit(one, item, tmp / str(n)) for n, item in enumerate(items)]
+            return {item: future.result() for item, future in zip(items, futures, strict=True)}
+        finally:
+            client.stopping.set()  # after a failure or Ctrl-C, the other downloads stop at their next block
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _from_cache_or_path(item: Wanted, cache: Cache) -> Fetched | None:
@@ -166,45 +257,54 @@ def fetch_locked(plan: BuildPlan, cache: Cache, log: Log) -> tuple[tuple[Fetched
         hit = _from_cache_or_path(item, cache)
         if hit is not None:
             found[item] = hit
-    missing_wheels = [w for w in plan.index_wheels if w not in found]
-    missing_sdists = [b for b in plan.sdist_builds if b not in found]
-    log.info(f"{len(found)} locked files in the cache, {len(missing_wheels) + len(missing_sdists)} to download")
-    found |= _download(missing_wheels, _target_flags(plan), cache, log)
-    found |= _download(missing_sdists, ["--no-binary=:all:"], cache, log)
+    missing = [item for item in everything if item not in found]
+    log.info(f"{len(found)} locked files in the cache, {len(missing)} to download")
+    found |= _download(missing, plan, cache, log)
     return tuple(found[w] for w in plan.index_wheels), tuple(found[b] for b in plan.sdist_builds)
 
 
 def build_requires_of_sdist(sdist: Path) -> tuple[str, ...]:
-    """The [build-system] requires of an sdist (.tar.gz or .zip), without unpacking it."""
-    text: str | None = None
-    if sdist.name.endswith(".zip"):
-        with zipfile.ZipFile(sdist) as archive:
-            names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/pyproject.toml")]
-            text = archive.read(names[0]).decode() if names else None
-    else:
-        with tarfile.open(sdist) as archive:
-            members = [m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/pyproject.toml")]
-            stream = archive.extractfile(members[0]) if members else None
-            text = stream.read().decode() if stream else None
-    return _requires_from_pyproject(text, str(sdist))
+    """The [build-system] requires of an sdist (.tar.gz or .zip), read without unpacking or running it."""
+    data: bytes | None = None
+    try:
+        if sdist.name.endswith(".zip"):
+            with zipfile.ZipFile(sdist) as archive:
+                names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/pyproject.toml")]
+                data = archive.read(names[0]) if names else None
+        else:
+            with tarfile.open(sdist) as archive:
+                members = [
+                    m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/pyproject.toml")
+                ]
+                stream = archive.extractfile(members[0]) if members else None
+                data = stream.read() if stream else None
+    except ARCHIVE_ERRORS as err:
+        msg = f"{sdist.name} cannot be read as an sdist: {err}"
+        raise FetchError(msg, tip="This sdist is corrupt: re-lock the project, or pick another version.") from err
+    return _requires_from_pyproject(data, f"{sdist.name}: pyproject.toml")
 
 
 def build_requires_of_project(project_dir: Path) -> tuple[str, ...]:
     path = project_dir / "pyproject.toml"
-    return _requires_from_pyproject(path.read_text(encoding="utf-8") if path.is_file() else None, str(path))
+    return _requires_from_pyproject(path.read_bytes() if path.is_file() else None, str(path))
 
 
-def _requires_from_pyproject(text: str | None, where: str) -> tuple[str, ...]:
-    if text is None:
+def _requires_from_pyproject(data: bytes | None, where: str) -> tuple[str, ...]:
+    if data is None:
         return LEGACY_BUILD_REQUIRES
+    tip = "This sdist cannot be built as it is; pick another version."
     try:
-        requires = tomllib.loads(text).get("build-system", {}).get("requires")
-    except tomllib.TOMLDecodeError as err:
-        msg = f"{where}: pyproject.toml is not valid TOML: {err}"
-        raise FetchError(msg, tip="This sdist cannot be built as it is; pick another version.") from err
+        system = tomllib.loads(data.decode("utf-8")).get("build-system", {})
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        msg = f"{where} is not valid UTF-8 TOML: {err}"
+        raise FetchError(msg, tip=tip) from err
+    requires = system.get("requires") if isinstance(system, dict) else None
     if requires is None:
         return LEGACY_BUILD_REQUIRES
-    return tuple(str(r) for r in requires)
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        msg = f"{where}: [build-system] requires is not a list of strings: {requires!r}"
+        raise FetchError(msg, tip=tip)
+    return tuple(requires)
 
 
 def fetch_build_requirements(
@@ -229,9 +329,10 @@ def fetch_build_requirements(
                 shutil.copyfile(path, dest / path.name)
             continue
         with scratch("buildreqs", dest.parent) as tmp:
-            pip_download([*flags, *requires], Path(tmp), log)
+            downloads = Path(tmp) / "wheels"  # only pip's files: the scratch folder holds wheelbarrow's own too
+            pip_download([*flags, *requires], downloads, log)
             resolved = []
-            for path in sorted(Path(tmp).iterdir()):
+            for path in sorted(downloads.iterdir()):
                 sha = sha256_of(path)
                 shutil.copyfile(cache.store_artifact(path, sha), dest / path.name)
                 resolved.append({"file": path.name, "sha256": sha})

@@ -119,7 +119,7 @@ def target_tags(python: str, glibc: tuple[int, int], machine: str) -> list[Tag]:
     return [*cpython_tags(version, platforms=platforms), *compatible_tags(version, platforms=platforms)]
 
 
-def _best_wheel(files: tuple[LockedFile, ...], ranks: dict[Tag, int]) -> LockedFile | None:
+def best_wheel(files: tuple[LockedFile, ...], ranks: dict[Tag, int]) -> LockedFile | None:
     best: tuple[int, LockedFile] | None = None
     for file in files:
         if not file.filename.endswith(".whl"):
@@ -134,7 +134,7 @@ def _best_wheel(files: tuple[LockedFile, ...], ranks: dict[Tag, int]) -> LockedF
     return best[1] if best else None
 
 
-def _sdist(files: tuple[LockedFile, ...]) -> LockedFile | None:
+def sdist_of(files: tuple[LockedFile, ...]) -> LockedFile | None:
     for file in files:
         try:
             parse_sdist_filename(file.filename)
@@ -196,7 +196,7 @@ def make_plan(config: Config, lock: Lock, *, machine: str) -> BuildPlan:
 def _decide(
     package: LockedPackage, config: Config, ranks: dict[Tag, int], machine: str
 ) -> tuple[IndexWheel | None, SdistBuild | None]:
-    sdist = _sdist(package.files)
+    sdist = sdist_of(package.files)
     if package.name in config.build_from_source:
         if package.files and sdist is None:
             msg = f"{package.requirement} is listed in build-from-source but the lock has no sdist for it"
@@ -207,7 +207,7 @@ def _decide(
         return None, SdistBuild(package.name, package.version, sdist, hashes, "build-from-source")
     if not package.files:
         return IndexWheel(package.name, package.version, None, package.hashes), None
-    wheel = _best_wheel(package.files, ranks)
+    wheel = best_wheel(package.files, ranks)
     if wheel is not None:
         return IndexWheel(package.name, package.version, wheel, (wheel.sha256,)), None
     if sdist is not None:

@@ -21,9 +21,14 @@ __all__ = [
     "FileSystemError",
     "HashMismatchError",
     "ImageBuildError",
+    "IndexAuthError",
+    "IndexTLSError",
+    "IndexUnreachableError",
     "Interrupted",
     "LockError",
     "MissingLockError",
+    "NoLockedFileError",
+    "ProjectNotFoundError",
     "RepairError",
     "RepairProducedManyWheelsError",
     "RepairProducedNoWheelError",
@@ -88,6 +93,26 @@ class FetchError(WheelbarrowError):
 
 class HashMismatchError(FetchError):
     """A downloaded or cached file does not have the locked sha256."""
+
+
+class IndexUnreachableError(FetchError):
+    """An index, or a file it links, cannot be reached."""
+
+
+class IndexAuthError(FetchError):
+    """An index answered 401 or 403."""
+
+
+class IndexTLSError(FetchError):
+    """TLS verification failed, or pip's CA bundle or client certificate cannot be used."""
+
+
+class ProjectNotFoundError(FetchError):
+    """No configured index has the project."""
+
+
+class NoLockedFileError(HashMismatchError):
+    """The index has the project, but no file with a locked sha256."""
 
 
 class EngineError(WheelbarrowError):

@@ -151,25 +151,6 @@ def test_cli_bad_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "is not KEY=VALUE" in capsys.readouterr().err
 
 
-PIP_MISMATCH = """\
-ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated the package \
-versions, please update the hashes.
-    six==1.16.0 from https://index.invalid/packages/d9/5a/six-1.16.0-py2.py3-none-any.whl (from -r locked.txt (line 1)):
-        Expected sha256 0000000000000000000000000000000000000000000000000000000000000000
-             Got        8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254
-"""
-
-
-def test_hash_mismatch_report_is_one_line() -> None:
-    from wheelbarrow._fetch import _mismatch
-
-    assert _mismatch(PIP_MISMATCH) == (
-        "six==1.16.0 (six-1.16.0-py2.py3-none-any.whl): expected sha256 "
-        + "0" * 64
-        + ", got 8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e0254"
-    )
-
-
 def test_multi_line_messages_are_indented(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "pyproject.toml").write_text("[project\nbad", encoding="utf-8")
     assert main(["plan", "--project", str(tmp_path)]) == 2
