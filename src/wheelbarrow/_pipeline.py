@@ -336,6 +336,8 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options
             _guard.remove_tempdir(run.work)
             if any(stage.uses_engine for stage in stages):
                 run.engine.remove_leftovers()
+                with contextlib.suppress(WheelbarrowError):  # no engine: nothing can be left in it
+                    run.engine.sweep()  # again: a killed run's container may have appeared since the first
             if run.image is not None and run.engine.image_id(run.image.candidate):
                 run.engine.discard_image(run.image.candidate)  # unverified: never left behind
     return run

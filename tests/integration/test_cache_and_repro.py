@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import EXAMPLE, PROJECTS, Outcome, Runner, copy_project, sh
+from wheelbarrow._guard import MARKER
 
 
 def tree(path: Path) -> dict[str, bytes]:
@@ -101,7 +102,8 @@ def test_cache_info_and_prune(wheelbarrow: Runner, cold: tuple[Path, Path, Outco
     pruned = wheelbarrow("cache", "prune", "--older-than", "0", "--project", str(project), "--cache-dir", str(copy))
     assert pruned.returncode == 0
     assert "removed" in pruned.output
-    assert not any(p for section in copy.iterdir() for p in section.iterdir())
+    assert not any(p for section in copy.iterdir() if section.is_dir() for p in section.iterdir())
+    assert (copy / MARKER).is_file()  # still wheelbarrow's cache
 
 
 def test_runtime_image_is_reproducible(wheelbarrow: Runner, cold: tuple[Path, Path, Outcome]) -> None:

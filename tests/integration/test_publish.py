@@ -37,6 +37,7 @@ def test_dist_holds_the_artifacts(published: tuple[Path, Outcome]) -> None:
     dist, _ = published
     names = sorted(p.name for p in dist.iterdir())
     assert names == [
+        ".wheelbarrow-owned",  # the marker, not listed in SHA256SUMS
         "SHA256SUMS",
         "image-example-service-0.1.0.json",
         "image-example-service-0.1.0.tar",

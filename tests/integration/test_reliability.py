@@ -33,6 +33,7 @@ from tests.integration.conftest import (
     leftover_containers,
     sh,
 )
+from wheelbarrow._guard import MARKER
 
 
 def tree(path: Path) -> dict[str, bytes]:
@@ -170,12 +171,14 @@ def test_a_full_disk_leaves_the_previous_wheelhouse(wheelbarrow: Runner, example
     previous = tiny_disk / "wheelhouse"
     previous.mkdir()
     (previous / "README.md").write_text("the previous wheelhouse\n")
+    (previous / MARKER).write_text("wheelbarrow wheelhouse\n")  # one wheelbarrow wrote: it may replace it
     out = wheelbarrow("build", "--project", str(example_build.project), "--wheelhouse", str(previous))
     assert out.returncode == 10, out.output[-3000:]
     assert "ERROR: could not write the new wheelhouse beside" in out.output
     assert "No space left on device" in out.output
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["wheelhouse"]
     assert (previous / "README.md").read_text() == "the previous wheelhouse\n"
+    assert sorted(p.name for p in previous.iterdir()) == sorted([MARKER, "README.md"])
 
 
 def test_a_build_that_needs_the_network_fails_clearly(wheelbarrow: Runner, tmp_path: Path) -> None:
