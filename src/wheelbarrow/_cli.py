@@ -13,10 +13,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import __version__
 from ._config import OPTIONS, Config, load_config
 from ._pipeline import BOOTSTRAP, BUILD, CACHE, IMAGE, PLAN, PUBLISH, VERIFY, Options, Run, execute
 from ._report import ConsoleLog, print_json, print_summary
+from ._version import __version__
 from .errors import INTERNAL_ERROR, ConfigError, Interrupted, WheelbarrowError
 
 FLAGS = (

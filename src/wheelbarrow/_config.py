@@ -235,6 +235,14 @@ def _check_keys(keys: object, source: str) -> None:
 
 def project_directory(given: Path) -> Path:
     """``--project``: the project's directory, or its pyproject.toml."""
+    try:
+        return _project_directory(given)
+    except OSError as err:
+        msg = f"--project {given}: {err.strerror or err}"
+        raise ConfigError(msg, tip="Pass the project's directory (the one holding pyproject.toml).") from err
+
+
+def _project_directory(given: Path) -> Path:
     path = given.resolve()
     if path.is_file() and path.name == "pyproject.toml":
         return path.parent

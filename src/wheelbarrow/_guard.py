@@ -220,6 +220,15 @@ def _is_within(path: Path, other: Path) -> bool:
 
 
 def check_location(target: Path, what: str, key: str, protected: Iterable[Path] = ()) -> Path:
+    """:func:`_check_location`; a path the system cannot look at (too long, a loop of links) is a ConfigError."""
+    try:
+        return _check_location(target, what, key, tuple(protected))
+    except OSError as err:
+        msg = f"{key} is {target}, which cannot be used: {err.strerror or err}"
+        raise ConfigError(msg, tip=f"Point {key} at another directory.") from err
+
+
+def _check_location(target: Path, what: str, key: str, protected: tuple[Path, ...]) -> Path:
     """The real path of ``target``, or a ConfigError if it can never be a ``what`` wheelbarrow replaces.
 
     Never ``/``, ``$HOME``, one of ``protected`` (the project, the cache ...) or a directory holding one,
@@ -267,12 +276,13 @@ def claim(root: Path, what: str, key: str, known: Iterable[str], protected: Iter
     if is_marked(real):
         return
     names = {p.name for p in real.iterdir()} if real.is_dir() else set()
-    strangers = sorted(n for n in names if n not in set(known) and not _SWEEPABLE.match(n))
+    strangers = sorted(n for n in names if n not in {*known, MARKER} and not _SWEEPABLE.match(n))
     if strangers:
         msg = f"{key} is {root}, which holds files that are not wheelbarrow's ({', '.join(strangers[:3])})"
         raise ConfigError(msg, tip=f"Point {key} at a directory of its own, e.g. ~/.cache/wheelbarrow.")
     real.mkdir(parents=True, exist_ok=True)
-    mark(real, what)
+    if not is_marked(real):  # another thread or run may have claimed it meanwhile: both are fine
+        mark(real, what)
 
 
 @contextlib.contextmanager

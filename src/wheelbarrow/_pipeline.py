@@ -322,6 +322,7 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options
     A stage's OSError (a full disk, a permission, a read-only file system) ends as a FileSystemError.
     """
     engine = Engine(log, name=config.engine)
+    log.info(f"run {_guard.run_id()} (pid {os.getpid()}): {', '.join(stage.name for stage in stages)}")
     with contextlib.ExitStack() as held:
         if any(stage.needs_lock for stage in stages):
             held.enter_context(_guard.project_lock(config.wheelhouse, log))

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from . import __version__
 from ._build import (
     IGNORED_IN_PROJECT,
     BuildContext,
@@ -32,6 +31,7 @@ from ._cache import Cache, key_of, tree_digest
 from ._cmd import CommandFailed, stop_all
 from ._fetch import Fetched
 from ._repair import RepairedWheel
+from ._version import __version__
 from .errors import EngineError, EngineStoppedError, WheelbarrowError
 
 

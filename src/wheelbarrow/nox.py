@@ -20,7 +20,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from ._version import __version__
 
 __all__ = ["build_wheels", "image", "install_spec", "publish", "verify"]
 

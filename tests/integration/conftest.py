@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -112,8 +113,17 @@ def example_image(wheelbarrow: Runner, example_build: Build) -> BuiltImage:
     return BuiltImage(TAG, outcome)
 
 
-def leftover_containers() -> list[str]:
-    return sh(["docker", "ps", "-aq", "--filter", f"label={LABEL}"]).output.split()
+def leftover_containers(owner: str = "") -> list[str]:
+    """Containers wheelbarrow made; with ``owner``, only those of that run (other runs may share the engine)."""
+    label = f"io.wheelbarrow.owner={owner}" if owner else LABEL
+    return sh(["docker", "ps", "-aq", "--filter", f"label={label}"]).output.split()
+
+
+def run_id_of(output: str) -> str:
+    """The run's lease id, from the line every run starts with: ``run <id> (pid N): ...``."""
+    found = re.search(r"^run ([0-9a-f]{12}) \(pid \d+\)", output, re.MULTILINE)
+    assert found, output[:2000]
+    return found[1]
 
 
 def free_port() -> int:

@@ -22,7 +22,6 @@ import pytest
 
 from tests.integration.conftest import (
     EXAMPLE,
-    LABEL,
     PROJECTS,
     RUNTIME_BASE,
     TAG,
@@ -31,6 +30,7 @@ from tests.integration.conftest import (
     Runner,
     copy_project,
     leftover_containers,
+    run_id_of,
     sh,
 )
 from wheelbarrow._guard import MARKER
@@ -76,9 +76,9 @@ class Background:
         return code, "".join(self.lines)
 
 
-def our_temp_dirs() -> list[str]:
-    """wheelbarrow's temporary folders (``wheelbarrow-<run id>-<kind>-...``), not its runtime directory."""
-    return sorted(p.name for p in Path("/tmp").glob("wheelbarrow-*") if re.match(r"wheelbarrow-[0-9a-f]{12}-", p.name))
+def our_temp_dirs(run: str = "[0-9a-f]{12}") -> list[str]:
+    """wheelbarrow's temporary folders (``wheelbarrow-<run id>-<kind>-...``) of one run, or of all."""
+    return sorted(p.name for p in Path("/tmp").glob("wheelbarrow-*") if re.match(rf"wheelbarrow-{run}-", p.name))
 
 
 @pytest.fixture
@@ -93,11 +93,12 @@ def cold_example(example_build: Build, tmp_path: Path) -> tuple[Path, Path]:
 def test_a_signal_mid_build_stops_cleanly(cold_example: tuple[Path, Path], signum: signal.Signals) -> None:
     """Ctrl-C, a CI cancel or `timeout` (SIGTERM), a closed terminal (SIGHUP): the same clean end."""
     project, cache = cold_example
-    before, temps = tree(project / "wheelhouse"), our_temp_dirs()
+    before = tree(project / "wheelhouse")
     run = Background("build", "--project", str(project), "--cache-dir", str(cache))
     run.wait_for("wheelbarrow: build container network interfaces: lo (offline)")
+    lease = run_id_of("".join(run.lines))
     # While it builds: the build container has no network and no host mount.
-    containers = sh(["docker", "ps", "-q", "--filter", f"label={LABEL}"]).output.split()
+    containers = leftover_containers(lease)
     inspected = [sh(["docker", "inspect", c], check=False) for c in containers]  # one may finish meanwhile
     infos = [json.loads(i.output)[0] for i in inspected if i.returncode == 0]
     assert infos
@@ -110,30 +111,29 @@ def test_a_signal_mid_build_stops_cleanly(cold_example: tuple[Path, Path], signu
     assert f"ERROR: interrupted ({signum.name}); the previous wheelhouse and image are untouched" in output
     assert "Traceback" not in output
     assert tree(project / "wheelhouse") == before
-    assert leftover_containers() == []
-    assert our_temp_dirs() == temps
+    assert leftover_containers(lease) == []
+    assert our_temp_dirs(lease) == []
     assert not list(project.glob(".wheelhouse-*"))
 
 
 def test_sigkill_leftovers_are_swept_by_the_next_run(cold_example: tuple[Path, Path]) -> None:
     project, cache = cold_example
-    before, temps = tree(project / "wheelhouse"), set(our_temp_dirs())
+    before = tree(project / "wheelhouse")
     run = Background("build", "--project", str(project), "--cache-dir", str(cache))
     run.wait_for("wheelbarrow: build container network interfaces: lo (offline)")
     os.killpg(run.proc.pid, signal.SIGKILL)  # wheelbarrow and cibuildwheel die at once, no cleanup
-    run.finish(timeout=60)
+    _, output = run.finish(timeout=60)
+    lease = run_id_of(output)
     assert tree(project / "wheelhouse") == before  # nothing half-written
-    left = leftover_containers()  # what SIGKILL leaves: the build containers (psycopg2's, maybe the project's)
-    assert left
-    killed = set(our_temp_dirs()) - temps
-    assert killed  # its work folder, named by its run's lease
+    assert leftover_containers(lease)  # what SIGKILL leaves: the build containers (psycopg2's, maybe the project's)
+    assert our_temp_dirs(lease)  # its work folder, named by its run's lease
     again = Background("build", "--project", str(project), "--cache-dir", str(cache))
     code, output = again.finish()
     assert code == 0, output[-3000:]
     assert re.search(r"removing \d+ container\(s\) left by runs that were killed", output)
     assert "left in /tmp by runs that were killed" in output
-    assert leftover_containers() == []
-    assert not killed & set(our_temp_dirs())
+    assert leftover_containers(lease) == []
+    assert our_temp_dirs(lease) == []
 
 
 def test_two_runs_at_once_take_turns(cold_example: tuple[Path, Path]) -> None:

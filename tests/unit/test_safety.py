@@ -269,9 +269,11 @@ def test_requirements_includes_are_followed_and_editables_refused(tmp_path: Path
     (tmp_path / "loop.txt").write_text("-r loop.txt\n")
     with pytest.raises(LockError, match="includes itself"):
         parse_requirements("-r loop.txt\n", ENV, main)
-    for editable in ("-e .", "--editable ./src", "-e git+https://example.invalid/x#egg=x"):
+    for editable in ("-e ./src", "--editable ./src", "-e git+https://example.invalid/x#egg=x"):
         with pytest.raises(LockError, match="editable"):
             parse_requirements(editable + "\n", ENV, main)
+    for itself in ("-e .", ".", "-e ./", f"file://{tmp_path}", f"--editable={tmp_path}"):  # what uv export writes
+        assert parse_requirements(f"{itself}\nsix==1.16.0 --hash=sha256:{SHA}\n", ENV, main)[0].name == "six"
     with pytest.raises(LockError, match="unknown option"):
         parse_requirements("--some-new-option\n", ENV, main)
     utf16 = tmp_path / "utf16.txt"
