@@ -47,20 +47,20 @@ def publish(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests (no docker), then integration tests (real engine, PostgreSQL)."""
-    session.install(f"{ROOT}[poetry]", *TEST_DEPS)
+    session.install(f"{ROOT}[poetry,uv]", *TEST_DEPS)
     session.run("pytest", *(session.posargs or ["tests/unit", "tests/integration"]))
 
 
 @nox.session
 def unit(session: nox.Session) -> None:
     """Unit tests only: seconds, no docker, no network."""
-    session.install(f"{ROOT}[poetry]", *TEST_DEPS)
+    session.install(f"{ROOT}[poetry,uv]", *TEST_DEPS)
     session.run("pytest", "tests/unit", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy (strict)."""
-    session.install(f"{ROOT}[poetry]", "ruff>=0.6", "mypy>=1.10", "nox", "types-PyYAML", *TEST_DEPS)
+    session.install(f"{ROOT}[poetry,uv]", "ruff>=0.6", "mypy>=1.10", "nox", "types-PyYAML", *TEST_DEPS)
     session.run("ruff", "check", "src", "tests", "noxfile.py", "examples", "bench")
     session.run("mypy")

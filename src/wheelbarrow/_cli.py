@@ -15,7 +15,7 @@ from rich.console import Console
 
 from ._config import OPTIONS, Config, load_config
 from ._pipeline import BOOTSTRAP, BUILD, CACHE, IMAGE, PLAN, PUBLISH, VERIFY, Options, Run, execute
-from ._report import ConsoleLog, print_json, print_summary
+from ._report import ConsoleLog, print_json, print_summary, printable
 from ._version import __version__
 from .errors import INTERNAL_ERROR, ConfigError, Interrupted, WheelbarrowError
 
@@ -157,11 +157,11 @@ _STOPPING: list[int] = []
 
 
 def _print_error(first: str, details: list[str], tip: str) -> None:
-    print(f"ERROR: {first}", file=sys.stderr)
+    print(f"ERROR: {printable(first)}", file=sys.stderr)
     for line in details:  # indented, so no detail line reads as a second error
-        print(f"  {line}", file=sys.stderr)
+        print(f"  {printable(line)}", file=sys.stderr)
     if tip:
-        print(f"TIP: {tip}", file=sys.stderr)
+        print(f"TIP: {printable(tip)}", file=sys.stderr)
 
 
 def _internal_error(err: BaseException) -> int:

@@ -13,13 +13,14 @@ Three inputs give the same :class:`Lock`:
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from . import _shapes
@@ -44,7 +45,8 @@ __all__ = [
     "read_text",
 ]
 
-LockKind = Literal["poetry", "pylock", "requirements"]
+LockKind = Literal["poetry", "uv", "pylock", "requirements"]
+UV_HINT = "Install uv (pip install 'wheelbarrow[uv]'), or run through nox."
 POETRY_HINT = "Install poetry and poetry-plugin-export (pip install 'wheelbarrow[poetry]'), or run through nox."
 
 
@@ -78,6 +80,7 @@ def find_lock(config: Config) -> tuple[Path, LockKind]:
         if config.lock
         else [
             config.project_dir / "poetry.lock",
+            config.project_dir / "uv.lock",
             config.project_dir / "pylock.toml",
             config.project_dir / "requirements.txt",
         ]
@@ -88,13 +91,15 @@ def find_lock(config: Config) -> tuple[Path, LockKind]:
     if config.lock:
         msg = f"the lock file {config.lock} does not exist"
         raise MissingLockError(msg, tip="Fix the 'lock' key in [tool.wheelbarrow], or create the lock.")
-    msg = f"no lock in {config.project_dir}: looked for poetry.lock, pylock.toml, requirements.txt"
-    raise MissingLockError(msg, tip="Run 'poetry lock' (or 'pip lock') in the project and run again.")
+    msg = f"no lock in {config.project_dir}: looked for poetry.lock, uv.lock, pylock.toml, requirements.txt"
+    raise MissingLockError(msg, tip="Run 'poetry lock', 'uv lock' or 'pip lock' in the project and run again.")
 
 
 def _kind_of(path: Path) -> LockKind:
     if path.name == "poetry.lock":
         return "poetry"
+    if path.name == "uv.lock":
+        return "uv"
     if path.name == "pylock.toml" or (path.name.startswith("pylock.") and path.suffix == ".toml"):
         return "pylock"
     return "requirements"
@@ -106,18 +111,52 @@ def read_lock(config: Config, log: Log, *, machine: str, cache: Cache | None = N
     env = marker_environment(config.python, machine)
     match kind:
         case "poetry":
-            text = _export_poetry_cached(config, path, log, cache)
+            text = _export_cached("poetry", config, path, log, cache, export_poetry)
             files = poetry_lock_files(path)
             packages = tuple(
                 _attach_files(p, files.get((p.name, p.version), ())) for p in parse_requirements(text, env, path)
             )
+        case "uv":
+            text = _export_cached("uv", config, path, log, cache, export_uv)
+            packages = parse_requirements(text, env, path, root=config.project_dir)
         case "pylock":
             packages = parse_pylock(read_text(path), env, path, root=config.project_dir)
         case "requirements":
             packages = parse_requirements(read_text(path), env, path, root=config.project_dir)
+    if kind != "poetry":  # poetry check --lock already said whether the lock is stale
+        check_covers_project(config.project_dir / "pyproject.toml", packages, env, path)
     own = canonicalize_name(config.project_name)
     check_unique_files(packages, path)
     return Lock(path, kind, tuple(sorted((p for p in packages if p.name != own), key=lambda p: p.name)))
+
+
+def check_covers_project(
+    pyproject: Path, packages: tuple[LockedPackage, ...], env: Mapping[str, str], source: Path
+) -> None:
+    """A lock that does not satisfy the project's own ``[project] dependencies`` is stale (for the target)."""
+    try:
+        project = tomllib.loads(pyproject.read_bytes().decode("utf-8-sig")).get("project", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return  # the config stage already read it; nothing more to say here
+    dependencies = project.get("dependencies", []) if isinstance(project, dict) else []
+    locked = {p.name: p.version for p in packages}
+    problems = []
+    for text in dependencies if isinstance(dependencies, list) else []:
+        try:
+            requirement = Requirement(str(text))
+            if requirement.marker is not None and not requirement.marker.evaluate(dict(env)):
+                continue
+        except (InvalidRequirement, InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
+            continue  # not for this check to judge: the build backend will say
+        name = canonicalize_name(requirement.name)
+        if name not in locked:
+            problems.append(f"{requirement} is not in it")
+        elif not requirement.specifier.contains(locked[name], prereleases=True):
+            problems.append(f"{requirement} does not allow the locked {name}=={locked[name]}")
+    if problems:
+        msg = f"{source.name} is stale: pyproject.toml requires {'; '.join(problems)}"
+        tip = f"Lock and export again (uv export, pip lock, pip-compile), then run again; {source.name} must hold it."
+        raise StaleLockError(msg, tip=tip)
 
 
 def check_unique_files(packages: tuple[LockedPackage, ...], source: Path) -> None:
@@ -132,13 +171,15 @@ def check_unique_files(packages: tuple[LockedPackage, ...], source: Path) -> Non
                 raise LockError(msg, tip="The lock was edited or merged badly: regenerate it.")
 
 
-def _export_poetry_cached(config: Config, lock: Path, log: Log, cache: Cache | None) -> str:
-    """``poetry check --lock`` then ``poetry export``, remembered for this exact lock and pyproject.toml."""
+def _export_cached(
+    tool: str, config: Config, lock: Path, log: Log, cache: Cache | None, export: Callable[[Config, Log], str]
+) -> str:
+    """A lock tool's staleness check and export, remembered for this exact lock, pyproject.toml and groups."""
     if cache is None:
-        return export_poetry(config, log)
+        return export(config, log)
     key = key_of(
         {
-            "poetry-export": 1,
+            f"{tool}-export": 1,
             "lock": sha256_of(lock),
             "pyproject": sha256_of(config.project_dir / "pyproject.toml"),
             "groups": list(config.groups),
@@ -146,11 +187,36 @@ def _export_poetry_cached(config: Config, lock: Path, log: Log, cache: Cache | N
     )
     remembered = cache.memo(key)
     if isinstance(remembered, str):
-        log.info("poetry.lock and pyproject.toml unchanged since the last export: reusing it")
+        log.info(f"{lock.name} and pyproject.toml unchanged since the last export: reusing it")
         return remembered
-    text = export_poetry(config, log)
+    text = export(config, log)
     cache.store_memo(key, text)
     return text
+
+
+def export_uv(config: Config, log: Log) -> str:
+    """``uv lock --check`` (a stale lock is an error), then ``uv export`` of the configured groups, hashed.
+
+    ``main`` is the project's own dependencies; any other name is a dependency group (``--group``).
+    """
+    uv = which("uv", hint=UV_HINT)
+    env = {"UV_NO_PROGRESS": "1"}
+    try:
+        run([uv, "lock", "--check"], log, cwd=config.project_dir, env=env)
+    except CommandFailed as err:
+        msg = f"uv.lock is stale or invalid for {config.project_dir / 'pyproject.toml'}:\n{err.result.tail(5)}"
+        raise StaleLockError(msg, tip="Run 'uv lock' in the project, commit the lock, and run again.") from err
+    groups = [g for g in config.groups if g != "main"]
+    argv = [uv, "export", "--format", "requirements-txt", "--frozen", "--no-emit-project", "--no-header"]
+    if "main" in config.groups:
+        argv += ["--no-default-groups", *(f"--group={g}" for g in groups)]
+    else:
+        argv += [f"--only-group={g}" for g in groups]
+    try:
+        return run(argv, log, cwd=config.project_dir, env=env, hint=UV_HINT).output
+    except CommandFailed as err:
+        msg = f"uv export failed:\n{err.result.tail(8)}"
+        raise LockError(msg, tip="Check that the 'groups' key names dependency groups of the project.") from err
 
 
 def export_poetry(config: Config, log: Log) -> str:

@@ -14,12 +14,18 @@ from rich.table import Table
 from ._log import Log
 
 
+def printable(text: str) -> str:
+    """``text`` as any stream can print it: a file name that is not UTF-8 shows as ``caf\\udce9``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class ConsoleLog(Log):
     """The CLI's sink: plain lines, and in quiet mode on a terminal a spinner per stage."""
 
     def __init__(self, console: Console, *, quiet: bool) -> None:
         super().__init__(
-            sink=lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True), quiet=quiet
+            sink=lambda line: console.print(printable(line), markup=False, highlight=False, soft_wrap=True),
+            quiet=quiet,
         )
         self.console = console
 

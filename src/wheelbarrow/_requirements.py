@@ -212,8 +212,6 @@ def _nested_file(value: str, where: str, source: Path, root: Path, chain: tuple[
     return nested
 
 
-
-
 def _names_directory(spec: str, source: Path, root: Path) -> bool:
     """Whether a requirement is a path to the project's own directory (``.``, ``./``, ``file:///...``)."""
     text = spec.removeprefix("file://")

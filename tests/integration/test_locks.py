@@ -54,3 +54,43 @@ def test_pylock_made_by_pip_lock(wheelbarrow: Runner, tmp_path: Path) -> None:
             "-r /wheelhouse/requirements.txt && /v/bin/python -c 'import pylock_app; print(pylock_app.GREETING)'"
         )
         assert sh(["docker", "exec", name, "sh", "-c", script]).output.strip().endswith("carried")
+
+
+def uv(project: Path, *args: str) -> None:
+    locked = subprocess.run(
+        [str(Path(sys.executable).with_name("uv")), *args], cwd=project, capture_output=True, text=True, check=False
+    )
+    assert locked.returncode == 0, locked.stderr[-2000:]
+
+
+def test_uv_lock_read_through_uv(wheelbarrow: Runner, tmp_path: Path) -> None:
+    """uv.lock, made here by the real uv: exported by uv itself, groups mapped, staleness checked by uv."""
+    project = copy_project(PROJECTS / "uv-app", tmp_path / "uv-app")
+    uv(project, "lock")
+    out = wheelbarrow("build", "--project", str(project))
+    assert out.returncode == 0, out.output[-3000:]
+    assert built(project) == (
+        "uv",
+        {"uv_app-1.0-py3-none-any.whl": "built", "six-1.16.0-py2.py3-none-any.whl": "index"},
+    )
+    with_dev = wheelbarrow("build", "--project", str(project), "-C", "groups=main,dev")
+    assert with_dev.returncode == 0, with_dev.output[-3000:]
+    assert "iniconfig-2.0.0-py3-none-any.whl" in built(project)[1]
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"six==1.16.0"', '"six==1.16.0", "idna"'))
+    stale = wheelbarrow("build", "--project", str(project))
+    assert stale.returncode == 4, stale.output[-3000:]
+    assert "ERROR: uv.lock is stale or invalid" in stale.output
+    assert "TIP: Run 'uv lock'" in stale.output
+
+
+def test_a_stale_requirements_export_is_refused(wheelbarrow: Runner, tmp_path: Path) -> None:
+    """A hashed requirements file that no longer satisfies [project] dependencies is a stale lock (4)."""
+    project = copy_project(PROJECTS / "req-app", tmp_path / "req-app")
+    before = sorted(p.name for p in project.iterdir())
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"six==1.16.0"', '"six==1.16.0", "attrs>=23"'))
+    out = wheelbarrow("build", "--project", str(project))
+    assert out.returncode == 4, out.output[-3000:]
+    assert "ERROR: requirements.txt is stale: pyproject.toml requires attrs>=23 is not in it" in out.output
+    assert sorted(p.name for p in project.iterdir()) == before  # nothing written
