@@ -127,8 +127,10 @@ def _report(args: argparse.Namespace, config: Config, run: Run, console: Console
             payload = {"wheelhouse": str(config.wheelhouse), "wheels": run.summary, "timings": log.timings}
         case "image" if run.image:
             payload = {"image": run.image.tag, "id": run.image.image_id, "builder": run.image.builder}
+            payload["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in run.checks]
         case "verify":
-            payload = {"image": config.image_tag, "verified": True}
+            checks = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in run.checks]
+            payload = {"image": config.image_tag, "verified": True, "checks": checks}
         case "publish" if run.published:
             published = run.published
             payload = {"dist": str(published.dist), "files": list(published.files), "pushed": published.pushed}
@@ -190,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WheelbarrowError as err:
         first, *details = err.message.splitlines() or [""]
         _print_error(first, details, err.tip)
+        if args.json:
+            print_json({"error": printable(err.message), "tip": printable(err.tip), "exit_code": err.return_code})
         return err.return_code
     except KeyboardInterrupt as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT

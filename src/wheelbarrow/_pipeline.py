@@ -88,6 +88,7 @@ class Run:
     options: Options = field(default_factory=Options)
     published: _publish.Published | None = None
     cache_info: dict[str, dict[str, int]] = field(default_factory=dict)
+    checks: tuple[_verify.Check, ...] = ()
 
     def need(self, value: T | None, stage: str) -> T:
         """What an earlier stage left; its absence is a wrongly declared pipeline, said as such."""
@@ -244,6 +245,7 @@ def stage_verify(run: Run) -> None:
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
     base = run.image.base if run.image else _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     checks = _verify.verify_image(run.engine, tag, base, manifest, run.log, run.cache)
+    run.checks = tuple(checks)
     shown = run.image.tag if run.image else tag
     run.log.info(f"image {shown}: all {len(checks)} checks passed (network off)")
 

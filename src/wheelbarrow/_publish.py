@@ -244,6 +244,7 @@ def push_image(engine: Engine, tag: str, ref: str, log: Log) -> str:
         engine.tag(tag, ref)
         digest = engine.push(ref)
     except EngineCommandError as err:
+        engine.discard_image(ref)  # the tag made for the push only: not left behind
         msg = f"pushing {ref} failed:\n{err.tail(6)}"
         raise EngineError(msg, tip="Check the registry address and that you are logged in (docker login).") from err
     log.info(f"pushed {ref} ({digest})")

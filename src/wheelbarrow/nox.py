@@ -26,7 +26,8 @@ __all__ = ["build_wheels", "image", "install_spec", "publish", "verify"]
 
 
 def install_spec() -> str:
-    """What to install into a session: this checkout if wheelbarrow runs from one, else the release."""
+    """What to install into a session: ``NOX_WHEELBARROW_INSTALL`` (a pip requirement: a version, a path, a
+    git URL) if set, else this checkout if wheelbarrow runs from one, else the release that is running."""
     override = os.environ.get("NOX_WHEELBARROW_INSTALL")
     if override:
         return override
@@ -35,8 +36,8 @@ def install_spec() -> str:
     if pyproject.is_file():
         name = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("name")
         if name == "wheelbarrow":
-            return f"{checkout}[poetry]"
-    return f"wheelbarrow[poetry]=={__version__}"
+            return f"{checkout}[poetry,uv]"
+    return f"wheelbarrow[poetry,uv]=={__version__}"
 
 
 def _run_wheelbarrow(session: Any, command: str, project: str, extra: list[str]) -> None:
