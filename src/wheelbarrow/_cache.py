@@ -283,7 +283,7 @@ class Cache:
         removed = 0
         if not self.root.is_dir():
             return 0
-        if not is_marked(self.root):
+        if not is_marked(self.root, "cache"):
             msg = f"{self.root} is not a wheelbarrow cache (it has no {MARKER} file): nothing was pruned"
             raise ConfigError(msg, tip="Point cache-dir at wheelbarrow's cache (see 'wheelbarrow cache info').")
         for name in SECTIONS:

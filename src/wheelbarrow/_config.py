@@ -31,6 +31,7 @@ _ASCII_NUMBER = re.compile(r"[0-9]{1,6}")
 ProjectBuild = Literal["auto", "pure", "platform"]
 RepairPolicy = Literal["exclude-base", "vendor-all"]
 ImageBuilder = Literal["auto", "buildkit", "legacy"]
+EngineName = Literal["docker", "podman"]
 
 #: glibc of each Debian suite wheelbarrow can bootstrap; it bounds the wheels
 #: that fit the runtime image.
@@ -85,7 +86,7 @@ OPTIONS: tuple[Option, ...] = (
         "Where fetched artifacts are cached by sha256 (default: $XDG_CACHE_HOME/wheelbarrow or ~/.cache/wheelbarrow).",
     ),
     Option("jobs", "str", "", "How many builds run at once, each in its own container (default: the number of cores)."),
-    Option("engine", "str", "docker", "Container engine CLI (docker or podman)."),
+    Option("engine", "choice", "docker", "Container engine CLI (docker or podman).", choices=get_args(EngineName)),
     Option(
         "project-build",
         "choice",
@@ -157,7 +158,7 @@ class Config:
     lock: Path | None
     cache_dir: Path
     jobs: int
-    engine: str
+    engine: EngineName
     project_build: ProjectBuild
     glibc: str
     runtime_base: str
@@ -390,7 +391,7 @@ def _finish(
         lock=project_dir / lock if lock else None,
         cache_dir=cache_dir,
         jobs=int(jobs),
-        engine=s("engine"),
+        engine=s("engine"),  # type: ignore[arg-type]
         project_build=project_build,  # type: ignore[arg-type]
         glibc=glibc,
         runtime_base=s("runtime-base"),

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from ._cmd import CommandFailed, Result, run
+from ._config import EngineName
 from ._guard import OWNER_LABEL, is_dead, owner
 from ._log import Log
 from .errors import (
@@ -38,7 +39,7 @@ RUN_LABEL = "io.wheelbarrow.run"
 @dataclass
 class Engine:
     log: Log
-    name: str = "docker"
+    name: EngineName = "docker"
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def _run(self, *args: str | os.PathLike[str], **kwargs: object) -> Result:

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.tags import Tag
-from packaging.utils import parse_sdist_filename, parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from . import _shapes
 from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run
 from ._guard import scratch
@@ -52,6 +53,7 @@ from .errors import (
     IndexAuthError,
     IndexTLSError,
     IndexUnreachableError,
+    LockError,
     NoLockedFileError,
     ProjectNotFoundError,
 )
@@ -92,9 +94,8 @@ def _target_flags(plan: BuildPlan) -> list[str]:
 
 def pip_download(args: Sequence[str], dest: Path, log: Log) -> None:
     """One ``pip download`` of wheels only, with the host's pip and configuration: pip builds nothing here."""
-    only_binary = [] if "--only-binary=:all:" in args else ["--only-binary=:all:"]
-    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", *only_binary, "--dest", str(dest)]
-    argv += args
+    argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--dest", str(dest), *args]
+    argv += ["--only-binary=:all:"]  # last, so nothing before it can turn it off
     try:
         run(argv, log)
     except CommandFailed as err:
@@ -132,6 +133,16 @@ def _version_of(filename: str) -> Version | None:
         return None
 
 
+def belongs(filename: str, name: str, version: str) -> bool:
+    """Whether a distribution file is ``name``'s, at ``version``: a locked hash alone does not say whose file
+    it is (a lock may pin one hash under two names)."""
+    try:
+        parsed = parse_wheel_filename(filename)[:2] if filename.endswith(".whl") else parse_sdist_filename(filename)
+        return parsed[0] == canonicalize_name(name) and parsed[1] == Version(version)
+    except (ValueError, InvalidVersion):
+        return False
+
+
 def _preferred(pool: Sequence[IndexFile], item: Wanted, ranks: dict[Tag, int]) -> IndexFile | None:
     """The sdist in ``pool`` for a build, else its best wheel for the target's tags, ranked as the plan ranks them."""
     locked = tuple(LockedFile(f.filename, f.sha256 or "") for f in pool)
@@ -149,7 +160,7 @@ def choose(files: Sequence[IndexFile], item: Wanted, ranks: dict[Tag, int]) -> I
     if item.file is not None:
         named = [f for f in files if f.filename == item.file.filename]
         return next((f for f in named if f.sha256 in wanted), None) or next((f for f in named if not f.sha256), None)
-    if hashed := [f for f in files if f.sha256 in wanted]:
+    if hashed := [f for f in files if f.sha256 in wanted and belongs(f.filename, item.name, item.version)]:
         return _preferred(hashed, item, ranks)
     version = Version(item.version)
     return _preferred([f for f in files if not f.sha256 and _version_of(f.filename) == version], item, ranks)
@@ -233,7 +244,9 @@ def _from_cache_or_path(item: Wanted, cache: Cache) -> Fetched | None:
     if item.file is None:  # the lock names hashes, not files: any cached file with one of them will do
         for sha in item.hashes:
             path = cache.artifact_by_hash(sha)
-            if path is not None and (isinstance(item, IndexWheel) == path.name.endswith(".whl")):
+            if path is None or isinstance(item, IndexWheel) != path.name.endswith(".whl"):
+                continue
+            if belongs(path.name, item.name, item.version):
                 return Fetched(item.name, item.version, path, sha)
         return None
     cached = cache.artifact(item.file.filename, item.file.sha256)
@@ -260,6 +273,10 @@ def fetch_locked(plan: BuildPlan, cache: Cache, log: Log) -> tuple[tuple[Fetched
     missing = [item for item in everything if item not in found]
     log.info(f"{len(found)} locked files in the cache, {len(missing)} to download")
     found |= _download(missing, plan, cache, log)
+    for item, fetched in found.items():
+        if not belongs(fetched.filename, item.name, item.version):
+            msg = f"the lock pins {fetched.filename} for {item.name}=={item.version}: it is another project's file"
+            raise LockError(msg, tip="The lock was edited or merged badly: regenerate it.")
     return tuple(found[w] for w in plan.index_wheels), tuple(found[b] for b in plan.sdist_builds)
 
 
@@ -304,7 +321,8 @@ def _requires_from_pyproject(data: bytes | None, where: str) -> tuple[str, ...]:
     if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
         msg = f"{where}: [build-system] requires is not a list of strings: {requires!r}"
         raise FetchError(msg, tip=tip)
-    return tuple(requires)
+    # Untrusted (the sdist's own words): each must be a requirement by name, never an option or a URL.
+    return tuple(_shapes.requirement(r, f"{where}: [build-system] requires", FetchError, tip) for r in requires)
 
 
 def fetch_build_requirements(

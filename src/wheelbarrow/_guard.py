@@ -142,8 +142,20 @@ def mark(path: Path, kind: str) -> None:
     (path / MARKER).write_text(f"wheelbarrow {kind}: made by wheelbarrow, replaced or removed by it\n", "utf-8")
 
 
-def is_marked(path: Path) -> bool:
-    return (path / MARKER).is_file() and not (path / MARKER).is_symlink()
+def is_marked(path: Path, kind: str | None = None) -> bool:
+    """Whether wheelbarrow made ``path`` (as a ``kind``: a wheelhouse is not a cache, nor a cache a dist/).
+
+    The marker must be a regular file (not a symlink) that says so: an empty file someone touched is not it.
+    """
+    try:
+        fd = os.open(path / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = stream.read(200).decode("utf-8", "replace")
+    return head.startswith(f"wheelbarrow {kind}:" if kind else "wheelbarrow ")
 
 
 def tempdir(kind: str, parent: Path | None = None) -> Path:
@@ -263,8 +275,8 @@ def _check_location(target: Path, what: str, key: str, protected: tuple[Path, ..
 def check_output(target: Path, what: str, key: str, protected: Iterable[Path] = ()) -> Path:
     """:func:`check_location`, and the directory is absent, empty or marked as wheelbarrow's."""
     real = check_location(target, what, key, protected)
-    if real.is_dir() and not is_marked(real) and any(real.iterdir()):
-        msg = f"{key} is {target}, which exists and was not written by wheelbarrow (it has no {MARKER} file)"
+    if real.is_dir() and not is_marked(real, what) and any(real.iterdir()):
+        msg = f"{key} is {target}, which exists and is not a {what} wheelbarrow wrote (no {MARKER} file saying so)"
         tip = f"Point {key} at a new directory, or empty or remove {target} if it is an old {what}."
         raise ConfigError(msg, tip=tip)
     return real
@@ -273,7 +285,7 @@ def check_output(target: Path, what: str, key: str, protected: Iterable[Path] = 
 def claim(root: Path, what: str, key: str, known: Iterable[str], protected: Iterable[Path] = ()) -> None:
     """Make ``root`` wheelbarrow's ``what`` (the cache): absent, empty or marked; or holding only ``known`` names."""
     real = check_location(root, what, key, protected)
-    if is_marked(real):
+    if is_marked(real, what):
         return
     names = {p.name for p in real.iterdir()} if real.is_dir() else set()
     strangers = sorted(n for n in names if n not in {*known, MARKER} and not _SWEEPABLE.match(n))
@@ -281,7 +293,7 @@ def claim(root: Path, what: str, key: str, known: Iterable[str], protected: Iter
         msg = f"{key} is {root}, which holds files that are not wheelbarrow's ({', '.join(strangers[:3])})"
         raise ConfigError(msg, tip=f"Point {key} at a directory of its own, e.g. ~/.cache/wheelbarrow.")
     real.mkdir(parents=True, exist_ok=True)
-    if not is_marked(real):  # another thread or run may have claimed it meanwhile: both are fine
+    if not is_marked(real, what):  # another thread or run may have claimed it meanwhile: both are fine
         mark(real, what)
 
 

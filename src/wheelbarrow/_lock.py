@@ -160,7 +160,12 @@ def check_covers_project(
 
 
 def check_unique_files(packages: tuple[LockedPackage, ...], source: Path) -> None:
-    """One file name, one sha256: a lock that pins the same file twice with different hashes is corrupt."""
+    """One package, one version; one file name, one sha256: a lock that says otherwise is corrupt."""
+    versions: dict[str, str] = {}
+    for package in packages:
+        if versions.setdefault(package.name, package.version) != package.version:
+            msg = f"{source.name} pins {package.name} twice: {versions[package.name]} and {package.version}"
+            raise LockError(msg, tip="The lock was edited or merged badly: regenerate it.")
     seen: dict[str, str] = {}
     for package in packages:
         for file in package.files:

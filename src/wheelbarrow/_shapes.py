@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -62,6 +63,18 @@ def version(value: object, where: str, error: ErrorClass, tip: str = "Regenerate
     except InvalidVersion as err:
         raise error(msg, tip=tip) from err
     return value
+
+
+def requirement(value: object, where: str, error: ErrorClass, tip: str) -> str:
+    """A PEP 508 requirement by name (no direct URL or path), normalised: it can never read as an option."""
+    try:
+        parsed = Requirement(value) if isinstance(value, str) and len(value) <= 500 else None
+    except InvalidRequirement:
+        parsed = None
+    if parsed is None or parsed.url or not _NAME.fullmatch(parsed.name):
+        msg = f"{where}: {_show(value)} is not a requirement by name (no options, URLs or paths)"
+        raise error(msg, tip=tip)
+    return str(parsed)
 
 
 def image_reference(value: str, where: str, error: ErrorClass, tip: str) -> str:

@@ -31,10 +31,18 @@ def test_engine_stopped_leaves_the_wheelhouse(wheelbarrow: Runner, example_build
     assert digest_tree(example_build.wheelhouse) == before
 
 
-def test_no_engine_binary(wheelbarrow: Runner, example_build: Build) -> None:
-    out = wheelbarrow("build", "--project", str(example_build.project), "-C", "engine=no-such-engine")
+def test_no_engine_binary(wheelbarrow: Runner, example_build: Build, tmp_path: Path) -> None:
+    out = wheelbarrow("build", "--project", str(example_build.project), env={"PATH": str(tmp_path)})
     assert out.returncode == 6
     assert_clean_error(out.output, "no container engine", "Install Docker")
+
+
+def test_the_engine_is_docker_or_podman_never_another_program(wheelbarrow: Runner, example_build: Build) -> None:
+    """A config value never names a program to run: `engine = "sh"` would run the project's file `version`."""
+    for value in ("sh", "python3", "./docker", "no-such-engine"):
+        out = wheelbarrow("build", "--project", str(example_build.project), "-C", f"engine={value}")
+        assert out.returncode == 2
+        assert_clean_error(out.output, "'engine' is", "Set engine to one of 'docker', 'podman'")
 
 
 def edited_copy(example_build: Build, dest: Path, old: str, new: str) -> Path:

@@ -119,7 +119,7 @@ def test_replacing_refuses_a_directory_wheelbarrow_did_not_write(tmp_path: Path)
     (target / "index.md").write_text("the user's")
     before = snapshot(tmp_path)
     with (
-        pytest.raises(ConfigError, match="was not written by wheelbarrow"),
+        pytest.raises(ConfigError, match="is not a wheelhouse wheelbarrow wrote"),
         _wheelhouse.replacing(target, "wheelhouse", key="wheelhouse") as stage,
     ):
         (stage / "x.whl").write_bytes(b"x")
@@ -542,3 +542,58 @@ def test_an_unforeseen_error_is_an_internal_error_with_a_saved_traceback(
     saved = next(tmp_path.glob("wheelbarrow-crash-*.txt"))
     assert "Traceback" in saved.read_text()
     assert "TIP: This is a bug in wheelbarrow: report it with" in err
+
+
+def test_a_marker_must_say_wheelbarrow_made_this_kind_of_directory(tmp_path: Path) -> None:
+    """An empty marker someone touched, a symlinked one, or another kind's (a cache) is not ownership."""
+    for name, plant in (
+        ("touched", lambda d: (d / _guard.MARKER).touch()),
+        ("linked", lambda d: (d / _guard.MARKER).symlink_to(tmp_path / "real-marker")),
+        ("a-cache", lambda d: _guard.mark(d, "cache")),
+        ("a-dist", lambda d: _guard.mark(d, "dist/ directory")),
+    ):
+        target = tmp_path / name
+        target.mkdir()
+        (target / "keep.txt").write_text("keep")
+        (tmp_path / "real-marker").write_text("wheelbarrow wheelhouse: made by wheelbarrow\n")
+        plant(target)
+        with (
+            pytest.raises(ConfigError, match="is not a wheelhouse wheelbarrow wrote"),
+            _wheelhouse.replacing(target, "wheelhouse", key="wheelhouse"),
+        ):
+            pass
+        assert (target / "keep.txt").read_text() == "keep"
+
+
+def test_build_requirements_of_an_sdist_are_requirements_by_name_only(tmp_path: Path) -> None:
+    """An sdist's [build-system] requires never reaches pip as an option, a URL or a path."""
+    from wheelbarrow._fetch import _requires_from_pyproject
+
+    for bad in ("--no-binary=:all:", "-r /etc/passwd", "pwn @ http://127.0.0.1:1/pwn.tar.gz", "pwn @ file:///tmp/x",
+                "/tmp/pwn", "./pwn", "--index-url=http://127.0.0.1:1"):  # fmt: skip
+        data = f'[build-system]\nrequires = ["setuptools", "{bad}"]\n'.encode()
+        with pytest.raises(FetchError, match="not a requirement by name"):
+            _requires_from_pyproject(data, "x.tar.gz")
+    ok = _requires_from_pyproject(b'[build-system]\nrequires = ["setuptools >= 61", "wheel"]\n', "x")
+    assert ok == ("setuptools>=61", "wheel")
+
+
+def test_a_locked_hash_does_not_make_a_file_another_package_s() -> None:
+    from wheelbarrow._fetch import belongs
+
+    assert belongs("six-1.17.0-py2.py3-none-any.whl", "six", "1.17.0")
+    assert belongs("Six-1.17.0.tar.gz", "six", "1.17.0")
+    assert not belongs("six-1.17.0-py2.py3-none-any.whl", "requests", "2.0.0")
+    assert not belongs("six-1.17.0-py2.py3-none-any.whl", "six", "1.16.0")
+    assert not belongs("not-a-dist.txt", "six", "1.17.0")
+
+
+def test_a_lock_that_pins_one_package_twice_is_refused(tmp_path: Path) -> None:
+    from wheelbarrow._lock import check_unique_files
+    from wheelbarrow._requirements import LockedPackage
+
+    twice = (LockedPackage(_shapes.name("six", "", LockError), "1.17.0", (SHA,)),) * 1 + (
+        LockedPackage(_shapes.name("six", "", LockError), "1.16.0", (SHA,)),
+    )
+    with pytest.raises(LockError, match="pins six twice"):
+        check_unique_files(twice, tmp_path / "requirements.txt")
