@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import difflib
 import os
+import pwd
 import re
 import shlex
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,16 +256,11 @@ def _project_directory(given: Path) -> Path:
 def _read_pyproject(project_dir: Path) -> dict[str, object]:
     path = project_dir / "pyproject.toml"
     try:
-        return tomllib.loads(path.read_bytes().decode("utf-8-sig"))
+        data = _shapes.read_file(path, ConfigError, tip="pyproject.toml must be a regular file you can read.")
     except (FileNotFoundError, NotADirectoryError) as err:
         msg = f"no pyproject.toml in {project_dir}"
         raise ConfigError(msg, tip="Run wheelbarrow from the project's directory or pass --project.") from err
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        msg = f"{path} is not valid TOML: {err}"
-        raise ConfigError(msg, tip="Fix the syntax error it names.") from err
-    except OSError as err:
-        msg = f"{path} cannot be read: {err.strerror}"
-        raise ConfigError(msg, tip="Check its permissions.") from err
+    return _shapes.toml(data, str(path), ConfigError, tip="Fix the syntax error it names.")
 
 
 def _name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str]:
@@ -322,8 +317,24 @@ def load_config(
 
 
 def _default_cache(environ: Mapping[str, str]) -> Path:
-    xdg = environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "wheelbarrow"
+    """``$XDG_CACHE_HOME/wheelbarrow`` (an absolute one: the XDG spec ignores a relative value), else the
+    user's home's ``.cache/wheelbarrow`` (from the password database when ``HOME`` is empty or relative)."""
+    xdg = environ.get("XDG_CACHE_HOME", "")
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "wheelbarrow"
+    home = environ.get("HOME", "")
+    if not home or not Path(home).is_absolute():
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    return Path(home) / ".cache" / "wheelbarrow"
+
+
+def _inside(project_dir: Path, value: str, key: str) -> Path:
+    """A file the config names (the lock, the runtime Dockerfile): inside the project, symlinks resolved."""
+    path = (project_dir / value).resolve()
+    if path != project_dir and project_dir not in path.parents:
+        msg = f"{key} is {value}, which is outside the project ({project_dir})"
+        raise ConfigError(msg, tip=f"Name a file inside the project for {key}, relative to it.")
+    return path
 
 
 def _finish(
@@ -374,6 +385,8 @@ def _finish(
     check_location(wheelhouse, "wheelhouse", "wheelhouse", (project_dir, cache_dir))
     check_location(dist_dir, "dist/ directory", "dist-dir", (project_dir, cache_dir, wheelhouse))
     check_location(cache_dir, "cache", "cache-dir", (project_dir,))
+    for key in ("builder-base", "runtime-base"):  # they reach the engine's command line: never an option
+        _shapes.image_reference(s(key), key, ConfigError, tip=f'Set {key} to an image, e.g. "python:3.11-slim".')
     image_tag = s("image-tag") or image_name_for(name, version)
     _shapes.image_reference(image_tag, "image-tag", ConfigError, tip='Set image-tag = "name:tag" (lower case).')
     return Config(
@@ -388,7 +401,7 @@ def _finish(
         debian_mirror=s("debian-mirror"),
         system_packages=t("system-packages"),
         wheelhouse=wheelhouse,
-        lock=project_dir / lock if lock else None,
+        lock=_inside(project_dir, lock, "lock") if lock else None,
         cache_dir=cache_dir,
         jobs=int(jobs),
         engine=s("engine"),  # type: ignore[arg-type]
@@ -398,7 +411,7 @@ def _finish(
         repair_policy=s("repair-policy"),  # type: ignore[arg-type]
         repair_plat=s("repair-plat"),
         dist_dir=dist_dir,
-        runtime_dockerfile=project_dir / dockerfile if dockerfile else None,
+        runtime_dockerfile=_inside(project_dir, dockerfile, "runtime-dockerfile") if dockerfile else None,
         image_tag=image_tag,
         command=t("command"),
         port=port,

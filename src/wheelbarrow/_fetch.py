@@ -21,7 +21,6 @@ import re
 import shutil
 import sys
 import tarfile
-import tomllib
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
@@ -310,11 +309,7 @@ def _requires_from_pyproject(data: bytes | None, where: str) -> tuple[str, ...]:
     if data is None:
         return LEGACY_BUILD_REQUIRES
     tip = "This sdist cannot be built as it is; pick another version."
-    try:
-        system = tomllib.loads(data.decode("utf-8")).get("build-system", {})
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        msg = f"{where} is not valid UTF-8 TOML: {err}"
-        raise FetchError(msg, tip=tip) from err
+    system = _shapes.toml(data, where, FetchError, tip).get("build-system", {})
     requires = system.get("requires") if isinstance(system, dict) else None
     if requires is None:
         return LEGACY_BUILD_REQUIRES

@@ -12,7 +12,6 @@ Three inputs give the same :class:`Lock`:
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -135,8 +134,8 @@ def check_covers_project(
 ) -> None:
     """A lock that does not satisfy the project's own ``[project] dependencies`` is stale (for the target)."""
     try:
-        project = tomllib.loads(pyproject.read_bytes().decode("utf-8-sig")).get("project", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        project = _shapes.toml(pyproject.read_bytes(), str(pyproject), LockError, tip="").get("project", {})
+    except (OSError, LockError):
         return  # the config stage already read it; nothing more to say here
     dependencies = project.get("dependencies", []) if isinstance(project, dict) else []
     locked = {p.name: p.version for p in packages}
@@ -242,11 +241,7 @@ def export_poetry(config: Config, log: Log) -> str:
 
 
 def poetry_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...]]:
-    try:
-        data = tomllib.loads(read_text(path))
-    except tomllib.TOMLDecodeError as err:
-        msg = f"{path} is not valid TOML: {err}"
-        raise LockError(msg, tip="Regenerate it with 'poetry lock'.") from err
+    data = _shapes.toml(read_text(path).encode(), str(path), LockError, tip="Regenerate it with 'poetry lock'.")
     out: dict[tuple[str, str], tuple[LockedFile, ...]] = {}
     packages = data.get("package", [])
     for index, package in enumerate(packages if isinstance(packages, list) else []):
@@ -299,11 +294,7 @@ def parse_pylock(
     text: str, env: Mapping[str, str], source: Path, *, root: Path | None = None
 ) -> tuple[LockedPackage, ...]:
     root = (root or source.parent).resolve()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        msg = f"{source} is not valid TOML: {err}"
-        raise LockError(msg, tip="Regenerate it (pip lock).") from err
+    data = _shapes.toml(text.encode(), str(source), LockError, tip="Regenerate it (pip lock).")
     if not str(data.get("lock-version", "")).startswith("1."):
         msg = f"{source}: lock-version {data.get('lock-version')!r} is not a PEP 751 version 1.x"
         raise LockError(msg, tip="Regenerate it with a PEP 751 tool (pip lock).")

@@ -8,7 +8,6 @@ no compatible wheel), and how the project's own wheel is built.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,7 @@ from typing import Literal
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 
+from . import _shapes
 from ._config import Config
 from ._lock import Lock, LockedFile, LockedPackage
 from .errors import ConfigError, LockError
@@ -149,7 +149,8 @@ def _project_engine(config: Config) -> BuildEngine:
         return "pure"
     if config.project_build == "platform":
         return "cibuildwheel"
-    data = tomllib.loads((config.project_dir / "pyproject.toml").read_bytes().decode("utf-8-sig"))
+    path = config.project_dir / "pyproject.toml"
+    data = _shapes.toml(path.read_bytes(), str(path), ConfigError, tip="Fix the syntax error it names.")
     build_system = data.get("build-system", {})
     if not isinstance(build_system, dict):
         msg = "pyproject.toml: [build-system] must be a table"

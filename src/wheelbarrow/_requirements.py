@@ -43,8 +43,9 @@ class LockedPackage:
 
 def read_text(path: Path, what: str = "lock") -> str:
     """A lock's text: UTF-8 (a byte-order mark is allowed), else a LockError that says so."""
+    tip = f"The {what} must be a regular file: point the 'lock' key at it."
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return _shapes.read_file(path, LockError, tip).decode("utf-8-sig")
     except UnicodeDecodeError as err:
         msg = f"{path} is not UTF-8 text ({err.reason} at byte {err.start})"
         raise LockError(msg, tip=f"Save the {what} as UTF-8 (regenerate it with the tool that wrote it).") from err

@@ -10,7 +10,12 @@ and PEP 440 allow. A failure raises the caller's error class (a lock's
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import tomllib
+from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
@@ -89,6 +94,32 @@ def image_name_for(project: str, project_version: str) -> str:
     repository = re.sub(r"[^a-z0-9]+", "-", project.lower()).strip("-") or "app"
     tag = re.sub(r"[^\w.-]", "-", project_version)[:128].lstrip(".-") or "latest"
     return f"{repository}:{tag}"
+
+
+def read_file(path: Path, error: ErrorClass, tip: str, limit: int = 64 << 20) -> bytes:
+    """The bytes of a regular file (a fifo, a device or a directory is refused, never waited on)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        msg = f"{path} cannot be read: {err.strerror}"
+        raise error(msg, tip=tip) from err
+    with os.fdopen(fd, "rb") as stream:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+            msg = f"{path} is not a regular file of at most {limit >> 20} MB"
+            raise error(msg, tip=tip)
+        return stream.read()
+
+
+def toml(data: bytes, where: str, error: ErrorClass, tip: str) -> dict[str, Any]:
+    """A TOML document from untrusted bytes: UTF-8 (a BOM allowed), no traceback for any input."""
+    try:
+        return tomllib.loads(data.decode("utf-8-sig"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError, RecursionError) as err:
+        msg = f"{where} is not valid TOML (UTF-8): {str(err)[:200]}"
+        raise error(msg, tip=tip) from err
 
 
 def _show(value: object) -> str:

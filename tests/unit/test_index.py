@@ -523,9 +523,9 @@ def sdist_with(tmp_path: Path, name: str, pyproject: bytes | None) -> Path:
 
 def test_build_requirements_of_broken_sdists_are_clear_errors(tmp_path: Path) -> None:
     assert build_requires_of_sdist(sdist_with(tmp_path, "a-1.tar.gz", None)) == ("setuptools>=40.8.0",)
-    with pytest.raises(FetchError, match="not valid UTF-8 TOML"):
+    with pytest.raises(FetchError, match=r"not valid TOML \(UTF-8\)"):
         build_requires_of_sdist(sdist_with(tmp_path, "b-1.tar.gz", b"[build-system]\nrequires = ['\xff']\n"))
-    with pytest.raises(FetchError, match="not valid UTF-8 TOML"):
+    with pytest.raises(FetchError, match=r"not valid TOML \(UTF-8\)"):
         build_requires_of_sdist(sdist_with(tmp_path, "c-1.tar.gz", b"[build-system\n"))
     with pytest.raises(FetchError, match="not a list of strings"):
         build_requires_of_sdist(sdist_with(tmp_path, "d-1.tar.gz", b"[build-system]\nrequires = 'setuptools'\n"))
