@@ -169,7 +169,9 @@ def build_sdist(sdist: Fetched, ctx: BuildContext, epoch: int | None = None) -> 
     argv = [which("cibuildwheel"), "--platform", "linux", "--config-file", str(config_file)]
     argv += ["--output-dir", str(out_dir), str(sdist.path)]
     try:
-        run(argv, ctx.log, env=cibuildwheel_env(plan, ctx.builder, ctx.engine, epoch, ctx.exclude), stream=True)
+        env = cibuildwheel_env(plan, ctx.builder, ctx.engine, epoch, ctx.exclude)
+        # cibuildwheel wants a package directory (the project's staged copy) inside its working directory.
+        run(argv, ctx.log, env=env, stream=True, cwd=work)
     except CommandFailed as err:
         raise _build_error(sdist, err.result, plan) from err
     return one_repaired_wheel(out_dir, sdist.filename, ctx.exclude)

@@ -10,14 +10,18 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from ._config import OPTIONS, Config, load_config
-from ._pipeline import BOOTSTRAP, BUILD, CACHE, IMAGE, PLAN, PUBLISH, VERIFY, Options, Run, execute
-from ._report import ConsoleLog, print_json, print_summary, printable
+from ._log import printable
 from ._version import __version__
 from .errors import INTERNAL_ERROR, ConfigError, Interrupted, WheelbarrowError
+
+if TYPE_CHECKING:  # the pipeline and rich are imported once the signal handlers are in place
+    from rich.console import Console
+
+    from ._pipeline import Options, Run, Stage
+    from ._report import ConsoleLog
 
 FLAGS = (
     "python",
@@ -90,6 +94,8 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def _options(args: argparse.Namespace) -> Options:
+    from ._pipeline import Options  # noqa: PLC0415 - imported after the signal handlers are set
+
     return Options(
         skip_image=getattr(args, "skip_image", False),
         simple_index=getattr(args, "simple_index", False),
@@ -99,19 +105,24 @@ def _options(args: argparse.Namespace) -> Options:
     )
 
 
-PIPELINES = {
-    "plan": PLAN,
-    "build": BUILD,
-    "image": IMAGE,
-    "verify": VERIFY,
-    "publish": PUBLISH,
-    "bootstrap": BOOTSTRAP,
-    "cache": CACHE,
-}
+def pipeline(command: str) -> tuple[Stage, ...]:
+    """The pipeline each command runs."""
+    from . import _pipeline  # noqa: PLC0415 - imported after the signal handlers are set
+
+    return {
+        "plan": _pipeline.PLAN,
+        "build": _pipeline.BUILD,
+        "image": _pipeline.IMAGE,
+        "verify": _pipeline.VERIFY,
+        "publish": _pipeline.PUBLISH,
+        "bootstrap": _pipeline.BOOTSTRAP,
+        "cache": _pipeline.CACHE,
+    }[command]
 
 
 def _report(args: argparse.Namespace, config: Config, run: Run, console: Console, log: ConsoleLog) -> None:
     """What a command prints when it succeeds: a summary, or JSON on stdout with --json."""
+    from ._report import print_json, print_summary  # noqa: PLC0415 - after the signal handlers
     payload: dict[str, object] = {}
     match args.command:
         case "plan":
@@ -178,16 +189,29 @@ def _internal_error(err: BaseException) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        console = Console(stderr=True, width=160)  # CI logs: wide enough for wheel file names
-    log = ConsoleLog(console, quiet=args.quiet)
     _STOPPING.clear()
     previous = {signum: signal.signal(signum, _on_signal) for signum in SIGNALS}
     try:
+        return _main(argv)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from rich.console import Console  # noqa: PLC0415 - after the signal handlers
+
+        from ._pipeline import execute  # noqa: PLC0415
+        from ._report import ConsoleLog, print_json  # noqa: PLC0415
+
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            console = Console(stderr=True, width=160)  # CI logs: wide enough for wheel file names
+        log = ConsoleLog(console, quiet=args.quiet)
         config = load(args)
-        run = execute(config, log, PIPELINES[args.command], _options(args))
+        run = execute(config, log, pipeline(args.command), _options(args))
         _report(args, config, run, console, log)
     except WheelbarrowError as err:
         first, *details = err.message.splitlines() or [""]
@@ -198,11 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
-        _print_error(f"interrupted ({name}); the previous wheelhouse and image are untouched", [], "")
+        tip = "Run the same command again: what finished is in the cache, and nothing was left half-written."
+        _print_error(f"interrupted ({name}); the previous wheelhouse and image are untouched", [], tip)
         return 128 + signum
     except Exception as err:  # noqa: BLE001 - the last resort: every foreseen failure is a WheelbarrowError
         return _internal_error(err)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     return 0

@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 Sink = Callable[[str], None]
 
 
+def printable(text: str) -> str:
+    """``text`` as any stream can print it: a file name that is not UTF-8 shows as ``caf\\udce9``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 

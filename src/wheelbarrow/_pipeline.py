@@ -89,6 +89,7 @@ class Run:
     published: _publish.Published | None = None
     cache_info: dict[str, dict[str, int]] = field(default_factory=dict)
     checks: tuple[_verify.Check, ...] = ()
+    candidate: str = ""  # the tag a new runtime image waits under until it is verified
 
     def need(self, value: T | None, stage: str) -> T:
         """What an earlier stage left; its absence is a wrongly declared pipeline, said as such."""
@@ -232,6 +233,7 @@ def stage_wheelhouse(run: Run) -> None:
 
 
 def stage_image(run: Run) -> None:
+    run.candidate = _image.candidate_tag(run.engine)  # known before the build: removed even if it is cut short
     run.image = _image.build_image(run.config, run.engine, run.log, run.cache)
 
 
@@ -341,8 +343,8 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options
                 run.engine.remove_leftovers()
                 with contextlib.suppress(WheelbarrowError):  # no engine: nothing can be left in it
                     run.engine.sweep()  # again: a killed run's container may have appeared since the first
-            if run.image is not None and run.engine.image_id(run.image.candidate):
-                run.engine.discard_image(run.image.candidate)  # unverified: never left behind
+            if run.candidate and run.engine.image_id(run.candidate):
+                run.engine.discard_image(run.candidate)  # unverified: never left behind
     return run
 
 

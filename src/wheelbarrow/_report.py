@@ -11,12 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._log import Log
-
-
-def printable(text: str) -> str:
-    """``text`` as any stream can print it: a file name that is not UTF-8 shows as ``caf\\udce9``."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+from ._log import Log, printable
 
 
 class ConsoleLog(Log):

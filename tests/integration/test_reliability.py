@@ -109,6 +109,7 @@ def test_a_signal_mid_build_stops_cleanly(cold_example: tuple[Path, Path], signu
     code, output = run.finish(timeout=120)
     assert code == 128 + signum, output[-3000:]
     assert f"ERROR: interrupted ({signum.name}); the previous wheelhouse and image are untouched" in output
+    assert "TIP: Run the same command again" in output
     assert "Traceback" not in output
     assert tree(project / "wheelhouse") == before
     assert leftover_containers(lease) == []

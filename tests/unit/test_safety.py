@@ -532,7 +532,7 @@ def test_an_unforeseen_error_is_an_internal_error_with_a_saved_traceback(
         msg = "a bug"
         raise RuntimeError(msg)
 
-    monkeypatch.setattr(_cli, "execute", broken)
+    monkeypatch.setattr("wheelbarrow._pipeline.execute", broken)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     project = write_project(tmp_path / "p")
     assert _cli.main(["plan", "--project", str(project)]) == 70

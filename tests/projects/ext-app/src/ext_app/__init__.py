@@ -1,0 +1,3 @@
+from ext_app._speed import double
+
+__all__ = ["double"]
