@@ -32,6 +32,14 @@ LABEL = "io.wheelbarrow.run"
 TAG = "example-service:0.1.0"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder is marked ``integration`` (``pytest -m "not integration"`` runs the rest)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
 @dataclass(frozen=True)
 class Outcome:
     returncode: int

@@ -29,8 +29,6 @@ import pytest
 
 from tests.integration.conftest import PROJECTS, Runner, copy_project, offline_container, sh
 
-pytestmark = pytest.mark.integration
-
 FIXTURE = PROJECTS / "hostile-sdist"
 SDIST_NAME = "wheelbarrow_hostile-1.0"
 PKG_INFO = b"Metadata-Version: 2.1\nName: wheelbarrow-hostile\nVersion: 1.0\n"
