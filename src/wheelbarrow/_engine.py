@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from .errors import (
 )
 
 RUN_LABEL = "io.wheelbarrow.run"
+#: The oldest engines wheelbarrow is tested with (labels, --network none, docker cp, image inspect formats).
+MINIMUM: dict[EngineName, tuple[int, int]] = {"docker": (20, 10), "podman": (4, 0)}
 
 
 @dataclass
@@ -65,7 +68,13 @@ class Engine:
             msg = f"the {self.name} engine is not running: {reason}"
             tip = "Start the daemon (systemctl start docker, or dockerd &) or check DOCKER_HOST."
             raise EngineStoppedError(msg, tip=tip)
-        return result.output.strip().splitlines()[-1]
+        version = result.output.strip().splitlines()[-1]
+        found = re.match(r"(\d+)\.(\d+)", version)
+        minimum = MINIMUM[self.name]
+        if found and (int(found[1]), int(found[2])) < minimum:
+            msg = f"the {self.name} engine is {version}; wheelbarrow needs {minimum[0]}.{minimum[1]} or newer"
+            raise EngineError(msg, tip=f"Upgrade {self.name} (its server) and run again.")
+        return version
 
     def has_buildkit(self) -> bool:
         """Whether the client can build with BuildKit (the buildx plugin answers)."""

@@ -22,6 +22,7 @@ from wheelbarrow._log import Log
 from wheelbarrow._plan import BuildPlan, make_plan
 from wheelbarrow.errors import (
     CompileError,
+    EngineError,
     EngineMissingError,
     EngineStoppedError,
     RepairError,
@@ -156,3 +157,13 @@ def test_multi_line_messages_are_indented(tmp_path: Path, capsys: pytest.Capture
     assert main(["plan", "--project", str(tmp_path)]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert [line for line in lines if line.startswith("ERROR: ")] == [lines[0]]
+
+
+@pytest.mark.parametrize(("answer", "ok"), [("26.1.5", True), ("20.10.24+dfsg1", True), ("19.03.1", False)])
+def test_the_engine_version_is_checked_once(monkeypatch: pytest.MonkeyPatch, answer: str, ok: bool) -> None:
+    monkeypatch.setattr(_engine, "run", lambda argv, *_a, **_k: Result(tuple(argv), 0, answer + "\n"))
+    if ok:
+        assert _engine.Engine(quiet()).check() == answer
+    else:
+        with pytest.raises(EngineError, match=r"wheelbarrow needs 20\.10 or newer"):
+            _engine.Engine(quiet()).check()
