@@ -234,7 +234,7 @@ class Cache:
         return cached
 
     # memo ----------------------------------------------------------------
-    def memo(self, key: str) -> Any | None:
+    def memo(self, key: str) -> object:
         path = self.root / "memo" / f"{_key(key, 'cache key')}.json"
         try:
             value = json.loads(path.read_text(encoding="utf-8"))
@@ -243,7 +243,7 @@ class Cache:
         path.touch()
         return value
 
-    def store_memo(self, key: str, value: Any) -> None:
+    def store_memo(self, key: str, value: object) -> None:
         section = self._section("memo")
         target = section / f"{_key(key, 'cache key')}.json"
         with writing(section):

@@ -123,6 +123,7 @@ def pipeline(command: str) -> tuple[Stage, ...]:
 def _report(args: argparse.Namespace, config: Config, run: Run, console: Console, log: ConsoleLog) -> None:
     """What a command prints when it succeeds: a summary, or JSON on stdout with --json."""
     from ._report import print_json, print_summary  # noqa: PLC0415 - after the signal handlers
+
     payload: dict[str, object] = {}
     match args.command:
         case "plan":

@@ -20,18 +20,18 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from ._bootstrap import docker_dir, resolve_runtime_base
-from ._cache import Cache, key_of, sha256_of
+from ._cache import Cache, key_of
 from ._config import Config
 from ._engine import Engine
 from ._guard import owner, scratch
 from ._log import Log
+from ._manifest import Manifest
 from ._repair import parse_ldconfig
-from ._wheelhouse import Manifest, requirements_text
+from ._wheelhouse import read_wheelhouse, requirements_text
 from .errors import ConfigError, WheelhouseError
 
 WHEELHOUSE_LABEL = "io.wheelbarrow.wheelhouse"
 CANDIDATES = "wheelbarrow/candidate"
-_PIN = re.compile(r"^(\S+)==(\S+) \\\n\s+--hash=sha256:([0-9a-f]{64})$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -42,36 +42,6 @@ class Image:
     builder: str  # "BuildKit" or "the legacy builder"
     manifest: Manifest
     base: str  # the runtime base it was built over
-
-
-def read_wheelhouse(wheelhouse: Path) -> tuple[Manifest, str]:
-    """The manifest, after checking every wheel against requirements.txt and the manifest."""
-    requirements = wheelhouse / "requirements.txt"
-    manifest_path = wheelhouse / "manifest.json"
-    if not requirements.is_file() or not manifest_path.is_file():
-        msg = f"{wheelhouse} is not a wheelbarrow wheelhouse (no requirements.txt or manifest.json)"
-        raise WheelhouseError(msg, tip="Build it first: nox -s build_wheels (or wheelbarrow build).")
-    manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"))
-    pins = {name: sha for name, _version, sha in _PIN.findall(requirements.read_text(encoding="utf-8"))}
-    by_name = {w.name: w for w in manifest.wheels}
-    if set(pins) != set(by_name):
-        msg = f"requirements.txt pins {sorted(pins)} but the manifest lists {sorted(by_name)}"
-        raise WheelhouseError(msg, tip="Rebuild the wheelhouse: it was edited by hand.")
-    files = {p.name for p in wheelhouse.glob("*.whl")}
-    extra = files - {w.file for w in manifest.wheels}
-    if extra:
-        msg = f"{wheelhouse} holds wheels no lock pins: {', '.join(sorted(extra))}"
-        raise WheelhouseError(msg, tip="Remove them or rebuild the wheelhouse.")
-    for name, entry in sorted(by_name.items()):
-        path = wheelhouse / entry.file
-        if not path.is_file():
-            msg = f"{entry.file} is missing from {wheelhouse}"
-            raise WheelhouseError(msg, tip="Rebuild the wheelhouse.")
-        actual = sha256_of(path)
-        if actual != pins[name] or actual != entry.sha256:
-            msg = f"{entry.file} has sha256 {actual}, but the wheelhouse lock says {pins[name]}: it was changed"
-            raise WheelhouseError(msg, tip="Do not edit wheels by hand; rebuild the wheelhouse and check its source.")
-    return manifest, sha256_of(requirements)
 
 
 def _split(config: Config, manifest: Manifest, context: Path) -> None:
@@ -147,10 +117,10 @@ def check_base_fits(facts: str, base: str, manifest: Manifest) -> None:
     machine = lines[1].strip()
     target = manifest.target
     problems = []
-    if target.get("python") and target["python"] != python:
-        problems.append(f"it is for CPython {target['python']}, the base runs CPython {python}")
-    if target.get("machine") and target["machine"] != machine:
-        problems.append(f"it is for {target['machine']}, the base is {machine}")
+    if target.python != python:
+        problems.append(f"it is for CPython {target.python}, the base runs CPython {python}")
+    if target.machine != machine:
+        problems.append(f"it is for {target.machine}, the base is {machine}")
     needed = max((_glibc_of(w.platform_tag) for w in manifest.wheels), default=(0, 0))
     if glibc != "-" and needed > tuple(int(p) for p in glibc.split(".")[:2]):
         problems.append(f"its wheels need glibc {needed[0]}.{needed[1]}, the base has glibc {glibc}")
@@ -179,7 +149,7 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
     log.info(f"wheelhouse {config.wheelhouse}: {len(manifest.wheels)} wheels, every sha256 checked")
     base = resolve_runtime_base(config, engine, log)
     check_base_fits(base_facts(engine, base, cache), base, manifest)
-    repaired_for = manifest.runtime_base.get("image_id")
+    repaired_for = manifest.runtime_base.image_id
     base_id = engine.image_id(base)
     if repaired_for and base_id != repaired_for:
         log.warning(f"the wheelhouse was repaired against runtime base {repaired_for[:19]}, not {base} ({base_id})")

@@ -30,6 +30,7 @@ from . import (
     _guard,
     _image,
     _lock,
+    _manifest,
     _plan,
     _publish,
     _repair,
@@ -82,7 +83,7 @@ class Run:
     exclude: tuple[str, ...] = ()
     epoch: int = 0
     built: list[_schedule.Built] = field(default_factory=list)
-    manifest: _wheelhouse.Manifest | None = None
+    manifest: _manifest.Manifest | None = None
     summary: list[dict[str, object]] = field(default_factory=list)
     image: _image.Image | None = None
     options: Options = field(default_factory=Options)
@@ -172,7 +173,7 @@ def stage_build(run: Run) -> None:
 
 def stage_wheelhouse(run: Run) -> None:
     plan, builder, lock = run.need_plan(), run.need(run.builder, "builder"), run.need(run.lock, "lock")
-    entries: list[tuple[Path, _wheelhouse.WheelEntry, str]] = []
+    entries: list[tuple[Path, _manifest.WheelEntry, str]] = []
     for wheel in run.index_wheels:
         entry = _wheelhouse.entry_for(wheel.path, wheel.name, wheel.version, "index", platform_tag(wheel.filename))
         entries.append((wheel.path, entry, "index"))
@@ -184,36 +185,23 @@ def stage_wheelhouse(run: Run) -> None:
             sdist.version if sdist else plan.project.version,
             "built",
             repaired.platform_tag,
-            sdist={"file": sdist.filename, "sha256": sdist.sha256} if sdist else None,
+            sdist=_manifest.FileRef(sdist.filename, sdist.sha256) if sdist else None,
             builder_image_id=builder.image_id,
             grafted_libraries=repaired.grafted,
             expected_from_base=repaired.expected_from_base,
         )
         entries.append((repaired.path, entry, "cache" if built.from_cache else "built"))
     entries.sort(key=lambda item: item[1].name)
-    run.manifest = _wheelhouse.Manifest(
-        project={"name": plan.project.name, "version": plan.project.version},
-        target={
-            "python": plan.python,
-            "python_tag": plan.python_tag,
-            "machine": plan.machine,
-            "glibc": f"{plan.glibc[0]}.{plan.glibc[1]}",
-        },
-        lock={"file": lock.source.name, "kind": lock.kind, "sha256": sha256_of(lock.source)},
-        runtime_base={
-            "image": run.runtime_base,
-            "image_id": run.runtime_base_id,
-            "repair_policy": run.config.repair_policy,
-            "provides": list(run.exclude),
-        },
-        builder={
-            "image": builder.tag,
-            "image_id": builder.image_id,
-            "base": run.builder_base,
-            "system_packages": list(plan.system_packages),
-        },
+    run.manifest = _manifest.Manifest(
+        project=_manifest.Project(plan.project.name, plan.project.version),
+        target=_manifest.Target(plan.python, plan.python_tag, plan.machine, f"{plan.glibc[0]}.{plan.glibc[1]}"),
+        lock=_manifest.LockInfo(lock.source.name, lock.kind, sha256_of(lock.source)),
+        runtime_base=_manifest.RuntimeBase(
+            run.runtime_base, run.runtime_base_id, run.config.repair_policy, tuple(run.exclude)
+        ),
+        builder=_manifest.BuilderInfo(builder.tag, builder.image_id, run.builder_base, tuple(plan.system_packages)),
         source_date_epoch=run.epoch,
-        build_requirements=tuple({"file": p.name, "sha256": sha256_of(p)} for p in run.build_requirements),
+        build_requirements=tuple(_manifest.FileRef(p.name, sha256_of(p)) for p in run.build_requirements),
         wheels=tuple(e for _, e, _ in entries),
     )
     protected = (run.config.project_dir, run.config.cache_dir)
@@ -241,7 +229,7 @@ def stage_verify(run: Run) -> None:
     if run.image is not None:
         tag, manifest = run.image.candidate, run.image.manifest
     else:
-        tag, (manifest, _) = run.config.image_tag, _image.read_wheelhouse(run.config.wheelhouse)
+        tag, (manifest, _) = run.config.image_tag, _wheelhouse.read_wheelhouse(run.config.wheelhouse)
     if run.engine.image_id(tag) is None:
         msg = f"there is no image {tag} to verify"
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")

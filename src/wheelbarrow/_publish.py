@@ -42,9 +42,9 @@ from ._cache import sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER
-from ._image import read_wheelhouse
 from ._log import Log
-from ._wheelhouse import Manifest, WheelEntry
+from ._manifest import Manifest, WheelEntry
+from ._wheelhouse import read_wheelhouse
 from .errors import EngineCommandError, EngineError, WheelhouseError
 
 PROPERTY = "wheelbarrow:provided-by"
@@ -163,11 +163,11 @@ def sbom(manifest: Manifest, wheelhouse: Path, requirements_sha: str, engine: En
     stamp = datetime.fromtimestamp(manifest.source_date_epoch, tz=UTC)
     project = manifest.project
     root = Component(
-        name=project["name"],
-        version=project["version"],
+        name=project.name,
+        version=project.version,
         type=ComponentType.APPLICATION,
-        purl=PackageURL("pypi", None, project["name"], project["version"]),
-        bom_ref=f"{project['name']}@{project['version']}",
+        purl=PackageURL("pypi", None, project.name, project.version),
+        bom_ref=f"{project.name}@{project.version}",
     )
     bom = Bom(
         serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"wheelbarrow:{requirements_sha}"),
@@ -258,12 +258,12 @@ def sha256sums(dist: Path) -> str:
 
 def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simple: bool, push: str | None) -> Published:
     manifest, requirements_sha = read_wheelhouse(config.wheelhouse)
-    project, version = manifest.project["name"], manifest.project["version"]
+    project, version = manifest.project.name, manifest.project.version
     base = resolve_runtime_base(config, engine, log)
     pushed = None
     protected = (config.project_dir, config.cache_dir, config.wheelhouse)
     with _wheelhouse.replacing(config.dist_dir, "dist/ directory", key="dist-dir", protected=protected) as stage:
-        python = manifest.target.get("python_tag", "py3")
+        python = manifest.target.python_tag
         tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
         wheelhouse_tarball(config.wheelhouse, manifest, tarball)
         sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base)

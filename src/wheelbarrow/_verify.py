@@ -23,7 +23,7 @@ from typing import Any
 from ._cache import Cache, key_of, sha256_of
 from ._engine import Engine
 from ._log import Log
-from ._wheelhouse import Manifest
+from ._manifest import Manifest
 from .errors import VerifyError
 
 PROBE = Path(__file__).with_name("_probe.py")

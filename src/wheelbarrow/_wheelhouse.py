@@ -8,22 +8,18 @@ failed run leaves the previous wheelhouse as it was.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from ._cache import sha256_of
 from ._guard import MARKER, check_output, mark, staging_dir
+from ._manifest import FileRef, Manifest, Origin, WheelEntry
 from .errors import WheelhouseError
-
-MANIFEST_VERSION = 1
-Origin = Literal["index", "built"]
 
 README = """\
 # wheelhouse
@@ -44,72 +40,24 @@ on every successful run, never edited by hand.
 """
 
 
-@dataclass(frozen=True)
-class WheelEntry:
-    name: str
-    version: str
-    file: str
-    sha256: str
-    size: int
-    origin: Origin
-    platform_tag: str
-    sdist: dict[str, str] | None = None
-    builder_image_id: str | None = None
-    grafted_libraries: tuple[str, ...] = ()
-    expected_from_base: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Manifest:
-    project: dict[str, str]
-    target: dict[str, str]
-    lock: dict[str, str]
-    runtime_base: dict[str, Any]
-    builder: dict[str, Any]
-    source_date_epoch: int
-    build_requirements: tuple[dict[str, str], ...]
-    wheels: tuple[WheelEntry, ...]
-    manifest_version: int = MANIFEST_VERSION
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data = {"manifest_version": data.pop("manifest_version"), **data}
-        return json.dumps(data, indent=2, sort_keys=False) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        try:
-            data = json.loads(text)
-            if data.get("manifest_version") != MANIFEST_VERSION:
-                msg = f"manifest_version {data.get('manifest_version')!r} is not {MANIFEST_VERSION}"
-                raise WheelhouseError(msg, tip="Rebuild the wheelhouse with this wheelbarrow.")
-            wheels = tuple(
-                WheelEntry(
-                    **{
-                        **w,
-                        "grafted_libraries": tuple(w.get("grafted_libraries", ())),
-                        "expected_from_base": tuple(w.get("expected_from_base", ())),
-                    }
-                )
-                for w in data["wheels"]
-            )
-            return cls(
-                project=data["project"],
-                target=data["target"],
-                lock=data["lock"],
-                runtime_base=data["runtime_base"],
-                builder=data["builder"],
-                source_date_epoch=int(data["source_date_epoch"]),
-                build_requirements=tuple(data["build_requirements"]),
-                wheels=wheels,
-            )
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            msg = f"the wheelhouse manifest cannot be read: {err}"
-            raise WheelhouseError(msg, tip="Rebuild the wheelhouse (wheelbarrow build).") from err
-
-
-def entry_for(path: Path, name: str, version: str, origin: Origin, platform_tag: str, **extra: Any) -> WheelEntry:
-    return WheelEntry(name, version, path.name, sha256_of(path), path.stat().st_size, origin, platform_tag, **extra)
+def entry_for(
+    path: Path,
+    name: str,
+    version: str,
+    origin: Origin,
+    platform_tag: str,
+    *,
+    sdist: FileRef | None = None,
+    builder_image_id: str | None = None,
+    grafted_libraries: tuple[str, ...] = (),
+    expected_from_base: tuple[str, ...] = (),
+) -> WheelEntry:
+    """The manifest's entry of a wheel file (its sha256 and size read here)."""
+    size = path.stat().st_size
+    return WheelEntry(
+        name, version, path.name, sha256_of(path), size, origin, platform_tag,
+        sdist, builder_image_id, grafted_libraries, expected_from_base,
+    )  # fmt: skip
 
 
 def requirements_text(entries: Sequence[WheelEntry]) -> str:
@@ -221,3 +169,41 @@ def publish(
     with replacing(wheelhouse, "wheelhouse", key="wheelhouse", protected=protected) as stage:
         fill(stage, wheels, manifest)
     return True
+
+
+_PIN = re.compile(r"^(\S+)==(\S+) \\\n\s+--hash=sha256:([0-9a-f]{64})$", re.MULTILINE)
+
+
+def read_pins(text: str) -> dict[str, str]:
+    """name -> sha256 of a wheelhouse's requirements.txt (as :func:`requirements_text` writes it)."""
+    return {name: sha for name, _version, sha in _PIN.findall(text)}
+
+
+def read_wheelhouse(wheelhouse: Path) -> tuple[Manifest, str]:
+    """The manifest, after checking every wheel against requirements.txt and the manifest."""
+    requirements = wheelhouse / "requirements.txt"
+    manifest_path = wheelhouse / "manifest.json"
+    if not requirements.is_file() or not manifest_path.is_file():
+        msg = f"{wheelhouse} is not a wheelbarrow wheelhouse (no requirements.txt or manifest.json)"
+        raise WheelhouseError(msg, tip="Build it first: nox -s build_wheels (or wheelbarrow build).")
+    manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"))
+    pins = read_pins(requirements.read_text(encoding="utf-8"))
+    by_name = {w.name: w for w in manifest.wheels}
+    if set(pins) != set(by_name):
+        msg = f"requirements.txt pins {sorted(pins)} but the manifest lists {sorted(by_name)}"
+        raise WheelhouseError(msg, tip="Rebuild the wheelhouse: it was edited by hand.")
+    files = {p.name for p in wheelhouse.glob("*.whl")}
+    extra = files - {w.file for w in manifest.wheels}
+    if extra:
+        msg = f"{wheelhouse} holds wheels no lock pins: {', '.join(sorted(extra))}"
+        raise WheelhouseError(msg, tip="Remove them or rebuild the wheelhouse.")
+    for name, entry in sorted(by_name.items()):
+        path = wheelhouse / entry.file
+        if not path.is_file():
+            msg = f"{entry.file} is missing from {wheelhouse}"
+            raise WheelhouseError(msg, tip="Rebuild the wheelhouse.")
+        actual = sha256_of(path)
+        if actual != pins[name] or actual != entry.sha256:
+            msg = f"{entry.file} has sha256 {actual}, but the wheelhouse lock says {pins[name]}: it was changed"
+            raise WheelhouseError(msg, tip="Do not edit wheels by hand; rebuild the wheelhouse and check its source.")
+    return manifest, sha256_of(requirements)

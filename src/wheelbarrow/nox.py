@@ -8,9 +8,10 @@
 
 (add ``nox.session(wheelbarrow.nox.image)`` and ``nox.session(wheelbarrow.nox.verify)``
 for the runtime image). Each helper installs wheelbarrow with its tools (poetry, poetry-plugin-export,
-cibuildwheel) into the session's own virtual environment, never assuming them
-on the host, and runs the same pipeline as the CLI there. A failure ends the
-session with wheelbarrow's one-line cause and fix (printed above it).
+uv, cibuildwheel) into the session's own virtual environment, never assuming them
+on the host, and runs the ``wheelbarrow`` command there (so a session and the CLI run the
+same pipeline). A failure ends the session with wheelbarrow's one-line cause and fix
+(printed above it).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    import nox
 
 __all__ = ["build_wheels", "image", "install_spec", "publish", "verify"]
 
@@ -40,7 +44,7 @@ def install_spec() -> str:
     return f"wheelbarrow[poetry,uv]=={__version__}"
 
 
-def _run_wheelbarrow(session: Any, command: str, project: str, extra: list[str]) -> None:
+def _run_wheelbarrow(session: nox.Session, command: str, project: str, extra: list[str]) -> None:
     import nox  # noqa: PLC0415 - the helpers are only called inside a nox run
 
     session.install(install_spec())
@@ -50,22 +54,24 @@ def _run_wheelbarrow(session: Any, command: str, project: str, extra: list[str])
         session.error(f"wheelbarrow {command} failed: see the ERROR and TIP lines above")
 
 
-def build_wheels(session: Any, project: str = ".", wheelhouse: str | None = None) -> None:
+def build_wheels(session: nox.Session, project: str = ".", wheelhouse: str | None = None) -> None:
     """Build the project's wheelhouse: lock, fetch, build and repair in an offline builder."""
     _run_wheelbarrow(session, "build", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])
 
 
-def image(session: Any, project: str = ".", wheelhouse: str | None = None) -> None:
+def image(session: nox.Session, project: str = ".", wheelhouse: str | None = None) -> None:
     """Build the runtime image from the wheelhouse, then verify it (network off)."""
     _run_wheelbarrow(session, "image", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])
 
 
-def verify(session: Any, project: str = ".", wheelhouse: str | None = None) -> None:
+def verify(session: nox.Session, project: str = ".", wheelhouse: str | None = None) -> None:
     """Check the runtime image: no compiler, non-root, every extension loads, one libssl, pip check."""
     _run_wheelbarrow(session, "verify", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])
 
 
-def publish(session: Any, project: str = ".", wheelhouse: str | None = None, dist_dir: str | None = None) -> None:
+def publish(
+    session: nox.Session, project: str = ".", wheelhouse: str | None = None, dist_dir: str | None = None
+) -> None:
     """Write dist/: the wheelhouse tarball, a CycloneDX SBOM, the image archive and SHA256SUMS."""
     extra = ["--wheelhouse", wheelhouse] if wheelhouse else []
     extra += ["--dist-dir", dist_dir] if dist_dir else []

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
+
+from wheelbarrow import _wheelhouse
+from wheelbarrow._config import load_config
+from wheelbarrow._lock import Lock, LockedFile, LockedPackage
+from wheelbarrow._log import Log
+from wheelbarrow._manifest import BuilderInfo, FileRef, LockInfo, Manifest, Project, RuntimeBase, Target, WheelEntry
+from wheelbarrow._plan import BuildPlan, make_plan
+from wheelbarrow._wheelhouse import entry_for
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +40,48 @@ def write_project(
         encoding="utf-8",
     )
     return root
+
+
+def sample_manifest(*wheels: WheelEntry, **changes: object) -> Manifest:
+    """A manifest with plausible sections around ``wheels``; ``changes`` replace any section."""
+    manifest = Manifest(
+        project=Project("demo", "1"),
+        target=Target("3.11", "cp311", "x86_64", "2.36"),
+        lock=LockInfo("poetry.lock", "poetry", "0" * 64),
+        runtime_base=RuntimeBase("wheelbarrow/runtime-base:bookworm", "sha256:1", "exclude-base", ("libssl.so.3",)),
+        builder=BuilderInfo("b", "sha256:0", "wheelbarrow/builder-base:bookworm"),
+        source_date_epoch=315532800,
+        build_requirements=(FileRef("setuptools-1-py3-none-any.whl", "0" * 64),),
+        wheels=wheels,
+    )
+    return dataclasses.replace(manifest, **changes)  # type: ignore[arg-type]
+
+
+def quiet() -> Log:
+    return Log(sink=lambda _line: None)
+
+
+def demo_plan(tmp_path: Path) -> BuildPlan:
+    project = write_project(tmp_path, 'debian-suite = "bookworm"\nsystem-packages = ["libpq-dev"]')
+    config = load_config(project, environ={})
+    sdist = LockedFile("psycopg2-2.9.13.tar.gz", "1" * 64)
+    package = LockedPackage(canonicalize_name("psycopg2"), "2.9.13", (sdist.sha256,), (sdist,))
+    lock = Lock(project / "poetry.lock", "poetry", (package,))
+    return make_plan(config, lock, machine="x86_64")
+
+
+def make_wheelhouse(root: Path) -> Path:
+    wheelhouse = root / "wheelhouse"
+    sources = root / "src"
+    sources.mkdir(parents=True)
+    entries = []
+    for name in ("a", "b"):
+        path = sources / f"{name}-1-py3-none-any.whl"
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(f"{name}/__init__.py", name)
+        entries.append((path, entry_for(path, name, "1", "index", "any")))
+    manifest = sample_manifest(*(e for _, e in entries))
+    with _wheelhouse.staging(wheelhouse) as stage:
+        _wheelhouse.fill(stage, entries, manifest)
+        _wheelhouse.swap_in(stage, wheelhouse)
+    return wheelhouse

@@ -5,7 +5,7 @@ import io
 import tarfile
 from pathlib import Path
 
-from tests.unit.test_stages import demo_plan, quiet
+from tests.unit.conftest import demo_plan, quiet
 from wheelbarrow._build import BuildContext, Builder
 from wheelbarrow._cache import Cache, tree_digest
 from wheelbarrow._engine import Engine

@@ -2,45 +2,18 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.conftest import write_project
-from wheelbarrow import _wheelhouse
+from tests.unit.conftest import make_wheelhouse, sample_manifest, write_project
 from wheelbarrow._config import load_config
-from wheelbarrow._image import _tail, read_wheelhouse
+from wheelbarrow._image import _tail
+from wheelbarrow._manifest import Manifest, WheelEntry
 from wheelbarrow._verify import judge
-from wheelbarrow._wheelhouse import Manifest, entry_for
+from wheelbarrow._wheelhouse import read_wheelhouse
 from wheelbarrow.errors import ConfigError, WheelhouseError
-
-
-def make_wheelhouse(root: Path) -> Path:
-    wheelhouse = root / "wheelhouse"
-    sources = root / "src"
-    sources.mkdir(parents=True)
-    entries = []
-    for name in ("a", "b"):
-        path = sources / f"{name}-1-py3-none-any.whl"
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr(f"{name}/__init__.py", name)
-        entries.append((path, entry_for(path, name, "1", "index", "any")))
-    manifest = Manifest(
-        project={"name": "demo", "version": "1"},
-        target={},
-        lock={},
-        runtime_base={"image": "base", "image_id": "sha256:1"},
-        builder={},
-        source_date_epoch=0,
-        build_requirements=(),
-        wheels=tuple(e for _, e in entries),
-    )
-    with _wheelhouse.staging(wheelhouse) as stage:
-        _wheelhouse.fill(stage, entries, manifest)
-        _wheelhouse.swap_in(stage, wheelhouse)
-    return wheelhouse
 
 
 def test_a_good_wheelhouse_is_read(tmp_path: Path) -> None:
@@ -114,8 +87,8 @@ GOOD_REPORT: dict[str, Any] = {
 
 
 def manifest_expecting(*sonames: str) -> Manifest:
-    wheel = _wheelhouse.WheelEntry("psycopg2", "2.9.13", "p.whl", "0" * 64, 1, "built", "x", expected_from_base=sonames)
-    return Manifest({}, {}, {}, {}, {}, 0, (), (wheel,))
+    wheel = WheelEntry("psycopg2", "2.9.13", "p.whl", "0" * 64, 1, "built", "x", expected_from_base=sonames)
+    return sample_manifest(wheel)
 
 
 def test_judge_passes_a_good_image() -> None:

@@ -11,9 +11,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.conftest import sample_manifest
 from wheelbarrow._config import OPTIONS, load_config
 from wheelbarrow._lock import marker_environment, parse_pylock, parse_requirements, poetry_lock_files
-from wheelbarrow._wheelhouse import Manifest, WheelEntry
+from wheelbarrow._manifest import FileRef, Manifest, WheelEntry
 from wheelbarrow.errors import WheelbarrowError
 
 ENV = marker_environment("3.11", "x86_64")
@@ -126,12 +127,12 @@ entries = st.builds(
     WheelEntry,
     name=st.text(min_size=1, max_size=10),
     version=st.text(min_size=1, max_size=6),
-    file=st.text(min_size=1, max_size=20),
+    file=st.from_regex(r"[a-z][a-z0-9_.-]{0,18}\.whl", fullmatch=True),
     sha256=st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
     size=st.integers(0, 10**9),
     origin=st.sampled_from(["index", "built"]),
     platform_tag=st.text(max_size=20),
-    sdist=st.none() | st.fixed_dictionaries({"file": st.text(max_size=10), "sha256": st.text(max_size=64)}),
+    sdist=st.none() | st.builds(FileRef, file=st.text(max_size=10), sha256=st.text(max_size=64)),
     builder_image_id=st.none() | st.text(max_size=20),
     grafted_libraries=st.lists(st.text(max_size=10), max_size=3).map(tuple),
     expected_from_base=st.lists(st.text(max_size=10), max_size=2).map(tuple),
@@ -141,14 +142,5 @@ entries = st.builds(
 @settings(max_examples=100, deadline=None)
 @given(st.lists(entries, max_size=4), st.integers(0, 2**31))
 def test_manifest_round_trip(wheels: list[WheelEntry], epoch: int) -> None:
-    manifest = Manifest(
-        project={"name": "p", "version": "1"},
-        target={"python": "3.11"},
-        lock={"file": "poetry.lock"},
-        runtime_base={"image": "b", "provides": []},
-        builder={"image": "x"},
-        source_date_epoch=epoch,
-        build_requirements=({"file": "setuptools.whl", "sha256": "0" * 64},),
-        wheels=tuple(wheels),
-    )
+    manifest = sample_manifest(*wheels, source_date_epoch=epoch)
     assert Manifest.from_json(manifest.to_json()) == manifest

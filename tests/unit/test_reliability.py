@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -9,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_image_and_verify import make_wheelhouse
-from tests.unit.test_stages import demo_plan, quiet
+from tests.unit.conftest import demo_plan, make_wheelhouse, quiet
 from wheelbarrow import _guard, _image
 from wheelbarrow._build import _build_error
 from wheelbarrow._cache import Cache
@@ -20,6 +20,8 @@ from wheelbarrow._engine import Engine
 from wheelbarrow._fetch import Fetched, pip_download
 from wheelbarrow._lock import LockedFile, LockedPackage, check_unique_files
 from wheelbarrow._log import Log
+from wheelbarrow._manifest import Target
+from wheelbarrow._wheelhouse import read_wheelhouse
 from wheelbarrow.errors import BuildError, FetchError, LockError, RepairError, WheelhouseError
 
 DEAD_PID = 4_000_000  # above pid_max: never a live process
@@ -107,19 +109,12 @@ BOOKWORM = "3.11 2.36\nx86_64\n\tlibssl.so.3 (libc6,x86-64) => /usr/lib/x86_64-l
     ],
 )
 def test_a_base_the_wheelhouse_does_not_fit(tmp_path: Path, facts: str, problem: str) -> None:
-    manifest, _ = _image.read_wheelhouse(make_wheelhouse(tmp_path))
+    manifest, _ = read_wheelhouse(make_wheelhouse(tmp_path))
     wheels = list(manifest.wheels)
-    wheels[0] = type(wheels[0])(
-        **{
-            **wheels[0].__dict__,
-            "name": "psycopg2",
-            "platform_tag": "manylinux_2_34_x86_64",
-            "expected_from_base": ("libssl.so.3",),
-        }
+    wheels[0] = dataclasses.replace(
+        wheels[0], name="psycopg2", platform_tag="manylinux_2_34_x86_64", expected_from_base=("libssl.so.3",)
     )
-    manifest = type(manifest)(
-        **{**manifest.__dict__, "wheels": tuple(wheels), "target": {"python": "3.11", "machine": "x86_64"}}
-    )
+    manifest = dataclasses.replace(manifest, wheels=tuple(wheels), target=Target("3.11", "cp311", "x86_64", "2.36"))
     _image.check_base_fits(BOOKWORM, "base", manifest)  # the right base passes
     with pytest.raises(WheelhouseError, match=problem):
         _image.check_base_fits(facts, "base", manifest)

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from tests.unit.conftest import sample_manifest
 from wheelbarrow import _guard, _wheelhouse
 from wheelbarrow._cache import sha256_of
+from wheelbarrow._manifest import FileRef, Manifest, WheelEntry
 from wheelbarrow._repair import (
     base_exclusions,
     grafted_libraries,
@@ -16,7 +20,7 @@ from wheelbarrow._repair import (
     platform_tag,
     repair_command,
 )
-from wheelbarrow._wheelhouse import Manifest, WheelEntry, entry_for, requirements_text
+from wheelbarrow._wheelhouse import entry_for, requirements_text
 from wheelbarrow.errors import RepairProducedManyWheelsError, RepairProducedNoWheelError, WheelhouseError
 
 
@@ -55,16 +59,7 @@ def test_grafted_libraries_ignore_other_files(tmp_path: Path) -> None:
 
 
 def manifest(*wheels: WheelEntry) -> Manifest:
-    return Manifest(
-        project={"name": "demo", "version": "1"},
-        target={"python": "3.11"},
-        lock={"file": "poetry.lock"},
-        runtime_base={"image": "wheelbarrow/runtime-base:bookworm", "provides": ["libssl.so.3"]},
-        builder={"image": "b", "image_id": "sha256:0"},
-        source_date_epoch=315532800,
-        build_requirements=({"file": "setuptools-1-py3-none-any.whl", "sha256": "0" * 64},),
-        wheels=wheels,
-    )
+    return sample_manifest(*wheels)
 
 
 def test_manifest_round_trip(tmp_path: Path) -> None:
@@ -75,7 +70,7 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
         "2.9.13",
         "built",
         "manylinux_2_34_x86_64",
-        sdist={"file": "psycopg2-2.9.13.tar.gz", "sha256": "1" * 64},
+        sdist=FileRef("psycopg2-2.9.13.tar.gz", "1" * 64),
         builder_image_id="sha256:abc",
         grafted_libraries=("libpq.so.5",),
         expected_from_base=("libssl.so.3",),
@@ -84,11 +79,13 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     assert entry.size == wheel.stat().st_size
     original = manifest(entry)
     text = original.to_json()
-    assert text.startswith('{\n  "manifest_version": 1')
+    assert text.startswith('{\n  "manifest_version": "1.1"')
     assert Manifest.from_json(text) == original
 
 
-@pytest.mark.parametrize("text", ["", "[]", '{"manifest_version": 2}', '{"manifest_version": 1}'])
+@pytest.mark.parametrize(
+    "text", ["", "[]", '{"manifest_version": 2}', '{"manifest_version": "2.0"}', '{"manifest_version": 1}']
+)
 def test_bad_manifest_is_a_wheelhouse_error(text: str) -> None:
     with pytest.raises(WheelhouseError):
         Manifest.from_json(text)
@@ -170,3 +167,30 @@ def test_expected_from_base_are_the_excluded_sonames_the_wheel_names(tmp_path: P
     repaired = one_repaired_wheel(tmp_path, "psycopg2", ("libcrypto.so.3", "libssl.so.3", "libz.so.1"))
     assert repaired.expected_from_base == ("libcrypto.so.3", "libssl.so.3")
     assert repaired.grafted == ("libpq-1a2b.so.5.15",)
+
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "manifest.schema.json").read_text())
+
+
+def test_the_json_schema_describes_what_the_writer_writes() -> None:
+    entry = WheelEntry(
+        "psycopg2", "2.9.13", "psycopg2-2.9.13-cp311-cp311-manylinux_2_34_x86_64.whl", "a" * 64, 10, "built",
+        "manylinux_2_34_x86_64", sdist=FileRef("psycopg2-2.9.13.tar.gz", "b" * 64), builder_image_id="sha256:1",
+        grafted_libraries=("libpq-9f.so.5",), expected_from_base=("libssl.so.3",),
+    )  # fmt: skip
+    written = json.loads(sample_manifest(entry).to_json())
+    jsonschema.validate(written, SCHEMA)
+    for broken in ({"manifest_version": "2.0"}, {"source_date_epoch": -1}, {"wheels": [{"file": "../x.whl"}]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**written, **broken}, SCHEMA)
+
+
+def test_a_reader_accepts_any_minor_version_of_its_major() -> None:
+    written = json.loads(sample_manifest().to_json())
+    newer = {**written, "manifest_version": "1.9", "a_key_from_the_future": {"x": 1}}
+    assert Manifest.from_json(json.dumps(newer)).project.name == "demo"
+    assert Manifest.from_json(json.dumps({**written, "manifest_version": 1})).manifest_version == "1.0"
+    with pytest.raises(WheelhouseError, match=r"is not 1\.x"):
+        Manifest.from_json(json.dumps({**written, "manifest_version": "2.0"}))
+    with pytest.raises(WheelhouseError, match=r"manifest\.target has no 'python_tag'"):
+        Manifest.from_json(json.dumps({**written, "target": {"python": "3.11"}}))

@@ -8,18 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from packaging.utils import canonicalize_name
 
-from tests.unit.conftest import write_project
+from tests.unit.conftest import demo_plan, quiet, write_project
 from wheelbarrow import _build, _engine
 from wheelbarrow._cache import Cache, sha256_of
 from wheelbarrow._cli import main
 from wheelbarrow._cmd import Result
-from wheelbarrow._config import load_config
 from wheelbarrow._fetch import Fetched, build_requires_of_sdist
-from wheelbarrow._lock import Lock, LockedFile, LockedPackage
 from wheelbarrow._log import Log
-from wheelbarrow._plan import BuildPlan, make_plan
 from wheelbarrow.errors import (
     CompileError,
     EngineError,
@@ -28,10 +24,6 @@ from wheelbarrow.errors import (
     RepairError,
     ToolMissingError,
 )
-
-
-def quiet() -> Log:
-    return Log(sink=lambda _line: None)
 
 
 def test_engine_missing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,15 +74,6 @@ def test_build_requires_of_sdists(tmp_path: Path) -> None:
     assert build_requires_of_sdist(with_table) == ("setuptools>=70.1", "cython")
     without = sdist_with(tmp_path, None)
     assert build_requires_of_sdist(without) == ("setuptools>=40.8.0",)
-
-
-def demo_plan(tmp_path: Path) -> BuildPlan:
-    project = write_project(tmp_path, 'debian-suite = "bookworm"\nsystem-packages = ["libpq-dev"]')
-    config = load_config(project, environ={})
-    sdist = LockedFile("psycopg2-2.9.13.tar.gz", "1" * 64)
-    package = LockedPackage(canonicalize_name("psycopg2"), "2.9.13", (sdist.sha256,), (sdist,))
-    lock = Lock(project / "poetry.lock", "poetry", (package,))
-    return make_plan(config, lock, machine="x86_64")
 
 
 def test_cibuildwheel_runs_offline_without_host_mount(tmp_path: Path) -> None:

@@ -1,0 +1,174 @@
+"""The wheelhouse's ``manifest.json``, as types: written here and read here, nowhere else.
+
+Every section is a frozen dataclass. :meth:`Manifest.to_json` writes it;
+:meth:`Manifest.from_json` is the one reader: it checks every value's shape
+and says which one is wrong. ``docs/manifest.schema.json`` describes the
+same document (a test holds the two together).
+
+Compatibility: ``manifest_version`` is ``"MAJOR.MINOR"``. A reader accepts
+every manifest of its own major version: a minor version only adds keys,
+which older readers ignore. A new major version (a key removed or its meaning
+changed) is refused with a tip to rebuild. Version 1.0 was written as the
+integer ``1`` and is read as ``"1.0"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from . import _shapes
+from .errors import WheelhouseError
+
+MANIFEST_VERSION = "1.1"
+Origin = Literal["index", "built"]
+T = TypeVar("T")
+TIP = "Rebuild the wheelhouse (wheelbarrow build); it was edited, or written by another wheelbarrow."
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class Target:
+    python: str
+    python_tag: str
+    machine: str
+    glibc: str
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    file: str
+    kind: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RuntimeBase:
+    image: str
+    image_id: str
+    repair_policy: str
+    provides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuilderInfo:
+    image: str
+    image_id: str
+    base: str
+    system_packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A file and its sha256: an sdist a wheel was built from, a build requirement."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class WheelEntry:
+    name: str
+    version: str
+    file: str
+    sha256: str
+    size: int
+    origin: Origin
+    platform_tag: str
+    sdist: FileRef | None = None
+    builder_image_id: str | None = None
+    grafted_libraries: tuple[str, ...] = ()
+    expected_from_base: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    project: Project
+    target: Target
+    lock: LockInfo
+    runtime_base: RuntimeBase
+    builder: BuilderInfo
+    source_date_epoch: int
+    build_requirements: tuple[FileRef, ...]
+    wheels: tuple[WheelEntry, ...]
+    manifest_version: str = MANIFEST_VERSION
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data = {"manifest_version": data.pop("manifest_version"), **data}
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            msg = f"the wheelhouse manifest is not JSON: {err}"
+            raise WheelhouseError(msg, tip=TIP) from err
+        if not isinstance(data, dict):
+            msg = "the wheelhouse manifest is not a JSON object"
+            raise WheelhouseError(msg, tip=TIP)
+        version = str(data.get("manifest_version", ""))
+        version = "1.0" if version == "1" else version
+        major = MANIFEST_VERSION.split(".", maxsplit=1)[0]
+        if not re.fullmatch(rf"{major}\.\d+", version):
+            msg = f"manifest_version {data.get('manifest_version')!r} is not {major}.x"
+            raise WheelhouseError(msg, tip="Rebuild the wheelhouse with this wheelbarrow.")
+        manifest = _build(cls, {**data, "manifest_version": version}, "manifest")
+        for wheel in manifest.wheels:
+            _shapes.filename(wheel.file, "manifest: wheels[].file", WheelhouseError, tip=TIP)
+            _shapes.sha256(wheel.sha256, f"manifest: {wheel.file}", WheelhouseError, tip=TIP)
+        return manifest
+
+
+def _build(cls: type[T], data: object, where: str) -> T:
+    """A dataclass from JSON data: each field of its declared type, unknown keys ignored (a newer minor)."""
+    if not isinstance(data, dict):
+        msg = f"{where} is not an object"
+        raise WheelhouseError(msg, tip=TIP)
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.name in data:
+            values[field.name] = _value(hints[field.name], data[field.name], f"{where}.{field.name}")
+        elif field.default is dataclasses.MISSING:
+            msg = f"{where} has no {field.name!r}"
+            raise WheelhouseError(msg, tip=TIP)
+    return cls(**values)
+
+
+def _value(hint: object, value: object, where: str) -> object:  # noqa: PLR0911 - one case per kind of type
+    origin = get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        return _value(next(o for o in options if o is not type(None)), value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            msg = f"{where} is not a list"
+            raise WheelhouseError(msg, tip=TIP)
+        return tuple(_value(get_args(hint)[0], item, f"{where}[{n}]") for n, item in enumerate(value))
+    if origin is Literal:
+        if value not in get_args(hint):
+            msg = f"{where} is {value!r}, not one of {get_args(hint)}"
+            raise WheelhouseError(msg, tip=TIP)
+        return value
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)  # type: ignore[arg-type]
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    msg = f"{where} is {type(value).__name__}, not {getattr(hint, '__name__', hint)}"
+    raise WheelhouseError(msg, tip=TIP)
