@@ -38,7 +38,7 @@ from . import (
     _verify,
     _wheelhouse,
 )
-from ._cache import Cache, key_of, sha256_of
+from ._cache import Cache, sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._fetch import Fetched
@@ -142,11 +142,8 @@ def stage_bases(run: Run) -> None:
     run.runtime_base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     run.runtime_base_id = run.engine.image_id(run.runtime_base) or ""
 
-    def ask_ldconfig() -> list[str]:
-        ldconfig = run.engine.run_image(run.runtime_base, ["ldconfig", "-p"])
-        return sorted(_repair.parse_ldconfig(ldconfig.output)) if ldconfig.returncode == 0 else []
-
-    provided = run.cache.remember(key_of({"ldconfig": run.runtime_base_id}), list, ask_ldconfig)
+    facts = _image.base_facts(run.engine, run.runtime_base, run.cache)  # asked once per base, one cache key
+    provided = _repair.parse_ldconfig(facts)
     run.exclude = _repair.base_exclusions(run.config.repair_policy, frozenset(provided))
     run.log.info(f"builder base {run.builder_base}; runtime base {run.runtime_base}")
     left = ", ".join(run.exclude) or "nothing"
