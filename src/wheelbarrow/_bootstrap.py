@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Literal
 
 from ._cmd import CommandFailed, run
-from ._config import DEBIAN_GLIBC, DEBIAN_PYTHON, Config
+from ._config import Config
 from ._engine import Engine
 from ._fetch import pip_download, target_flags
 from ._guard import scratch
 from ._log import Log
+from ._options import DEBIAN_GLIBC, DEBIAN_PYTHON
 from .errors import BootstrapError
 
 #: The Python tools of the bootstrapped builder base, pinned.

@@ -23,19 +23,6 @@ if TYPE_CHECKING:  # the pipeline and rich are imported once the signal handlers
     from ._pipeline import Options, Run, Stage
     from ._report import ConsoleLog
 
-FLAGS = (
-    "python",
-    "wheelhouse",
-    "builder-base",
-    "runtime-base",
-    "debian-suite",
-    "lock",
-    "image-tag",
-    "jobs",
-    "cache-dir",
-    "dist-dir",
-)
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -57,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         help="override a [tool.wheelbarrow] key (repeatable; lists are comma-separated)",
     )
     for option in OPTIONS:
-        if option.key in FLAGS:
+        if option.flag:
             common.add_argument(f"--{option.key}", dest=f"opt_{option.key}", metavar="VALUE", help=option.help)
     sub.add_parser("plan", parents=[common], help="print what would be fetched and built")
     sub.add_parser("build", parents=[common], help="build the wheelhouse (lock, fetch, build, repair)")

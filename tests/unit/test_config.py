@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 
 import pytest
 
 from tests.unit.conftest import write_project
-from wheelbarrow._config import OPTIONS, load_config
+from wheelbarrow._config import OPTIONS, Config, load_config
 from wheelbarrow.errors import ConfigError
 
 
@@ -91,10 +93,29 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
         load_config(tmp_path, environ={})
 
 
-def test_every_option_has_help_and_an_env_name() -> None:
-    for option in OPTIONS:
-        assert option.help
-        assert option.env.startswith("WHEELBARROW_")
+def runtime_types(hint: object) -> tuple[type, ...]:
+    """The classes a value of a type hint may have: ``Path | None`` -> (Path, NoneType); a Literal -> (str,)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return (str,)
+    if origin in (typing.Union, types.UnionType):
+        return tuple(t for arg in typing.get_args(hint) for t in runtime_types(arg))
+    found = origin or hint
+    assert isinstance(found, type)
+    return (found,)
+
+
+def test_every_option_is_parsed_to_its_declared_type(tmp_path: Path) -> None:
+    """Each option's parser gives the type its Config field declares, for the default and a set value."""
+    project = write_project(tmp_path)
+    hints = typing.get_type_hints(Config)
+    set_values = {"jobs": "3", "port": "8000", "keep-pip": "true", "lock": "poetry.lock", "glibc": "2.31"}
+    for config in (load_config(project, environ={}), load_config(project, environ={}, overrides=set_values)):
+        for option in OPTIONS:
+            value = getattr(config, option.attribute)
+            assert isinstance(value, runtime_types(hints[option.attribute])), (option.key, value)
+    assert (config.jobs, config.port, config.keep_pip, config.glibc) == (3, 8000, True, "2.31")
+    assert config.lock == (project / "poetry.lock").resolve()
 
 
 def test_readme_documents_every_option() -> None:

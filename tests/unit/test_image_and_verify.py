@@ -60,7 +60,7 @@ def test_image_options(tmp_path: Path) -> None:
     assert load_config(tmp_path, environ={"WHEELBARROW_KEEP_PIP": "yes"}).keep_pip is True
     with pytest.raises(ConfigError, match="must be true or false"):
         load_config(tmp_path, environ={"WHEELBARROW_KEEP_PIP": "maybe"})
-    with pytest.raises(ConfigError, match="expected a TCP port"):
+    with pytest.raises(ConfigError, match="expected a whole number from 1 to 65535"):
         load_config(tmp_path, environ={"WHEELBARROW_PORT": "80000"})
 
 

@@ -1,0 +1,54 @@
+"""The project: its directory (``--project``) and its pyproject.toml, read as untrusted input."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import _shapes
+from .errors import ConfigError
+
+
+def project_directory(given: Path) -> Path:
+    """``--project``: the project's directory, or its pyproject.toml."""
+    try:
+        return _project_directory(given)
+    except OSError as err:
+        msg = f"--project {given}: {err.strerror or err}"
+        raise ConfigError(msg, tip="Pass the project's directory (the one holding pyproject.toml).") from err
+
+
+def _project_directory(given: Path) -> Path:
+    path = given.resolve()
+    if path.is_file() and path.name == "pyproject.toml":
+        return path.parent
+    if not path.is_dir():
+        msg = f"--project {given}: {'no such directory' if not path.exists() else 'not a directory'}"
+        raise ConfigError(msg, tip="Pass the project's directory (the one holding pyproject.toml).")
+    return path
+
+
+def read_pyproject(project_dir: Path) -> dict[str, object]:
+    path = project_dir / "pyproject.toml"
+    try:
+        data = _shapes.read_file(path, ConfigError, tip="pyproject.toml must be a regular file you can read.")
+    except (FileNotFoundError, NotADirectoryError) as err:
+        msg = f"no pyproject.toml in {project_dir}"
+        raise ConfigError(msg, tip="Run wheelbarrow from the project's directory or pass --project.") from err
+    return _shapes.toml(data, str(path), ConfigError, tip="Fix the syntax error it names.")
+
+
+def name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str]:
+    tool = data.get("tool")
+    poetry = tool.get("poetry") if isinstance(tool, dict) else None
+    for table in (data.get("project"), poetry):
+        if isinstance(table, dict) and isinstance(table.get("name"), str):
+            version = table.get("version")
+            if not isinstance(version, str):
+                msg = f"{path}: the project has no static version"
+                raise ConfigError(msg, tip="Set [project] version; wheelbarrow records it in the manifest.")
+            _shapes.name(table["name"], f"{path}: [project] name", ConfigError, tip="Fix the project's name.")
+            tip = "Set a PEP 440 version, e.g. 1.0.0."
+            return table["name"], _shapes.version(version, f"{path}: [project] version", ConfigError, tip=tip)
+    msg = f"{path}: no [project] name"
+    raise ConfigError(msg, tip="Add a [project] table with name and version.")
