@@ -45,10 +45,17 @@ class Engine:
     name: EngineName = "docker"
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
-    def _run(self, *args: str | os.PathLike[str], **kwargs: object) -> Result:
+    def _run(
+        self,
+        *args: str | os.PathLike[str],
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        check: bool = True,
+        stream: bool = False,
+    ) -> Result:
         """Every engine command: a failure is an :class:`EngineCommandError`, never a bare CommandFailed."""
         try:
-            return run([self.name, *args], self.log, **kwargs)  # type: ignore[arg-type]
+            return run([self.name, *args], self.log, env=env, stdin=stdin, check=check, stream=stream)
         except CommandFailed as err:
             verb = " ".join(str(a) for a in args[:2])
             msg = f"'{self.name} {verb}' failed (exit {err.result.returncode}):\n{err.result.tail(8)}"

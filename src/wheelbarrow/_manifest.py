@@ -20,14 +20,17 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin
 
 from . import _shapes
 from .errors import WheelhouseError
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 MANIFEST_VERSION = "1.1"
 Origin = Literal["index", "built"]
-T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 TIP = "Rebuild the wheelhouse (wheelbarrow build); it was edited, or written by another wheelbarrow."
 
 
@@ -131,14 +134,14 @@ class Manifest:
         return manifest
 
 
-def _build(cls: type[T], data: object, where: str) -> T:
+def _build(cls: type[D], data: object, where: str) -> D:
     """A dataclass from JSON data: each field of its declared type, unknown keys ignored (a newer minor)."""
     if not isinstance(data, dict):
         msg = f"{where} is not an object"
         raise WheelhouseError(msg, tip=TIP)
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(cls):
         if field.name in data:
             values[field.name] = _value(hints[field.name], data[field.name], f"{where}.{field.name}")
         elif field.default is dataclasses.MISSING:
@@ -164,8 +167,8 @@ def _value(hint: object, value: object, where: str) -> object:  # noqa: PLR0911 
             msg = f"{where} is {value!r}, not one of {get_args(hint)}"
             raise WheelhouseError(msg, tip=TIP)
         return value
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)  # type: ignore[arg-type]
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
     if hint is str and isinstance(value, str):
