@@ -4,7 +4,8 @@ Sections, each a directory under the cache root:
 
 * ``artifacts/<sha256>/<file>``: verified downloads, keyed by their own sha256;
 * ``wheels/<key>/``: built and repaired wheels with an ``entry.json``, keyed by
-  everything that can change their bytes (see :func:`build_key`);
+  everything that can change their bytes (see :func:`wheelbarrow._schedule.sdist_key` and
+  :func:`~wheelbarrow._schedule.project_key`);
 * ``memo/<key>.json``: small results of slow, pure steps (a Poetry export, a
   resolved set of build requirements, what a runtime base provides).
 

@@ -2,7 +2,7 @@
 
 Containers do not trust the host's TLS setup (a proxy, a private CA), so
 every Python artifact is fetched here, with the host's pip configuration.
-The locked wheels and sdists are downloaded by :mod:`._index`, a client of
+The locked wheels and sdists are downloaded by :mod:`wheelbarrow._index`, a client of
 the index's simple API: it picks each file by its locked sha256 (and name),
 hashes it while it streams and keeps it only if the hash is a locked one. No
 sdist's build backend runs on the host, as ``pip download`` of an sdist would

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import jsonschema
@@ -126,5 +127,17 @@ def test_plan_command_prints_the_plan(wheelbarrow: Runner, example_build: Build)
 
 
 def test_module_and_console_script_agree() -> None:
-    out = subprocess.run([sys.executable, "-m", "wheelbarrow", "--version"], capture_output=True, text=True, check=True)
-    assert out.stdout.startswith("wheelbarrow ")
+    """`python -m wheelbarrow` and the installed `wheelbarrow` script run the same CLI, at the installed version."""
+    script = Path(sys.executable).with_name("wheelbarrow")
+    assert script.is_file(), "the console script is installed next to the interpreter"
+    runs = [
+        subprocess.run(argv, capture_output=True, text=True, check=True)
+        for argv in ([sys.executable, "-m", "wheelbarrow", "--version"], [str(script), "--version"])
+    ]
+    assert runs[0].stdout == runs[1].stdout == f"wheelbarrow {metadata.version('wheelbarrow')}\n"
+    helps = [
+        subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        for argv in ([sys.executable, "-m", "wheelbarrow", "build", "--help"], [str(script), "build", "--help"])
+    ]
+    assert helps[0] == helps[1]
+    assert "--wheelhouse" in helps[0]

@@ -17,6 +17,7 @@ from wheelbarrow._cmd import Result
 from wheelbarrow._fetch import Fetched, build_requires_of_sdist
 from wheelbarrow._log import Log
 from wheelbarrow.errors import (
+    BuildError,
     CompileError,
     EngineError,
     EngineMissingError,
@@ -114,6 +115,23 @@ def test_compile_failure_shows_the_cause_and_names_the_key(tmp_path: Path) -> No
     assert "libpq-dev" in error.tip
     repair = _build._build_error(sdist, Result(("cibuildwheel",), 8, "auditwheel: error"), plan)  # noqa: SLF001
     assert isinstance(repair, RepairError)
+
+
+@pytest.mark.parametrize(
+    ("code", "says", "tip"),
+    [
+        (2, "cibuildwheel refused the configuration for psycopg2==2.9.13", "Report this to wheelbarrow"),
+        (5, "psycopg2==2.9.13 built a pure-Python wheel; it needs no compiling", "Remove 'psycopg2' from build-from"),
+    ],
+)
+def test_cibuildwheel_exit_codes_2_and_5_have_their_own_errors(tmp_path: Path, code: int, says: str, tip: str) -> None:
+    """cibuildwheel exits 2 for a configuration it refuses and 5 when the build gave a pure wheel."""
+    sdist = Fetched("psycopg2", "2.9.13", tmp_path / "psycopg2-2.9.13.tar.gz", "1" * 64)
+    error = _build._build_error(sdist, Result(("cibuildwheel",), code, "cibuildwheel: error"), demo_plan(tmp_path))  # noqa: SLF001
+    assert isinstance(error, BuildError)
+    assert not isinstance(error, CompileError)
+    assert says in error.message
+    assert error.tip.startswith(tip)
 
 
 def test_cli_prints_cause_and_tip_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
