@@ -33,7 +33,7 @@ from tests.integration.conftest import (
     run_id_of,
     sh,
 )
-from wheelbarrow._guard import MARKER
+from wheelbarrow._guard import MARKER, mark
 
 
 def tree(path: Path) -> dict[str, bytes]:
@@ -172,7 +172,7 @@ def test_a_full_disk_leaves_the_previous_wheelhouse(wheelbarrow: Runner, example
     previous = tiny_disk / "wheelhouse"
     previous.mkdir()
     (previous / "README.md").write_text("the previous wheelhouse\n")
-    (previous / MARKER).write_text("wheelbarrow wheelhouse\n")  # one wheelbarrow wrote: it may replace it
+    mark(previous, "wheelhouse")  # one wheelbarrow wrote: it may replace it
     out = wheelbarrow("build", "--project", str(example_build.project), "--wheelhouse", str(previous))
     assert out.returncode == 10, out.output[-3000:]
     assert "ERROR: could not write the new wheelhouse beside" in out.output
