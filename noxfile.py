@@ -17,7 +17,14 @@ nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 EXAMPLE = "examples/service"
-TEST_DEPS = ("pytest>=8", "hypothesis>=6", "pip>=25.1", "check-jsonschema>=0.29", "pyyaml>=6")
+#: The development and CI tools, locked in poetry.lock and exported with their hashes.
+DEV_REQUIREMENTS = ROOT / "dev-requirements.txt"
+
+
+def install_locked(session: nox.Session) -> None:
+    """The locked tools (hashes required), then wheelbarrow from this checkout without re-resolving."""
+    session.install("--require-hashes", "-r", str(DEV_REQUIREMENTS))
+    session.install("--no-deps", str(ROOT))
 
 
 @nox.session
@@ -47,20 +54,20 @@ def publish(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests (no docker), then integration tests (real engine, PostgreSQL)."""
-    session.install(f"{ROOT}[poetry,uv]", *TEST_DEPS)
+    install_locked(session)
     session.run("pytest", *(session.posargs or ["tests/unit", "tests/integration"]))
 
 
 @nox.session
 def unit(session: nox.Session) -> None:
     """Unit tests only: seconds, no docker, no network."""
-    session.install(f"{ROOT}[poetry,uv]", *TEST_DEPS)
+    install_locked(session)
     session.run("pytest", "tests/unit", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff and mypy (strict)."""
-    session.install(f"{ROOT}[poetry,uv]", "ruff>=0.6", "mypy>=1.10", "nox", "types-PyYAML", *TEST_DEPS)
+    install_locked(session)
     session.run("ruff", "check", "src", "tests", "noxfile.py", "examples", "bench")
     session.run("mypy")

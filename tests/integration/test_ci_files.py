@@ -96,3 +96,23 @@ def test_gitlab_example_matches_the_schema_and_does_the_job() -> None:
 def test_compose_file_matches_the_compose_spec() -> None:
     result = check_jsonschema("vendor.compose-spec", REPO / "docker" / "compose.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_development_tools_are_locked_and_exported_with_hashes() -> None:
+    """dev-requirements.txt, which CI and the nox sessions install with --require-hashes, is poetry.lock's."""
+    poetry = str(Path(sys.executable).with_name("poetry"))
+    checked = subprocess.run([poetry, "check", "--lock"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    exported = subprocess.run(
+        [poetry, "export", "-f", "requirements.txt", "--with", "dev", "--all-extras"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert exported.returncode == 0, exported.stderr
+    committed = (REPO / "dev-requirements.txt").read_text()
+    assert "\n".join(line for line in committed.splitlines() if not line.startswith("#")) + "\n" == exported.stdout
+    pinned = [line for line in committed.splitlines() if line and line[0].isalpha()]
+    assert all("==" in line for line in pinned)
+    assert {"ruff", "mypy", "pytest", "hypothesis", "nox"} <= {line.split("==")[0] for line in pinned}
