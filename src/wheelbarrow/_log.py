@@ -1,7 +1,8 @@
 """The one output sink of the library.
 
-Library code never prints: it calls a :class:`Log`. The CLI gives it a stream
-(stderr); the nox helpers give it ``session.log``. Each pipeline stage runs
+Library code never prints: it calls a :class:`Log`. The CLI gives it a rich
+console on stderr (the nox helpers run the CLI, so theirs is the same); a
+program that calls :func:`~wheelbarrow.execute` passes its own. Each pipeline stage runs
 inside :meth:`Log.stage`, which announces it, times it and, on GitHub Actions,
 folds its output in a ``::group::``.
 """

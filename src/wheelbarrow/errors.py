@@ -2,8 +2,10 @@
 
 Every foreseeable failure is a :class:`WheelbarrowError`: it carries a message
 that says what failed and why, and a ``tip`` that says what to do next. Only
-the CLI and the nox helpers catch it; they print both lines and exit with the
-subclass's ``return_code``.
+the CLI catches it: it prints both lines and exits with the subclass's
+``return_code`` (the nox helpers run the CLI, and end the session when it
+fails). Anything else that reaches the CLI is a bug: it says "internal error",
+saves the traceback and exits with :data:`INTERNAL_ERROR`.
 """
 
 from __future__ import annotations
