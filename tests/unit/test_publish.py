@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.conftest import sample_manifest
 from wheelbarrow import _guard, _wheelhouse
-from wheelbarrow._publish import normalise_archive, sha256sums
+from wheelbarrow._manifest import WheelEntry
+from wheelbarrow._publish import normalise_archive, sha256sums, wheelhouse_tarball
 from wheelbarrow.errors import WheelhouseError
 
 EPOCH = 315532800
@@ -94,3 +96,29 @@ def test_a_write_error_in_dist_is_a_clear_error_and_keeps_the_old_dist(tmp_path:
     assert [p.name for p in tmp_path.iterdir()] == ["dist"]  # no staging folder left
     assert sorted(p.name for p in dist.iterdir()) == [_guard.MARKER, "SHA256SUMS"]
     assert (dist / "SHA256SUMS").read_text() == "old"
+
+
+def test_a_wheel_name_over_100_characters_survives_the_tarball_byte_for_byte(tmp_path: Path) -> None:
+    """charset_normalizer's manylinux wheels have names of 101+ characters: USTAR refuses them, PAX keeps
+    them, and the archive stays deterministic."""
+    name = "charset_normalizer-3.4.4-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl"
+    assert len(name) > 100
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    (wheelhouse / name).write_bytes(b"wheel bytes")
+    (wheelhouse / "manifest.json").write_text("{}")
+    (wheelhouse / "requirements.txt").write_text("")
+    entry = WheelEntry(
+        "charset-normalizer", "3.4.4", name, hashlib.sha256(b"wheel bytes").hexdigest(), 11, "index", "x"
+    )
+    manifest = sample_manifest(entry)
+    first, second = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    wheelhouse_tarball(wheelhouse, manifest, first)
+    os.utime(wheelhouse / name, (1, 1))  # the files' own times do not matter
+    wheelhouse_tarball(wheelhouse, manifest, second)
+    assert first.read_bytes() == second.read_bytes()
+    with tarfile.open(first) as archive:
+        assert f"wheelhouse/{name}" in archive.getnames()
+        member = archive.extractfile(f"wheelhouse/{name}")
+        assert member is not None
+        assert member.read() == b"wheel bytes"
