@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
+import re
 import subprocess
 import sys
 import sysconfig
@@ -18,8 +18,14 @@ import tempfile
 from pathlib import Path
 
 VENV = Path("/opt/venv")
-TOOLS = ("gcc", "cc", "c++", "make", "ld")
-HEADERS = ("libpq-fe.h", "Python.h")
+#: Compilers, assemblers, linkers and build drivers, by name: any version suffix (gcc-12) and any
+#: target prefix (x86_64-linux-gnu-gcc) counts.
+TOOL = re.compile(
+    r"^(?:[\w.]+-linux-gnu(?:eabihf)?-)?"
+    r"(?:cc|c\+\+|cpp|gcc|g\+\+|clang|clang\+\+|clang-cpp|tcc|icc|gfortran|ld|ld\.(?:bfd|gold|lld|mold)|gold|as|make|gmake|ninja)"
+    r"(?:-\d+(?:\.\d+)*)?$"
+)
+HEADER_SUFFIXES = (".h", ".hh", ".hpp", ".hxx")
 SKIP = ("/proc", "/sys", "/dev")
 
 
@@ -32,22 +38,29 @@ def wheels() -> list[str]:
 
 
 def tools() -> dict[str, str | None]:
+    """Every compiler or linker driver on PATH or in the usual bin folders: name -> path."""
+    folders = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"]
     out: dict[str, str | None] = {}
-    for tool in TOOLS:
-        path = shutil.which(tool) or next(
-            (str(d / tool) for d in (Path("/usr/bin"), Path("/usr/local/bin"), Path("/bin")) if (d / tool).exists()),
-            None,
-        )
-        out[tool] = path
+    for folder in dict.fromkeys(f for f in folders if f):
+        try:
+            entries = sorted(Path(folder).iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name not in out and TOOL.match(entry.name) and os.access(entry, os.X_OK) and not entry.is_dir():
+                out[entry.name] = str(entry)
     return out
 
 
 def headers() -> list[str]:
+    """C and C++ headers where a compiler would find them: the system's include folders and Python's."""
+    tops = {"/usr/include", "/usr/local/include", "/opt/include"}
+    tops |= {sysconfig.get_paths().get(key, "") for key in ("include", "platinclude")}
     found = []
-    for top in ("/usr/include", "/usr/local/include", "/opt"):
+    for top in sorted(t for t in tops if t):
         for root, _dirs, files in os.walk(top):
-            found += [os.path.join(root, f) for f in files if f in HEADERS]  # noqa: PTH118
-    return sorted(found)
+            found += [os.path.join(root, f) for f in files if f.endswith(HEADER_SUFFIXES)]  # noqa: PTH118
+    return sorted(set(found))
 
 
 def site_packages() -> Path | None:

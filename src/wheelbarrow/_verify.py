@@ -3,7 +3,8 @@
 :mod:`wheelbarrow._probe` runs inside a container of the image (as the
 image's own user, ``--network none``) and reports; this module judges:
 
-* no compiler or build tool (gcc, cc, c++, make, ld), no libpq-fe.h or Python.h;
+* no compiler, assembler, linker or build driver (cc, gcc, g++, clang, ld, as, make ...,
+  any version or target prefix), no C or C++ header in the system's or Python's include folders;
 * the process is not root, and cannot write to the venv;
 * every extension module in the venv imports, and ``ldd`` finds every library
   of every shared object in site-packages;
@@ -46,6 +47,13 @@ def probe(engine: Engine, image: str, args: list[str], python: str) -> dict[str,
     return report
 
 
+def _some(items: list[str], shown: int = 5) -> str:
+    if not items:
+        return "none"
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
+
+
 def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) -> list[Check]:
     """Turn a probe report into checks. Pure: unit-tested on recorded reports."""
     tools = {k: v for k, v in report["tools"].items() if v}
@@ -60,7 +68,7 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
     needs_modules = any(w.platform_tag != "any" for w in manifest.wheels)
     return [
         Check("no compiler or build tool", not tools, ", ".join(f"{k}={v}" for k, v in tools.items()) or "none found"),
-        Check("no C headers (libpq-fe.h, Python.h)", not report["headers"], ", ".join(report["headers"]) or "none"),
+        Check("no C or C++ headers", not report["headers"], _some(report["headers"])),
         Check("runs as non-root", report["uid"] != 0, f"uid {report['uid']}"),
         Check("venv not writable by the runtime user", not report["venv_writable"], "/opt/venv"),
         Check(

@@ -116,8 +116,9 @@ FROM {tag}
 USER root
 RUN site=/opt/venv/lib/python3.11/site-packages \\
  && rm -r $site/packaging $site/packaging-*.dist-info $site/psycopg2.libs/libpq-*.so* \\
- && printf '#!/bin/sh\\n' >/usr/local/bin/gcc && chmod +x /usr/local/bin/gcc \\
- && mkdir -p /usr/local/include && touch /usr/local/include/Python.h \\
+ && for tool in gcc x86_64-linux-gnu-g++-12 clang-16 as; do \\
+      printf '#!/bin/sh\\n' >/usr/local/bin/$tool && chmod +x /usr/local/bin/$tool; done \\
+ && mkdir -p /usr/local/include /usr/include/sub && touch /usr/local/include/Python.h /usr/include/sub/zlib.hpp \\
  && touch /tmp/left-behind-1.0-py3-none-any.whl \\
  && chmod -R o+w /opt/venv/lib
 """
@@ -138,14 +139,17 @@ def test_verify_fails_an_image_that_breaks_each_rule(
     failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
     assert failed.keys() == {
         "no compiler or build tool",
-        "no C headers (libpq-fe.h, Python.h)",
+        "no C or C++ headers",
         "runs as non-root",
         "venv not writable by the runtime user",
         "every extension imports and ldd finds its libraries",
         "no wheel files beyond the base's",
         "pip check",
     }, out.output[-3000:]
-    assert failed["no compiler or build tool"] == "gcc=/usr/local/bin/gcc"
+    assert failed["no compiler or build tool"] == ", ".join(
+        f"{tool}=/usr/local/bin/{tool}" for tool in ("as", "clang-16", "gcc", "x86_64-linux-gnu-g++-12")
+    )
+    assert failed["no C or C++ headers"] == "/usr/include/sub/zlib.hpp, /usr/local/include/Python.h"
     assert "libpq" in failed["every extension imports and ldd finds its libraries"]
     assert failed["no wheel files beyond the base's"] == "/tmp/left-behind-1.0-py3-none-any.whl"
     assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["pip check"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import make_wheelhouse, sample_manifest, write_project
+from wheelbarrow import _probe
 from wheelbarrow._config import load_config
 from wheelbarrow._image import _tail
 from wheelbarrow._manifest import Manifest, WheelEntry
@@ -67,7 +68,7 @@ def test_image_options(tmp_path: Path) -> None:
 GOOD_REPORT: dict[str, Any] = {
     "uid": 10001,
     "python": "3.11",
-    "tools": {"gcc": None, "cc": None, "c++": None, "make": None, "ld": None},
+    "tools": {},
     "headers": [],
     "extensions": [
         {
@@ -103,7 +104,7 @@ def test_judge_passes_a_good_image() -> None:
     ("change", "failing"),
     [
         ({"tools": {"gcc": "/usr/bin/gcc"}}, "no compiler or build tool"),
-        ({"headers": ["/usr/include/postgresql/libpq-fe.h"]}, "no C headers (libpq-fe.h, Python.h)"),
+        ({"headers": ["/usr/include/postgresql/libpq-fe.h"]}, "no C or C++ headers"),
         ({"uid": 0}, "runs as non-root"),
         ({"venv_writable": True}, "venv not writable by the runtime user"),
         (
@@ -126,3 +127,16 @@ def test_judge_fails_a_broken_extension() -> None:
     report["extensions"][0]["missing"] = ["libpq.so.5"]
     (failed,) = [c for c in judge(report, GOOD_REPORT["wheels"], manifest_expecting()) if not c.ok]
     assert "missing libpq.so.5" in failed.detail
+
+
+@pytest.mark.parametrize(
+    ("name", "is_tool"),
+    [
+        ("gcc", True), ("gcc-12", True), ("x86_64-linux-gnu-gcc-12", True), ("aarch64-linux-gnu-g++", True),
+        ("clang", True), ("clang++-16", True), ("cc", True), ("c++", True), ("cpp", True), ("ld", True),
+        ("ld.gold", True), ("as", True), ("make", True), ("ninja", True),
+        ("ld.so", False), ("ldd", False), ("python3", False), ("gunicorn", False), ("ascii", False), ("gccx", False),
+    ],
+)  # fmt: skip
+def test_the_probe_knows_a_compiler_or_linker_by_its_name(name: str, is_tool: bool) -> None:
+    assert bool(_probe.TOOL.match(name)) is is_tool

@@ -137,11 +137,6 @@ def test_first_wheelhouse_is_created(tmp_path: Path) -> None:
     assert oct(wheelhouse.stat().st_mode & 0o777) == "0o755"
 
 
-def test_committed_wheelhouse_readme_is_the_one_written() -> None:
-    committed = Path(__file__).parents[2] / "wheelhouse" / "README.md"
-    assert committed.read_text(encoding="utf-8") == _wheelhouse.README
-
-
 LDCONFIG = """\
 143 libs found in cache `/etc/ld.so.cache'
 \tlibz.so.1 (libc6,x86-64) => /lib/x86_64-linux-gnu/libz.so.1

@@ -22,7 +22,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 SCHEMA = "CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL)"
 
 
-def _connect() -> Any:
+def _connect() -> Any:  # noqa: ANN401 - psycopg2 ships no type information
     return psycopg2.connect(os.environ.get("DATABASE_URL", ""))
 
 
