@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlsplit
 
-from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
+from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
@@ -27,8 +26,10 @@ from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run, which
 from ._config import Config
 from ._log import Log
+from ._pylock import parse_pylock
 from ._requirements import LockedFile, LockedPackage, parse_requirements, read_text
-from .errors import LockError, MissingLockError, StaleLockError, UnhashedRequirementError
+from ._tags import target_tags
+from .errors import LockError, MissingLockError, StaleLockError
 
 __all__ = [
     "Lock",
@@ -119,7 +120,11 @@ def read_lock(config: Config, log: Log, *, machine: str, cache: Cache | None = N
             text = _export_cached("uv", config, path, log, cache, export_uv)
             packages = parse_requirements(text, env, path, root=config.project_dir)
         case "pylock":
-            packages = parse_pylock(read_text(path), env, path, root=config.project_dir)
+            tags = target_tags(config.python, config.glibc_tuple, machine)
+            packages = parse_pylock(
+                read_text(path), env, path, root=config.project_dir, tags=tags, groups=config.groups,
+                prefer_sdist=config.build_from_source,
+            )  # fmt: skip
         case "requirements":
             packages = parse_requirements(read_text(path), env, path, root=config.project_dir)
     if kind != "poetry":  # poetry check --lock already said whether the lock is stale
@@ -265,66 +270,3 @@ def poetry_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...
 def _attach_files(package: LockedPackage, files: tuple[LockedFile, ...]) -> LockedPackage:
     wanted = set(package.hashes)
     return LockedPackage(package.name, package.version, package.hashes, tuple(f for f in files if f.sha256 in wanted))
-
-
-def _pylock_file(entry: Mapping[str, object], where: str, lock_dir: Path, root: Path) -> LockedFile:
-    hashes = entry.get("hashes")
-    sha = hashes.get("sha256") if isinstance(hashes, dict) else None
-    location = entry.get("url") or entry.get("path")
-    name = entry.get("name") or (PurePosixPath(unquote(urlsplit(str(location)).path)).name if location else None)
-    if sha is None:
-        msg = f"{where}: a file has no sha256 hash"
-        raise UnhashedRequirementError(msg, tip="Regenerate pylock.toml with hashes (pip lock writes them).")
-    if not name:
-        msg = f"{where}: a file has neither name, url nor path"
-        raise LockError(msg, tip="Regenerate pylock.toml.")
-    filename = _shapes.filename(name, where, LockError, tip="Regenerate pylock.toml.")
-    sha = _shapes.sha256(sha, where, LockError, tip="Regenerate pylock.toml.")
-    path = entry.get("path")
-    if not isinstance(path, str):
-        return LockedFile(filename, sha)
-    local = (lock_dir / path).resolve()
-    if root not in local.parents:
-        msg = f"{where}: the file {path!r} is outside the project ({root})"
-        raise LockError(msg, tip="A lock may only name local files inside the project.")
-    return LockedFile(filename, sha, local)
-
-
-def parse_pylock(
-    text: str, env: Mapping[str, str], source: Path, *, root: Path | None = None
-) -> tuple[LockedPackage, ...]:
-    root = (root or source.parent).resolve()
-    data = _shapes.toml(text.encode(), str(source), LockError, tip="Regenerate it (pip lock).")
-    if not str(data.get("lock-version", "")).startswith("1."):
-        msg = f"{source}: lock-version {data.get('lock-version')!r} is not a PEP 751 version 1.x"
-        raise LockError(msg, tip="Regenerate it with a PEP 751 tool (pip lock).")
-    packages: list[LockedPackage] = []
-    entries = data.get("packages", [])
-    if not isinstance(entries, list):
-        msg = f"{source}: 'packages' must be an array of tables"
-        raise LockError(msg, tip="Regenerate it (pip lock).")
-    for index, entry in enumerate(entries):
-        where = f"{source}: packages[{index}]"
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            msg = f"{where} has no name"
-            raise LockError(msg, tip="Regenerate it (pip lock).")
-        marker = entry.get("marker")
-        try:
-            if isinstance(marker, str) and not Marker(marker).evaluate(dict(env)):
-                continue
-        except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName) as err:
-            msg = f"{where}: invalid marker {marker!r}"
-            raise LockError(msg, tip="Regenerate it (pip lock).") from err
-        if "directory" in entry or "vcs" in entry:
-            continue  # the project itself or a source tree: built, not fetched
-        wheels = entry.get("wheels", [])
-        files = [entry["sdist"]] if isinstance(entry.get("sdist"), dict) else []
-        files += [w for w in wheels if isinstance(w, dict)] if isinstance(wheels, list) else []
-        locked = tuple(_pylock_file(f, where, source.parent, root) for f in files)
-        if not locked or not isinstance(entry.get("version"), str):
-            msg = f"{where} ({entry['name']}) has no version or no sdist/wheels"
-            raise UnhashedRequirementError(msg, tip="Lock every package to files with hashes.")
-        name = _shapes.name(entry["name"], where, LockError)
-        version = _shapes.version(entry["version"], where, LockError)
-        packages.append(LockedPackage(name, version, tuple(f.sha256 for f in locked), locked))
-    return tuple(packages)

@@ -12,13 +12,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.tags import Tag
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 
 from . import _shapes
 from ._config import Config
 from ._lock import Lock, LockedFile, LockedPackage
+from ._tags import manylinux_platforms, target_tags
 from .errors import ConfigError, LockError
+
+__all__ = [
+    "PURE_BACKENDS",
+    "BuildEngine",
+    "BuildPlan",
+    "IndexWheel",
+    "ProjectBuild",
+    "SdistBuild",
+    "best_wheel",
+    "make_plan",
+    "manylinux_platforms",
+    "sdist_of",
+    "target_tags",
+]
 
 BuildEngine = Literal["cibuildwheel", "pure"]
 #: Build backends whose projects are pure Python unless told otherwise.
@@ -100,23 +115,6 @@ class BuildPlan:
             f"wheelhouse: {self.wheelhouse}",
         ]
         return "\n".join(lines)
-
-
-def manylinux_platforms(glibc: tuple[int, int], machine: str) -> list[str]:
-    """manylinux platform tags a target with this glibc accepts, best first."""
-    legacy = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
-    platforms: list[str] = []
-    for minor in range(glibc[1], 4, -1):
-        platforms.append(f"manylinux_2_{minor}_{machine}")
-        if (2, minor) in legacy:
-            platforms.append(f"{legacy[(2, minor)]}_{machine}")
-    return platforms
-
-
-def target_tags(python: str, glibc: tuple[int, int], machine: str) -> list[Tag]:
-    version = tuple(int(p) for p in python.split("."))
-    platforms = manylinux_platforms(glibc, machine)
-    return [*cpython_tags(version, platforms=platforms), *compatible_tags(version, platforms=platforms)]
 
 
 def best_wheel(files: tuple[LockedFile, ...], ranks: dict[Tag, int]) -> LockedFile | None:

@@ -94,3 +94,21 @@ def test_a_stale_requirements_export_is_refused(wheelbarrow: Runner, tmp_path: P
     assert out.returncode == 4, out.output[-3000:]
     assert "ERROR: requirements.txt is stale: pyproject.toml requires attrs>=23 is not in it" in out.output
     assert sorted(p.name for p in project.iterdir()) == before  # nothing written
+
+
+def test_pylock_exported_by_uv(wheelbarrow: Runner, tmp_path: Path) -> None:
+    """uv's PEP 751 export, read with packaging.pylock: the groups it was exported with, nothing else."""
+    project = copy_project(PROJECTS / "uv-app", tmp_path / "uv-pylock")
+    uv(project, "lock")
+    uv(project, "export", "--format", "pylock.toml", "--no-dev", "--no-emit-project", "-o", "pylock.toml")
+    (project / "uv.lock").unlink()  # the pylock is the lock now
+    out = wheelbarrow("build", "--project", str(project))
+    assert out.returncode == 0, out.output[-3000:]
+    assert built(project) == (
+        "pylock",
+        {"uv_app-1.0-py3-none-any.whl": "built", "six-1.16.0-py2.py3-none-any.whl": "index"},
+    )
+    asked = wheelbarrow("plan", "--project", str(project), "-C", "groups=main,dev")
+    assert asked.returncode == 4, asked.output[-2000:]
+    assert "Undeclared dependency groups: dev" in asked.output
+    assert "TIP: The lock declares the dependency groups: none." in asked.output

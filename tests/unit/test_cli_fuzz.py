@@ -84,14 +84,14 @@ LOCK_LINES = [
 ]
 PYLOCKS = [
     (
-        'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.16.0"\n'
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "six"\nversion = "1.16.0"\n'
         f'[packages.sdist]\nname = "six-1.16.0.tar.gz"\nhashes = {{sha256 = "{SHA}"}}\n'
     ),
     (
-        'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1.16.0"\n[packages.sdist]\n'
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "six"\nversion = "1.16.0"\n[packages.sdist]\n'
         f'path = "/etc/passwd"\nhashes = {{sha256 = "{SHA}"}}\n'
     ),
-    'lock-version = "1.0"\n[[packages]]\nname = "../x"\nversion = "1"\nwheels = "no"\n',
+    'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "../x"\nversion = "1"\nwheels = "no"\n',
     'lock-version = "2.0"\n',
     "packages = [",
 ]

@@ -108,11 +108,14 @@ def test_pylock_entries_files_and_markers(tmp_path: Path) -> None:
 
 def test_pylock_file_without_hash_is_refused(tmp_path: Path) -> None:
     text = (
-        'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1"\n'
+        'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "six"\nversion = "1"\n'
         'wheels = [{ name = "six-1-py3-none-any.whl" }]\n'
     )
-    with pytest.raises(UnhashedRequirementError, match="no sha256"):
+    with pytest.raises(UnhashedRequirementError, match=r"wheels\[0\]\.hashes"):
         parse_pylock(text, ENV, tmp_path / "pylock.toml")
+    md5_only = text.replace("}]", ', path = "six-1-py3-none-any.whl", hashes = { md5 = "0" }}]')
+    with pytest.raises(UnhashedRequirementError, match="no sha256"):
+        parse_pylock(md5_only, ENV, tmp_path / "pylock.toml")
 
 
 def test_pylock_wrong_version_is_refused(tmp_path: Path) -> None:

@@ -214,7 +214,8 @@ def test_a_lock_cannot_name_a_path_through_a_hash_or_a_file_name(tmp_path: Path,
         poetry_lock_files(poetry)
     with pytest.raises(LockError):
         parse_requirements(f"six==1.0 --hash=sha256:{bad}\n", ENV, tmp_path / "requirements.txt")
-    pylock = f'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1"\n[packages.sdist]\nname = "{bad}"\n'
+    pylock = 'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "six"\nversion = "1"\n'
+    pylock += f'[packages.sdist]\nname = "{bad}"\n'
     with pytest.raises(LockError):
         parse_pylock(pylock + f'hashes = {{sha256 = "{SHA}"}}\n', ENV, tmp_path / "pylock.toml")
     cache = Cache(tmp_path / "cache", quiet())
@@ -247,8 +248,8 @@ def test_pylock_paths_and_nested_requirements_stay_inside_the_project(tmp_path: 
     for line in ("-r ../outside.txt", "-c ../outside.txt", "-r /etc/hostname", "-r https://example.invalid/r.txt"):
         with pytest.raises(LockError, match=r"outside the project|not a file in the project"):
             parse_requirements(line + "\n", ENV, project / "requirements.txt")
-    pylock = 'lock-version = "1.0"\n[[packages]]\nname = "six"\nversion = "1"\n[packages.sdist]\n'
-    pylock += f'path = "../outside.txt"\nhashes = {{sha256 = "{SHA}"}}\n'
+    pylock = 'lock-version = "1.0"\ncreated-by = "test"\n[[packages]]\nname = "six"\nversion = "1"\n[packages.sdist]\n'
+    pylock += f'path = "../six-1.tar.gz"\nhashes = {{sha256 = "{SHA}"}}\n'
     with pytest.raises(LockError, match="outside the project"):
         parse_pylock(pylock, ENV, project / "pylock.toml")
 
