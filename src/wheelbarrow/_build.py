@@ -217,12 +217,14 @@ def _build_error(sdist: Fetched, result: Result, plan: BuildPlan) -> Exception:
             return CompileError(msg, tip=tip)
 
 
-def _copy_project(source: Path, dest: Path) -> None:
+def _copy_project(source: Path, dest: Path, *, keep_git: bool = False) -> None:
     """The project's sources, as :func:`~wheelbarrow._cache.source_files` lists them (no special files,
-    nothing wheelbarrow wrote)."""
+    nothing wheelbarrow wrote); with its ``.git`` when its version is dynamic (setuptools-scm and
+    hatch-vcs read it, with the builder's git)."""
 
     def ignore(folder: str, names: list[str]) -> set[str]:
-        return {n for n in names if skipped(Path(folder) / n, IGNORED_IN_PROJECT)}
+        ignored = tuple(n for n in IGNORED_IN_PROJECT if not (keep_git and n == ".git"))
+        return {n for n in names if skipped(Path(folder) / n, ignored)}
 
     shutil.copytree(source, dest, ignore=ignore, symlinks=True)
 
@@ -231,7 +233,7 @@ def build_project_pure(ctx: BuildContext) -> RepairedWheel:
     """``python -m build --wheel`` of the project in an offline builder container."""
     plan, work, log = ctx.plan, ctx.work, ctx.log
     staged = work / "project-src" / plan.project.name
-    _copy_project(plan.project.source, staged)
+    _copy_project(plan.project.source, staged, keep_git=plan.project.version is None)
     out_dir = work / "out-project"
     out_dir.mkdir()
     python = python_in_builder(plan)
@@ -264,8 +266,9 @@ def build_project_platform(ctx: BuildContext) -> RepairedWheel:
     """A project with extensions goes through cibuildwheel like an sdist, from a staged copy."""
     plan = ctx.plan
     staged = ctx.work / "project-src" / plan.project.name
-    _copy_project(plan.project.source, staged)
-    return build_sdist(Fetched(plan.project.name, plan.project.version, staged, ""), ctx, ctx.epoch)
+    _copy_project(plan.project.source, staged, keep_git=plan.project.version is None)
+    version = plan.project.version or "dynamic"  # a name for the log; the wheel's own version is the truth
+    return build_sdist(Fetched(plan.project.name, version, staged, ""), ctx, ctx.epoch)
 
 
 def sdist_epoch(sdist: Path) -> int:

@@ -129,7 +129,7 @@ def _report(args: argparse.Namespace, config: Config, run: Run, console: Console
             payload["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in run.checks]
         case "verify":
             checks = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in run.checks]
-            payload = {"image": config.image_tag, "verified": True, "checks": checks}
+            payload = {"image": run.verified, "verified": True, "checks": checks}
         case "publish" if run.published:
             published = run.published
             payload = {"dist": str(published.dist), "files": list(published.files), "pushed": published.pushed}

@@ -34,7 +34,7 @@ EngineName = Literal["docker", "podman"]
 class Config:
     project_dir: Path
     project_name: str
-    project_version: str
+    project_version: str | None  # None: dynamic, read from the project's built wheel
     python: str = field(
         metadata=opt("python", "str", "3.11", "CPython version the wheels are built for (X.Y).", flag=True)
     )

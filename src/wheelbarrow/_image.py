@@ -27,6 +27,7 @@ from ._guard import owner, scratch
 from ._log import Log
 from ._manifest import Manifest
 from ._repair import parse_ldconfig
+from ._shapes import image_name_for
 from ._wheelhouse import read_wheelhouse, requirements_text
 from .errors import ConfigError, WheelhouseError
 
@@ -163,7 +164,7 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
         (context / "Dockerfile").write_text(text, encoding="utf-8")
         labels = {
             "org.opencontainers.image.title": config.project_name,
-            "org.opencontainers.image.version": config.project_version,
+            "org.opencontainers.image.version": manifest.project.version,
             WHEELHOUSE_LABEL: wheelhouse_sha,
         }
         image_id = engine.build(
@@ -181,9 +182,15 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
         )
     builder = "BuildKit" if buildkit else "the legacy builder"
     log.info(
-        f"image {config.image_tag} ({image_id[:19]}) built with {builder} over {base}; verifying it before tagging"
+        f"image {tag_of(config, manifest)} ({image_id[:19]}) built with {builder} over {base}; verifying it first"
     )
-    return Image(config.image_tag, candidate_tag(engine), image_id, builder, manifest, base)
+    return Image(tag_of(config, manifest), candidate_tag(engine), image_id, builder, manifest, base)
+
+
+def tag_of(config: Config, manifest: Manifest) -> str:
+    """The runtime image's tag: ``image-tag``, else ``<project>:<version>`` from the wheelhouse (whose
+    version is the built wheel's, so a dynamic version is known here)."""
+    return config.image_tag or image_name_for(manifest.project.name, manifest.project.version)
 
 
 def candidate_tag(engine: Engine) -> str:

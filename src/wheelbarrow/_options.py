@@ -113,7 +113,7 @@ class Context:
 
     project_dir: Path
     name: str
-    version: str
+    version: str | None
     environ: Mapping[str, str]
     raw: Mapping[str, Raw]
 
@@ -162,7 +162,9 @@ def _glibc(option: Option, value: str, ctx: Context) -> str:
 
 def _image(option: Option, value: str, ctx: Context) -> str:
     """An image reference (it reaches the engine's command line: never an option)."""
-    value = value or _shapes.image_name_for(ctx.name, ctx.version)  # only image-tag has no default
+    if not value and ctx.version is None:
+        return ""  # a dynamic version: the tag comes from the wheelhouse's manifest (see _image.tag_of)
+    value = value or _shapes.image_name_for(ctx.name, ctx.version or "")  # only image-tag has no default
     tip = f'Set {option.key} to an image reference, e.g. "name:tag" (lower case).'
     return _shapes.image_reference(value, option.key, ConfigError, tip=tip)
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from . import (
     _bootstrap,
@@ -45,7 +46,7 @@ from ._fetch import Fetched
 from ._guard import tempdir
 from ._log import Log
 from ._repair import platform_tag
-from .errors import FileSystemError, VerifyError, WheelbarrowError
+from .errors import BuildError, FileSystemError, VerifyError, WheelbarrowError
 
 T = TypeVar("T")
 
@@ -91,6 +92,7 @@ class Run:
     cache_info: dict[str, dict[str, int]] = field(default_factory=dict)
     checks: tuple[_verify.Check, ...] = ()
     candidate: str = ""  # the tag a new runtime image waits under until it is verified
+    verified: str = ""  # the image verify checked
 
     def need(self, value: T | None, stage: str) -> T:
         """What an earlier stage left; its absence is a wrongly declared pipeline, said as such."""
@@ -168,9 +170,20 @@ def stage_build(run: Run) -> None:
     run.log.info(f"{fresh} built, {len(run.built) - fresh} from the cache")
 
 
+def project_version(plan: _plan.BuildPlan, built: list[_schedule.Built]) -> str:
+    """The project's version: pyproject's, or (a dynamic one) the version of the wheel its build made."""
+    wheel = next(b.wheel.path.name for b in built if b.sdist is None)
+    made = str(parse_wheel_filename(wheel)[1])
+    if plan.project.version is not None and Version(plan.project.version) != Version(made):
+        msg = f"the project's wheel {wheel} is version {made}, but pyproject.toml says {plan.project.version}"
+        raise BuildError(msg, tip="Check the build backend's version settings.")
+    return plan.project.version or made
+
+
 def stage_wheelhouse(run: Run) -> None:
     plan, builder, lock = run.need_plan(), run.need(run.builder, "builder"), run.need(run.lock, "lock")
     entries: list[tuple[Path, _manifest.WheelEntry, str]] = []
+    version = project_version(plan, run.built)
     for wheel in run.index_wheels:
         entry = _wheelhouse.entry_for(wheel.path, wheel.name, wheel.version, "index", platform_tag(wheel.filename))
         entries.append((wheel.path, entry, "index"))
@@ -179,7 +192,7 @@ def stage_wheelhouse(run: Run) -> None:
         entry = _wheelhouse.entry_for(
             repaired.path,
             sdist.name if sdist else canonicalize_name(plan.project.name),
-            sdist.version if sdist else plan.project.version,
+            sdist.version if sdist else version,
             "built",
             repaired.platform_tag,
             sdist=_manifest.FileRef(sdist.filename, sdist.sha256) if sdist else None,
@@ -190,7 +203,7 @@ def stage_wheelhouse(run: Run) -> None:
         entries.append((repaired.path, entry, "cache" if built.from_cache else "built"))
     entries.sort(key=lambda item: item[1].name)
     run.manifest = _manifest.Manifest(
-        project=_manifest.Project(plan.project.name, plan.project.version),
+        project=_manifest.Project(plan.project.name, version),
         target=_manifest.Target(plan.python, plan.python_tag, plan.machine, f"{plan.glibc[0]}.{plan.glibc[1]}"),
         lock=_manifest.LockInfo(lock.source.name, lock.kind, sha256_of(lock.source)),
         runtime_base=_manifest.RuntimeBase(
@@ -226,7 +239,8 @@ def stage_verify(run: Run) -> None:
     if run.image is not None:
         tag, manifest = run.image.candidate, run.image.manifest
     else:
-        tag, (manifest, _) = run.config.image_tag, _wheelhouse.read_wheelhouse(run.config.wheelhouse)
+        manifest, _ = _wheelhouse.read_wheelhouse(run.config.wheelhouse)
+        tag = _image.tag_of(run.config, manifest)
     if run.engine.image_id(tag) is None:
         msg = f"there is no image {tag} to verify"
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
@@ -234,6 +248,7 @@ def stage_verify(run: Run) -> None:
     checks = _verify.verify_image(run.engine, tag, base, manifest, run.log, run.cache)
     run.checks = tuple(checks)
     shown = run.image.tag if run.image else tag
+    run.verified = shown
     run.log.info(f"image {shown}: all {len(checks)} checks passed (network off)")
 
 

@@ -64,7 +64,7 @@ class SdistBuild:
 @dataclass(frozen=True)
 class ProjectBuild:
     name: str
-    version: str
+    version: str | None  # None: dynamic, read from the wheel the build makes
     source: Path
     engine: BuildEngine
 
@@ -109,7 +109,8 @@ class BuildPlan:
                 for b in self.sdist_builds
             ),
             (
-                f"the project: {self.project.name}=={self.project.version} from {self.project.source} "
+                f"the project: {self.project.name}=={self.project.version or '(dynamic version)'} "
+                f"from {self.project.source} "
                 f"[{self.project.engine}]"
             ),
             f"wheelhouse: {self.wheelhouse}",

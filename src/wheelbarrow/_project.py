@@ -38,16 +38,25 @@ def read_pyproject(project_dir: Path) -> dict[str, object]:
     return _shapes.toml(data, str(path), ConfigError, tip="Fix the syntax error it names.")
 
 
-def name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str]:
+def name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str | None]:
+    """The project's name, and its version: None when it is dynamic (setuptools-scm, hatch-vcs ...), and
+    then read from the wheel the build makes."""
     tool = data.get("tool")
     poetry = tool.get("poetry") if isinstance(tool, dict) else None
-    for table in (data.get("project"), poetry):
+    project = data.get("project")
+    dynamic = project.get("dynamic", []) if isinstance(project, dict) else []
+    for table in (project, poetry):
         if isinstance(table, dict) and isinstance(table.get("name"), str):
-            version = table.get("version")
-            if not isinstance(version, str):
-                msg = f"{path}: the project has no static version"
-                raise ConfigError(msg, tip="Set [project] version; wheelbarrow records it in the manifest.")
             _shapes.name(table["name"], f"{path}: [project] name", ConfigError, tip="Fix the project's name.")
+            version = table.get("version")
+            if version is None and isinstance(poetry, dict) and isinstance(poetry.get("version"), str):
+                version = poetry["version"]  # Poetry 2: [project] dynamic = ["version"], [tool.poetry] version
+            if version is None and isinstance(dynamic, list) and "version" in dynamic:
+                return table["name"], None
+            if not isinstance(version, str):
+                msg = f"{path}: the project has no version, static or dynamic"
+                tip = 'Set [project] version, or declare it dynamic = ["version"] for your build backend.'
+                raise ConfigError(msg, tip=tip)
             tip = "Set a PEP 440 version, e.g. 1.0.0."
             return table["name"], _shapes.version(version, f"{path}: [project] version", ConfigError, tip=tip)
     msg = f"{path}: no [project] name"

@@ -42,6 +42,7 @@ from ._cache import sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER
+from ._image import tag_of
 from ._log import Log
 from ._manifest import Manifest, WheelEntry
 from ._wheelhouse import read_wheelhouse
@@ -271,11 +272,12 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
         if simple:
             simple_index(config.wheelhouse, manifest, stage / "simple")
         if not skip_image:
-            log.info(f"saving image {config.image_tag}")
+            tag = tag_of(config, manifest)
+            log.info(f"saving image {tag}")
             image_tar = stage / f"image-{project}-{version}.tar"
-            info = save_image(engine, config.image_tag, image_tar, manifest.source_date_epoch)
+            info = save_image(engine, tag, image_tar, manifest.source_date_epoch)
             if push:
-                pushed = push_image(engine, config.image_tag, push, log)
+                pushed = push_image(engine, tag, push, log)
                 info["pushed"] = pushed
             (stage / f"image-{project}-{version}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")

@@ -16,6 +16,7 @@ import dataclasses
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from ._build import (
@@ -28,11 +29,12 @@ from ._build import (
     sdist_epoch,
 )
 from ._cache import Cache, key_of, tree_digest
-from ._cmd import CommandFailed, stop_all
+from ._cmd import CommandFailed, run, stop_all
 from ._fetch import Fetched
+from ._log import Log
 from ._repair import RepairedWheel
 from ._version import __version__
-from .errors import EngineError, EngineStoppedError, WheelbarrowError
+from .errors import EngineError, EngineStoppedError, ToolMissingError, WheelbarrowError
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,20 @@ def project_key(ctx: BuildContext) -> str:
             "engine": project.engine,
             "epoch": ctx.epoch,
             "env": _stable_env(ctx, ctx.epoch) if project.engine == "cibuildwheel" else {},
+            "scm": scm_state(project.source, ctx.log) if project.version is None else "",
             **_common(ctx),
         }
     )
+
+
+def scm_state(project: Path, log: Log) -> str:
+    """What a dynamic version is made of (the commit, the nearest tag, a dirty tree), asked of git on the
+    host: a new tag or commit rebuilds the project's wheel even when no file changed."""
+    try:
+        result = run(["git", "describe", "--tags", "--long", "--always", "--dirty"], log, cwd=project, check=False)
+    except ToolMissingError:
+        return "no git"
+    return result.output.strip() if result.returncode == 0 else "not a git checkout"
 
 
 def _from_cache(cache: Cache, key: str) -> RepairedWheel | None:

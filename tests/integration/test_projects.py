@@ -36,3 +36,31 @@ def test_a_project_with_its_own_extension_is_built_with_cibuildwheel(wheelbarrow
     assert wheel["origin"] == "built"
     assert "manylinux" in wheel["platform_tag"]  # repaired by auditwheel: it links nothing but libc
     assert wheel["file"].startswith("ext_app-1.0-cp311-cp311-manylinux")
+
+
+def test_a_dynamic_version_is_read_from_the_built_wheel(wheelbarrow: Runner, tmp_path: Path) -> None:
+    """hatch-vcs: the version is the git tag's, built in the offline builder from the project's .git; the
+    manifest, the image tag and the dist names use it, and a new tag rebuilds the project's wheel."""
+    project = copy_project(PROJECTS / "dynamic-app", tmp_path / "dynamic-app")
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    sh([*git, "init", "-q"])
+    sh([*git, "add", "-A"])
+    sh([*git, "commit", "-q", "-m", "first"])
+    sh([*git, "tag", "v1.2.3"])
+    plan = wheelbarrow("plan", "--project", str(project))
+    assert "the project: dynamic-app==(dynamic version)" in plan.output, plan.output[-2000:]
+    out = wheelbarrow("build", "--project", str(project))
+    assert out.returncode == 0, out.output[-3000:]
+    manifest = json.loads((project / "wheelhouse" / "manifest.json").read_text())
+    assert manifest["project"] == {"name": "dynamic-app", "version": "1.2.3"}
+    assert "dynamic_app-1.2.3-py3-none-any.whl" in {w["file"] for w in manifest["wheels"]}
+    published = wheelbarrow("publish", "--project", str(project), "--skip-image")
+    assert published.returncode == 0, published.output[-3000:]
+    assert (project / "dist" / "sbom-dynamic-app-1.2.3.cdx.json").is_file()
+    (project / "src" / "dynamic_app" / "extra.py").write_text("X = 1\n")
+    sh([*git, "add", "-A"])
+    sh([*git, "commit", "-q", "-m", "second"])
+    sh([*git, "tag", "v1.2.4"])
+    again = wheelbarrow("build", "--project", str(project))
+    assert again.returncode == 0, again.output[-3000:]
+    assert "dynamic-app==1.2.4 " in (project / "wheelhouse" / "requirements.txt").read_text()

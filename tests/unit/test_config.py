@@ -122,3 +122,16 @@ def test_readme_documents_every_option() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     for option in OPTIONS:
         assert f"| `{option.key}` | `{option.env}` |" in readme, option.key
+
+
+def test_a_dynamic_version_is_left_to_the_build(tmp_path: Path) -> None:
+    """dynamic = ["version"]: no version in the config; the image tag then comes from the wheelhouse."""
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "Dyn_App"\ndynamic = ["version"]\n\n[build-system]\nrequires = ["hatchling"]\n'
+    )
+    config = load_config(tmp_path, environ={})
+    assert config.project_version is None
+    assert config.image_tag == ""  # computed from the manifest's version once the wheel is built
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    with pytest.raises(ConfigError, match="no version, static or dynamic"):
+        load_config(tmp_path, environ={})

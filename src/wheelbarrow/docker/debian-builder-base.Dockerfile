@@ -7,7 +7,7 @@ FROM ${BASE}
 ARG PYTHON_TAG=cp311-cp311
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      bash python3 python3-venv python3-dev gcc libc6-dev file \
+      bash python3 python3-venv python3-dev gcc libc6-dev file git \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 COPY tools/ /tmp/wheelbarrow-tools/
 RUN python3 -m venv /opt/python/${PYTHON_TAG} \

@@ -1,0 +1,1 @@
+GREETING = "carried at the tagged version"
