@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from ._cache import key_of, sha256_of
 from ._cmd import CommandFailed, run
 from ._config import Config
 from ._engine import Engine
@@ -183,4 +184,29 @@ def resolve_builder_base(config: Config, engine: Engine, log: Log) -> str:
 
 
 def resolve_runtime_base(config: Config, engine: Engine, log: Log) -> str:
-    return _resolve(config.runtime_base, "runtime", config, engine, log)
+    """The runtime base, with ``runtime-packages`` installed into it when there are any."""
+    base = _resolve(config.runtime_base, "runtime", config, engine, log)
+    return with_runtime_packages(base, config.runtime_packages, engine, log)
+
+
+def with_runtime_packages(base: str, packages: tuple[str, ...], engine: Engine, log: Log) -> str:
+    """``base`` plus ``packages`` (its own package manager, network on for this step only), built once per
+    base image id and package list and reused by tag; ``base`` itself when there are none."""
+    if not packages:
+        return base
+    dockerfile = docker_dir() / "runtime-packages.Dockerfile"
+    key = key_of({"base": engine.image_id(base) or base, "packages": list(packages), "file": sha256_of(dockerfile)})
+    tag = f"wheelbarrow/runtime-with-packages:{key[:16]}"
+    if engine.image_id(tag):
+        return tag
+    log.info(f"installing runtime-packages into the runtime base: {' '.join(packages)}")
+    with scratch("runtime-packages") as context:
+        shutil.copy(dockerfile, context / "Dockerfile")
+        engine.build(
+            context,
+            tag,
+            dockerfile=context / "Dockerfile",
+            build_args={"BASE": base, "PACKAGES": " ".join(packages)},
+            labels={"io.wheelbarrow.runtime-packages": " ".join(packages)},
+        )
+    return tag

@@ -72,6 +72,14 @@ class Config:
     system_packages: tuple[str, ...] = field(
         metadata=opt("system-packages", "list", (), "System packages the builder needs (e.g. libpq-dev).")
     )
+    runtime_packages: tuple[str, ...] = field(
+        metadata=opt(
+            "runtime-packages",
+            "list",
+            (),
+            "System packages installed into the runtime image (libraries loaded at run time, e.g. with dlopen).",
+        )
+    )
     wheelhouse: Path = field(
         metadata=opt("wheelhouse", "path", "wheelhouse", "Output directory, relative to the project.", flag=True)
     )

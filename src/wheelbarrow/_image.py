@@ -108,6 +108,30 @@ def base_facts(engine: Engine, base: str, cache: Cache) -> str:
     return cache.remember(key_of({"base-facts": engine.image_id(base) or base, "script": BASE_FACTS}), str, ask)
 
 
+PACKAGED = r"""
+for package in "$@"; do
+  dpkg -L "$package" 2>/dev/null || rpm -ql "$package" 2>/dev/null || apk info -L "$package" 2>/dev/null \
+    || { echo "wheelbarrow: no package $package in the runtime base" >&2; exit 3; }
+done | sed -n 's|.*/||; /\.so\(\.[0-9.]*\)\{0,1\}$/p' | sort -u
+"""
+
+
+def packaged_sonames(engine: Engine, base: str, packages: tuple[str, ...], cache: Cache) -> frozenset[str]:
+    """The shared libraries the ``runtime-packages`` put in the runtime base (asked once per image id)."""
+    if not packages:
+        return frozenset()
+
+    def ask() -> list[str]:
+        listed = engine.run_image(base, ["sh", "-c", PACKAGED, "sh", *packages])
+        if listed.returncode != 0:
+            msg = f"the runtime-packages {' '.join(packages)} cannot be listed in {base}:\n{listed.tail(5)}"
+            raise WheelhouseError(msg, tip="Check the package names for the runtime base's distribution.")
+        return listed.output.split()
+
+    key = key_of({"packaged": engine.image_id(base) or base, "packages": list(packages), "script": PACKAGED})
+    return frozenset(cache.remember(key, list, ask))
+
+
 def check_base_fits(facts: str, base: str, manifest: Manifest) -> None:
     """Refuse, before building, a base the wheelhouse was not made for: Python, machine, glibc, libraries."""
     lines = facts.splitlines()
@@ -181,9 +205,7 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
             buildkit=buildkit,
         )
     builder = "BuildKit" if buildkit else "the legacy builder"
-    log.info(
-        f"image {tag_of(config, manifest)} ({image_id[:19]}) built with {builder} over {base}; verifying it first"
-    )
+    log.info(f"image {tag_of(config, manifest)} ({image_id[:19]}) built with {builder} over {base}; verifying it first")
     return Image(tag_of(config, manifest), candidate_tag(engine), image_id, builder, manifest, base)
 
 

@@ -28,7 +28,7 @@ from .errors import WheelhouseError
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-MANIFEST_VERSION = "1.1"
+MANIFEST_VERSION = "1.2"
 Origin = Literal["index", "built"]
 D = TypeVar("D", bound="DataclassInstance")
 TIP = "Rebuild the wheelhouse (wheelbarrow build); it was edited, or written by another wheelbarrow."
@@ -61,6 +61,7 @@ class RuntimeBase:
     image_id: str
     repair_policy: str
     provides: tuple[str, ...] = ()
+    packages: tuple[str, ...] = ()  # runtime-packages installed into it (since 1.2)
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,8 @@ def stage_bases(run: Run) -> None:
 
     facts = _image.base_facts(run.engine, run.runtime_base, run.cache)  # asked once per base, one cache key
     provided = _repair.parse_ldconfig(facts)
-    run.exclude = _repair.base_exclusions(run.config.repair_policy, frozenset(provided))
+    packaged = _image.packaged_sonames(run.engine, run.runtime_base, run.config.runtime_packages, run.cache)
+    run.exclude = _repair.base_exclusions(run.config.repair_policy, provided, packaged)
     run.log.info(f"builder base {run.builder_base}; runtime base {run.runtime_base}")
     left = ", ".join(run.exclude) or "nothing"
     run.log.info(f"repair policy {run.config.repair_policy}: leaving {left} to the runtime base")
@@ -207,7 +208,11 @@ def stage_wheelhouse(run: Run) -> None:
         target=_manifest.Target(plan.python, plan.python_tag, plan.machine, f"{plan.glibc[0]}.{plan.glibc[1]}"),
         lock=_manifest.LockInfo(lock.source.name, lock.kind, sha256_of(lock.source)),
         runtime_base=_manifest.RuntimeBase(
-            run.runtime_base, run.runtime_base_id, run.config.repair_policy, tuple(run.exclude)
+            run.runtime_base,
+            run.runtime_base_id,
+            run.config.repair_policy,
+            tuple(run.exclude),
+            run.config.runtime_packages,
         ),
         builder=_manifest.BuilderInfo(builder.tag, builder.image_id, run.builder_base, tuple(plan.system_packages)),
         source_date_epoch=run.epoch,

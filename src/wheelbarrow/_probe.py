@@ -110,6 +110,25 @@ def provided(sonames: list[str]) -> dict[str, bool]:
     return {s: s in names for s in sonames}
 
 
+def installed(packages: list[str]) -> dict[str, bool | None]:
+    """Whether each system package is installed, from dpkg's or apk's database (None: neither is there)."""
+    dpkg, apk = Path("/var/lib/dpkg/status"), Path("/lib/apk/db/installed")
+    if dpkg.is_file():
+        blocks = dpkg.read_text(encoding="utf-8", errors="replace").split("\n\n")
+        have = {
+            line.split(":", 1)[1].strip()
+            for block in blocks
+            if "Status: install ok installed" in block
+            for line in block.splitlines()
+            if line.startswith("Package:")
+        }
+    elif apk.is_file():
+        have = {line[2:].strip() for line in apk.read_text(encoding="utf-8").splitlines() if line.startswith("P:")}
+    else:
+        return dict.fromkeys(packages)
+    return {p: p.split("=")[0] in have for p in packages}
+
+
 def start_pip_check() -> tuple[subprocess.Popen[str] | None, str]:
     """Start ``pip check`` in the background (it is the slow check); :func:`finish` collects it."""
     env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "HOME": tempfile.gettempdir()}
@@ -143,6 +162,7 @@ def main() -> None:
         print(json.dumps({"wheels": wheels()}))
         return
     expected = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
+    packages = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
     site = site_packages()
     if site is not None:
         sys.path.insert(0, str(site))
@@ -155,6 +175,7 @@ def main() -> None:
         "extensions": extensions(site) if site else [],
         "libssl_mapped": libssl_mapped(),
         "expected_from_base": provided(expected),
+        "runtime_packages": installed(packages),
         "wheels": wheels(),
         "pip_check": finish(checking),
         "venv_writable": os.access(VENV / "lib", os.W_OK),

@@ -36,15 +36,19 @@ def parse_ldconfig(output: str) -> frozenset[str]:
     return frozenset(line.split()[0] for line in output.splitlines() if "=>" in line and line.startswith(("\t", " ")))
 
 
-def base_exclusions(policy: RepairPolicy, runtime_sonames: frozenset[str]) -> tuple[str, ...]:
-    """What not to graft: single-in-process libraries the runtime base already provides."""
+def base_exclusions(
+    policy: RepairPolicy, runtime_sonames: frozenset[str], packaged: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    """What not to graft: single-in-process libraries the runtime base already provides and, whatever the
+    policy, the libraries of ``runtime-packages`` (``packaged``), which are in the runtime image on purpose."""
     match policy:
         case "vendor-all":
-            return ()
+            single: set[str] = set()
         case "exclude-base":
-            return tuple(sorted(s for s in runtime_sonames if any(fnmatch(s, p) for p in SINGLE_IN_PROCESS)))
+            single = {s for s in runtime_sonames if any(fnmatch(s, p) for p in SINGLE_IN_PROCESS)}
         case _:
             assert_never(policy)
+    return tuple(sorted(single | (packaged & runtime_sonames)))
 
 
 def referenced_sonames(wheel: Path, sonames: tuple[str, ...]) -> tuple[str, ...]:

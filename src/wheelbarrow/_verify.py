@@ -9,7 +9,7 @@ image's own user, ``--network none``) and reports; this module judges:
 * every extension module in the venv imports, and ``ldd`` finds every library
   of every shared object in site-packages;
 * after importing them (and ``ssl``) exactly one libssl is mapped;
-* every library the manifest expects from the base is there;
+* every library the manifest expects from the base is there, and every ``runtime-packages`` package;
 * no ``*.whl`` beyond those the base image itself ships;
 * ``pip check`` is clean (run from outside the venv when pip is not in it).
 """
@@ -63,6 +63,7 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
     extra_wheels = sorted(set(report["wheels"]) - set(base_wheels))
     ssl = report["libssl_mapped"]
     pip = report["pip_check"]
+    packages: dict[str, bool | None] = report.get("runtime_packages", {})
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
     # A wheelhouse of pure-Python wheels has no extension module to import; one with platform wheels must.
     needs_modules = any(w.platform_tag != "any" for w in manifest.wheels)
@@ -84,6 +85,12 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
             all(expected.get(s) for s in wanted),
             ", ".join(f"{s}: {'yes' if expected.get(s) else 'MISSING'}" for s in wanted) or "none expected",
         ),
+        Check(
+            "runtime-packages are installed",
+            all(v is not False for v in packages.values()),
+            ", ".join(f"{p}: {'yes' if v else 'MISSING' if v is False else 'unknown'}" for p, v in packages.items())
+            or "none configured",
+        ),
         Check("no wheel files beyond the base's", not extra_wheels, ", ".join(extra_wheels) or "none"),
         Check("pip check", bool(pip["ok"]), f"{pip['how']}: {pip['output'].strip() or 'clean'}"),
     ]
@@ -96,7 +103,8 @@ def verify_image(engine: Engine, image: str, base: str, manifest: Manifest, log:
         list,
         lambda: list(probe(engine, base, ["wheels"], "python3")["wheels"]),
     )
-    report = probe(engine, image, ["full", json.dumps(wanted)], "/opt/venv/bin/python")
+    packages = json.dumps(list(manifest.runtime_base.packages))
+    report = probe(engine, image, ["full", json.dumps(wanted), packages], "/opt/venv/bin/python")
     checks = judge(report, base_wheels, manifest)
     for check in checks:
         log.info(f"  [{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}")

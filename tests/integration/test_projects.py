@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.integration.conftest import PROJECTS, Runner, copy_project, sh
+from tests.integration.conftest import PROJECTS, Build, Runner, copy_project, sh
 
 
 def test_a_wheelhouse_of_pure_python_wheels_passes_verify(wheelbarrow: Runner, tmp_path: Path) -> None:
@@ -20,7 +20,7 @@ def test_a_wheelhouse_of_pure_python_wheels_passes_verify(wheelbarrow: Runner, t
         assert "0 modules, 0 shared objects (every wheel is pure Python)" in out.output
         report = json.loads(out.output[out.output.index("\n{\n") :])  # stdout, after the log lines
         assert all(check["ok"] for check in report["checks"])
-        assert len(report["checks"]) == 9
+        assert len(report["checks"]) == 10
     finally:
         sh(["docker", "rmi", "-f", tag], check=False)
 
@@ -64,3 +64,31 @@ def test_a_dynamic_version_is_read_from_the_built_wheel(wheelbarrow: Runner, tmp
     again = wheelbarrow("build", "--project", str(project))
     assert again.returncode == 0, again.output[-3000:]
     assert "dynamic-app==1.2.4 " in (project / "wheelhouse" / "requirements.txt").read_text()
+
+
+def test_runtime_packages_are_installed_left_to_the_image_and_verified(
+    wheelbarrow: Runner, example_build: Build, tmp_path: Path
+) -> None:
+    """runtime-packages: installed into the runtime base; the repair leaves their libraries to it (libpq
+    is not grafted into psycopg2); the manifest records them; verify checks them; a wrong name is exit 13."""
+    project = copy_project(example_build.project, tmp_path / "with-libpq")
+    out = wheelbarrow("build", "--project", str(project), "-C", "runtime-packages=libpq5")
+    assert out.returncode == 0, out.output[-3000:]
+    manifest = json.loads((project / "wheelhouse" / "manifest.json").read_text())
+    assert manifest["runtime_base"]["packages"] == ["libpq5"]
+    assert manifest["runtime_base"]["image"].startswith("wheelbarrow/runtime-with-packages:")
+    (psycopg2,) = [w for w in manifest["wheels"] if w["name"] == "psycopg2"]
+    assert "libpq.so.5" in psycopg2["expected_from_base"]
+    assert not [g for g in psycopg2["grafted_libraries"] if g.startswith("libpq")]
+    tag = "example-service:with-libpq"
+    try:
+        image = wheelbarrow("image", "--project", str(project), "-C", "runtime-packages=libpq5", "--image-tag", tag)
+        assert image.returncode == 0, image.output[-3000:]
+        assert "[PASS] runtime-packages are installed: libpq5: yes" in image.output
+        imported = sh(["docker", "run", "--rm", "--network", "none", tag, "python", "-c", "import psycopg2; print(1)"])
+        assert imported.output.strip().endswith("1")
+    finally:
+        sh(["docker", "rmi", "-f", tag], check=False)
+    wrong = wheelbarrow("build", "--project", str(project), "-C", "runtime-packages=no-such-package-here")
+    assert wrong.returncode == 13, wrong.output[-3000:]
+    assert "Unable to locate package no-such-package-here" in wrong.output

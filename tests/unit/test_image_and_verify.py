@@ -97,7 +97,7 @@ def test_judge_passes_a_good_image() -> None:
         GOOD_REPORT, ["/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"], manifest_expecting("libssl.so.3")
     )
     assert [c.name for c in checks if not c.ok] == []
-    assert len(checks) == 9
+    assert len(checks) == 10
 
 
 @pytest.mark.parametrize(

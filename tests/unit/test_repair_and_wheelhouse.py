@@ -79,7 +79,7 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     assert entry.size == wheel.stat().st_size
     original = manifest(entry)
     text = original.to_json()
-    assert text.startswith('{\n  "manifest_version": "1.1"')
+    assert text.startswith('{\n  "manifest_version": "1.2"')
     assert Manifest.from_json(text) == original
 
 
@@ -189,3 +189,11 @@ def test_a_reader_accepts_any_minor_version_of_its_major() -> None:
         Manifest.from_json(json.dumps({**written, "manifest_version": "2.0"}))
     with pytest.raises(WheelhouseError, match=r"manifest\.target has no 'python_tag'"):
         Manifest.from_json(json.dumps({**written, "target": {"python": "3.11"}}))
+
+
+def test_runtime_packages_libraries_are_left_to_the_base_whatever_the_policy() -> None:
+    provided = frozenset({"libssl.so.3", "libcrypto.so.3", "libpq.so.5", "libz.so.1"})
+    packaged = frozenset({"libpq.so.5", "libpq.so.5.15", "libnot-in-ldconfig.so.1"})
+    assert base_exclusions("exclude-base", provided, packaged) == ("libcrypto.so.3", "libpq.so.5", "libssl.so.3")
+    assert base_exclusions("vendor-all", provided, packaged) == ("libpq.so.5",)
+    assert base_exclusions("vendor-all", provided) == ()
