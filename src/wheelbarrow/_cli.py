@@ -46,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     for option in OPTIONS:
         if option.flag:
             common.add_argument(f"--{option.key}", dest=f"opt_{option.key}", metavar="VALUE", help=option.help)
+    sub.add_parser("init", parents=[common], help="write [tool.wheelbarrow] and a noxfile where a project has none")
     sub.add_parser("plan", parents=[common], help="print what would be fetched and built")
     sub.add_parser("build", parents=[common], help="build the wheelhouse (lock, fetch, build, repair)")
     sub.add_parser("image", parents=[common], help="build the runtime image from the wheelhouse, then verify it")
@@ -97,6 +98,7 @@ def pipeline(command: str) -> tuple[Stage, ...]:
     from . import _pipeline  # noqa: PLC0415 - imported after the signal handlers are set
 
     return {
+        "init": _pipeline.INIT,
         "plan": _pipeline.PLAN,
         "build": _pipeline.BUILD,
         "image": _pipeline.IMAGE,

@@ -17,6 +17,7 @@ with the network off; every pip call here has that flag, so pip never builds.
 from __future__ import annotations
 
 import lzma
+import os
 import re
 import shutil
 import sys
@@ -36,16 +37,11 @@ from . import _shapes
 from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run
 from ._guard import scratch
-from ._index import (
-    RELOCK,
-    Client,
-    IndexFile,
-    read_settings,
-    redact,
-)
-from ._lock import LockedFile
+from ._index import RELOCK, Client, IndexFile, read_settings
+from ._lock import LockedFile, marker_environment
 from ._log import Log
 from ._plan import BuildPlan, IndexWheel, SdistBuild, best_wheel, manylinux_platforms, sdist_of, target_tags
+from ._sources import Index, Sources, read_sources
 from .errors import (
     FetchError,
     HashMismatchError,
@@ -165,11 +161,11 @@ def choose(files: Sequence[IndexFile], item: Wanted, ranks: dict[Tag, int]) -> I
     return _preferred([f for f in files if not f.sha256 and _version_of(f.filename) == version], item, ranks)
 
 
-def _locate(client: Client, item: Wanted, ranks: dict[Tag, int]) -> IndexFile:
-    """The file to download for ``item`` from the first index (in pip's order) that has one."""
+def _locate(client: Client, indexes: Sequence[Index], item: Wanted, ranks: dict[Tag, int]) -> IndexFile:
+    """The file to download for ``item`` from the first of its indexes that has one."""
     listed: list[IndexFile] = []
     problems: list[FetchError] = []
-    for index in client.settings.indexes:
+    for index in indexes:
         try:
             files = client.project_files(index, item.name) or []
         except FetchError as err:
@@ -183,11 +179,11 @@ def _locate(client: Client, item: Wanted, ranks: dict[Tag, int]) -> IndexFile:
             if chosen.yanked is not None:
                 client.log.warning(f"{chosen.filename} is yanked ({chosen.yanked or 'no reason given'}); it is locked")
             return chosen
-    raise _why_not(item, listed, problems, ranks, client.settings.indexes)
+    raise _why_not(item, listed, problems, ranks, indexes)
 
 
 def _why_not(
-    item: Wanted, listed: list[IndexFile], problems: list[FetchError], ranks: dict[Tag, int], indexes: Sequence[str]
+    item: Wanted, listed: list[IndexFile], problems: list[FetchError], ranks: dict[Tag, int], indexes: Sequence[Index]
 ) -> FetchError:
     """Why no index gave a file of ``item``: an index's own failure first, then a hash mismatch, then absence."""
     for kind in (IndexAuthError, IndexTLSError, IndexUnreachableError, FetchError):
@@ -212,21 +208,37 @@ def _why_not(
         wanted = item.file.filename if item.file else f"any file of {item.name}=={item.version}"
         msg = f"the index lists {len(listed)} files of {item.name}, but not {wanted}"
         return NoLockedFileError(msg, tip=RELOCK)
-    where = ", ".join(redact(i) for i in indexes) or "none (pip's no-index is set)"
-    msg = f"{item.name} is on none of the indexes pip is configured with: {where}"
-    tip = "Check the name, and pip's index-url and extra-index-url (pip config list, PIP_INDEX_URL)."
-    return ProjectNotFoundError(msg, tip=tip)
+    where = ", ".join(i.shown for i in indexes) or "none (pip's no-index is set)"
+    if all(not i.label for i in indexes):
+        msg = f"{item.name} is on none of the indexes pip is configured with: {where}"
+        tip = "Check the name, and pip's index-url and extra-index-url (pip config list, PIP_INDEX_URL)."
+        return ProjectNotFoundError(msg, tip=tip)
+    msg = f"{item.name} is on none of the indexes searched for it: {where}"
+    tip = "Check the name, the project's package sources (a Poetry source, a uv index, a package pinned to one) "
+    return ProjectNotFoundError(msg, tip=tip + "and pip's index-url and extra-index-url (pip config list).")
+
+
+def _sources(plan: BuildPlan, pip_indexes: Sequence[str], log: Log) -> Sources:
+    """The indexes the project declares (read from its pyproject.toml), mapped onto pip's."""
+    target = marker_environment(plan.python, plan.machine)
+    sources = read_sources(plan.project.source, pip_indexes, os.environ, target, log, lock=plan.lock)
+    for line in sources.describe() if sources.declared else ():
+        log.info(line)
+    return sources
 
 
 def _download(items: Sequence[Wanted], plan: BuildPlan, cache: Cache, log: Log) -> dict[Wanted, Fetched]:
     """Each item's locked file from the index, several at once, verified and stored in the cache."""
     if not items:
         return {}
-    client = Client(read_settings(log), log)
+    settings = read_settings(log)
+    sources = _sources(plan, settings.indexes, log)
+    client = Client(settings, log, sources.declared)
     ranks = {tag: i for i, tag in enumerate(target_tags(plan.python, plan.glibc, plan.machine))}
 
     def one(item: Wanted, dest: Path) -> Fetched:
-        path, sha = client.download(_locate(client, item, ranks), item.hashes, f"{item.name}=={item.version}", dest)
+        chosen = _locate(client, sources.for_project(item.name), item, ranks)
+        path, sha = client.download(chosen, item.hashes, f"{item.name}=={item.version}", dest)
         return Fetched(item.name, item.version, cache.store_artifact(path, sha), sha)
 
     with scratch("fetch", cache.root) as tmp:

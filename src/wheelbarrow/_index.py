@@ -3,21 +3,21 @@
 It honours pip's configuration as pip reads it: ``pip config list`` (the
 config files), then the ``PIP_*`` environment variables, which win:
 index-url, extra-index-url, no-index, cert, client-cert, trusted-host, proxy,
-timeout, retries. Credentials come from an index URL's user:password or from
-netrc (``NETRC``, else ``~/.netrc``); they go, as HTTP basic auth, to their own
-host only (the index's pages and the files it links there), and URLs are
-logged and reported without them.
+timeout, retries. The indexes a project declares itself (Poetry sources, uv
+indexes) and the credentials of every index come from
+:mod:`wheelbarrow._sources`. Credentials go, as HTTP basic auth, to the index's
+own host only (its pages and the files it links there), never on to a
+redirect's host; no request holds them in its URL, so no urllib error can
+quote them, and URLs are logged and reported without them.
 """
 
 from __future__ import annotations
 
 import ast
-import base64
 import hashlib
 import http.client
 import importlib
 import json
-import netrc
 import os
 import ssl
 import sys
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import IO, TypeVar
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from packaging.utils import canonicalize_name
 
@@ -37,6 +37,7 @@ from . import _shapes
 from ._cache import writing
 from ._cmd import CommandFailed, run
 from ._log import Log
+from ._sources import Credentials, Index, redact, scrub
 from .errors import (
     FetchError,
     HashMismatchError,
@@ -44,6 +45,21 @@ from .errors import (
     IndexTLSError,
     IndexUnreachableError,
 )
+
+__all__ = [
+    "ACCEPT",
+    "JSON_TYPE",
+    "RELOCK",
+    "Client",
+    "Index",
+    "IndexFile",
+    "Settings",
+    "Stopped",
+    "parse_page",
+    "read_settings",
+    "redact",
+    "scrub",
+]
 
 T = TypeVar("T")
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -120,12 +136,6 @@ def read_settings(log: Log) -> Settings:
     return Settings.from_pip(listed, os.environ, default_index)
 
 
-def redact(url: str) -> str:
-    """``url`` without its user:password."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else url
-
-
 @dataclass(frozen=True)
 class IndexFile:
     filename: str
@@ -182,10 +192,6 @@ class Stopped(Exception):  # noqa: N818 - not an error: the run gave up on this 
     """Another download failed or the run was interrupted, so this one gave up."""
 
 
-def _basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-
-
 def _tls(err: BaseException) -> bool:
     return isinstance(err, ssl.SSLError) or isinstance(getattr(err, "reason", None), ssl.SSLError)
 
@@ -193,15 +199,13 @@ def _tls(err: BaseException) -> bool:
 class Client:
     """Reads project pages and downloads files for one run; safe to share between threads."""
 
-    def __init__(self, settings: Settings, log: Log) -> None:
+    def __init__(self, settings: Settings, log: Log, indexes: Sequence[Index] = ()) -> None:
+        """``indexes``: those the project declares, whose credentials count as pip's indexes' do."""
         self.settings, self.log = settings, log
+        #: Every index this client knows: the project's, then pip's (in pip's order).
+        self.indexes = tuple(dict.fromkeys((*indexes, *(Index(url) for url in settings.indexes))))
+        self.credentials = Credentials(self.indexes, settings.netrc_file, log)
         self.stopping = threading.Event()
-        self._netrc: netrc.netrc | None = None
-        if Path(settings.netrc_file).is_file():
-            try:
-                self._netrc = netrc.netrc(settings.netrc_file)
-            except (netrc.NetrcParseError, OSError) as err:
-                log.warning(f"ignoring {settings.netrc_file}: {err}")
         self._openers = {verify: self._opener(verify) for verify in (True, False)}
 
     def _opener(self, verify: bool) -> urllib.request.OpenerDirector:
@@ -225,14 +229,8 @@ class Client:
         return urllib.request.build_opener(*handlers)
 
     def authorization(self, url: str) -> str | None:
-        """Basic auth for ``url``: its own user:password, an index's on the same host, or netrc's for the host."""
-        parts = urlsplit(url)
-        for candidate in (url, *self.settings.indexes):
-            known = urlsplit(candidate)
-            if known.username is not None and (known.hostname, known.port) == (parts.hostname, parts.port):
-                return _basic(unquote(known.username), unquote(known.password or ""))
-        found = self._netrc.authenticators(parts.hostname) if self._netrc and parts.hostname else None
-        return _basic(found[0] or found[1] or "", found[2] or "") if found else None
+        """The Authorization header a request for ``url`` carries, or None."""
+        return self.credentials.header(url)
 
     def _open(self, url: str, accept: str = "") -> tuple[IO[bytes], str, str]:
         """(stream, content type, the URL it came from); FileNotFoundError for a missing local page."""
@@ -243,14 +241,23 @@ class Client:
             return path.open("rb"), (JSON_TYPE if path.suffix == ".json" else "text/html"), url
         if parts.scheme not in {"http", "https"}:
             raise urllib.error.URLError(f"unsupported URL scheme {parts.scheme!r}")
+        # The request never holds user:password in its URL, so no urllib error can quote them.
         request = urllib.request.Request(redact(url), headers={"Accept": accept} if accept else {})  # noqa: S310
-        if (auth := self.authorization(url)) is not None:
+        if (auth := self.credentials.header(url)) is not None:
             request.add_unredirected_header("Authorization", auth)  # never sent on to a redirect's host
         trusted = {parts.hostname, parts.netloc} & self.settings.trusted_hosts
-        response = self._openers[not trusted].open(request, timeout=self.settings.timeout)
+        opener = self._openers[not trusted]
+        try:
+            response = opener.open(request, timeout=self.settings.timeout)
+        except urllib.error.HTTPError as err:
+            if err.code != 401 or auth is not None or (auth := self.credentials.ask_keyring(url)) is None:
+                raise
+            err.close()
+            request.add_unredirected_header("Authorization", auth)
+            response = opener.open(request, timeout=self.settings.timeout)
         return response, response.headers.get_content_type(), response.geturl()
 
-    def _request(self, action: Callable[[], T], url: str, index: str = "") -> T | None:
+    def _request(self, action: Callable[[], T], url: str, index: Index | None = None) -> T | None:
         """``action()``, tried again (pip's ``retries``, default 2) on a transient error; None on a 404.
 
         Any other failure becomes the :class:`FetchError` that says what to do.
@@ -274,28 +281,34 @@ class Client:
                 raise Stopped
         raise AssertionError  # the last attempt returned or raised
 
-    def _error(self, err: Exception, url: str, index: str = "") -> FetchError:
-        shown, reason = redact(url), getattr(err, "reason", None) or err
+    def _error(self, err: Exception, url: str, index: Index | None = None) -> FetchError:
+        shown, reason = redact(url), scrub(str(getattr(err, "reason", None) or err))
         if isinstance(err, urllib.error.HTTPError) and err.code in {401, 403}:
-            given = "refused the credentials given" if self.authorization(url) else "needs credentials"
-            msg = f"{shown} answered HTTP {err.code} {err.reason}: the index {given}"
-            tip = "Give them in ~/.netrc (or the file NETRC names), or as user:password in the index URL "
-            return IndexAuthError(msg, tip=tip + "(pip's index-url or extra-index-url, PIP_INDEX_URL).")
+            index = index or next(iter(self.credentials.owners(url)), None)
+            given = self.credentials.header(url) is not None
+            named = f"the index {index.shown}" if index else "the index"
+            msg = f"{shown} answered HTTP {err.code} {reason}: {named} "
+            msg += "refused the credentials given" if given else "needs credentials"
+            where = f"in {index.hint}, " if index and index.hint else ""
+            tip = f"{'Check' if given else 'Give'} the index's user and password {where}in ~/.netrc (or the file "
+            tip += "NETRC names), or as user:password in the index URL (pip's index-url or extra-index-url, "
+            tip += "PIP_INDEX_URL); keyring is asked too when its package is installed with wheelbarrow."
+            return IndexAuthError(msg, tip=tip)
         if isinstance(err, urllib.error.HTTPError):
-            msg = f"{shown} answered HTTP {err.code} {err.reason}"
+            msg = f"{shown} answered HTTP {err.code} {reason}"
             return FetchError(msg, tip="Check pip's index settings (pip config list) and run again.")
         if _tls(err):
             msg = f"TLS verification of {shown} failed: {reason}"
             tip = "Point pip's 'cert' setting (PIP_CERT, or pip config set global.cert FILE) at the index's CA bundle."
             return IndexTLSError(msg, tip=tip)
-        where = f"{redact(index)} ({shown}: {reason})" if index else f"{shown} ({reason})"
+        where = f"{index.shown} ({shown}: {reason})" if index else f"{shown} ({reason})"
         msg = f"the index cannot be reached from this host: {where}"
         tip = "Check the network, proxy and index settings (pip config list). A run whose downloads are all in "
         return IndexUnreachableError(msg, tip=tip + "wheelbarrow's cache needs no index.")
 
-    def project_files(self, index: str, name: str) -> list[IndexFile] | None:
+    def project_files(self, index: Index, name: str) -> list[IndexFile] | None:
         """The files of project ``name`` on ``index``; None when the index does not have it."""
-        url = f"{index.rstrip('/')}/{canonicalize_name(name)}/"
+        url = f"{index.url.rstrip('/')}/{canonicalize_name(name)}/"
 
         def read() -> list[IndexFile]:
             stream, content_type, final = self._open(url, ACCEPT)

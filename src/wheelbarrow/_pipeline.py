@@ -1,8 +1,8 @@
 """The pipeline, declared as data.
 
 Every command is a tuple of :class:`Stage` run in order by :func:`execute`:
-:data:`PLAN`, :data:`BUILD`, :data:`IMAGE`, :data:`VERIFY`, :data:`PUBLISH`,
-:data:`BOOTSTRAP`, :data:`CACHE`. The CLI calls :func:`execute` for each of
+:data:`INIT`, :data:`PLAN`, :data:`BUILD`, :data:`IMAGE`, :data:`VERIFY`,
+:data:`PUBLISH`, :data:`BOOTSTRAP`, :data:`CACHE`. The CLI calls :func:`execute` for each of
 its commands, and the nox helpers run the CLI, so both run the same pipeline.
 Each stage is a function of the :class:`Run` that reads what earlier stages
 left on it and adds its own; a stage declares whether it needs the project's
@@ -30,6 +30,7 @@ from . import (
     _fetch,
     _guard,
     _image,
+    _init,
     _lock,
     _manifest,
     _plan,
@@ -313,6 +314,7 @@ VERIFY: tuple[Stage, ...] = (ENGINE, Stage("verify", stage_verify, uses_engine=T
 PUBLISH: tuple[Stage, ...] = (ENGINE, Stage("publish", stage_publish, uses_engine=True))
 BOOTSTRAP: tuple[Stage, ...] = (ENGINE, Stage("bootstrap", stage_bootstrap, uses_engine=True))
 CACHE: tuple[Stage, ...] = (Stage("cache", stage_cache, needs_lock=False),)
+INIT: tuple[Stage, ...] = (Stage("init", _init.stage_init),)  # holds the project's lock: two inits cannot both append
 
 
 def sweep_files(config: Config, log: Log) -> None:

@@ -1,10 +1,15 @@
-"""Nox helpers: a project's noxfile needs three lines.
+"""Nox helpers: a project's noxfile needs a PEP 723 block naming wheelbarrow and three lines.
 
 .. code-block:: python
 
+    # /// script
+    # dependencies = ["nox>=2025.2.9", "wheelbarrow[poetry,uv]==VERSION"]
+    # ///
     import nox
     import wheelbarrow.nox
     nox.session(wheelbarrow.nox.build_wheels)
+
+(``wheelbarrow init`` writes it.)
 
 (add ``nox.session(wheelbarrow.nox.image)`` and ``nox.session(wheelbarrow.nox.verify)``
 for the runtime image). Each helper installs wheelbarrow with its tools (poetry, poetry-plugin-export,

@@ -428,6 +428,103 @@ def test_basic_auth_on_pages_and_files_and_never_in_the_log(
     assert index.seen[-1] == ("/files/demo-1.0.tar.gz", basic("wb", SECRET), None)
 
 
+def declare(project: Path, toml: str) -> None:
+    (project / "pyproject.toml").write_text(f'[project]\nname = "app"\nversion = "1.0"\n\n{toml}', encoding="utf-8")
+
+
+def test_a_package_pinned_to_a_poetry_source_is_asked_there_alone_with_its_credentials(
+    index: Index, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    index.credentials = f"wb:{SECRET}"
+    index.routes["/private/simple/demo/"] = html_page(f"../../files/demo-1.0.tar.gz#sha256={sha(SDIST)}")
+    index.routes["/private/files/demo-1.0.tar.gz"] = (200, "application/octet-stream", SDIST)
+    declare(
+        tmp_path,
+        '[tool.poetry.dependencies]\ndemo = { version = "1.0", source = "corp" }\n'
+        f'[[tool.poetry.source]]\nname = "corp"\nurl = "{index.url}/private/simple"\npriority = "explicit"\n',
+    )
+    monkeypatch.setenv("POETRY_HTTP_BASIC_CORP_USERNAME", "wb")
+    monkeypatch.setenv("POETRY_HTTP_BASIC_CORP_PASSWORD", SECRET)
+    plan = plan_for(tmp_path, sdists=(SdistBuild("demo", "1.0", None, (sha(SDIST),), "x"),))
+    # pip's own index is on the same server: it is never asked for a package pinned elsewhere
+    run = fetch(monkeypatch, tmp_path / "run", Settings((f"{index.url}/public/simple",), retries=0), plan)
+    assert [(path, auth) for path, auth, _ in index.seen] == [
+        ("/private/simple/demo/", basic("wb", SECRET)),
+        ("/private/files/demo-1.0.tar.gz", basic("wb", SECRET)),
+    ]
+    assert f"demo only from: {index.url}/private/simple (Poetry source 'corp')" in run.lines
+    assert SECRET not in "\n".join(run.lines)
+
+
+def test_uv_index_credentials_and_wrong_ones_name_the_index_and_its_variables(
+    index: Index, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    index.credentials = f"wb:{SECRET}"
+    index.routes["/uv/demo/"] = html_page(f"/files/demo-1.0.tar.gz#sha256={sha(SDIST)}")
+    index.routes["/files/demo-1.0.tar.gz"] = (200, "application/octet-stream", SDIST)
+    declare(tmp_path, f'[[tool.uv.index]]\nname = "corp.uv-idx"\nurl = "{index.url}/uv"\n')
+    plan = plan_for(tmp_path, sdists=(SdistBuild("demo", "1.0", None, (sha(SDIST),), "x"),))
+    settings = Settings((f"{index.url}/pip",), retries=0)
+    monkeypatch.setenv("UV_INDEX_CORP_UV_IDX_USERNAME", "wb")
+    monkeypatch.setenv("UV_INDEX_CORP_UV_IDX_PASSWORD", "not-" + SECRET)
+    with pytest.raises(IndexAuthError) as caught:
+        fetch(monkeypatch, tmp_path / "wrong", settings, plan)
+    assert caught.value.message == (
+        f"{index.url}/uv/demo/ answered HTTP 401 Unauthorized: the index {index.url}/uv (uv index 'corp.uv-idx') "
+        "refused the credentials given"
+    )
+    assert "UV_INDEX_CORP_UV_IDX_USERNAME and UV_INDEX_CORP_UV_IDX_PASSWORD" in caught.value.tip
+    assert caught.value.tip.startswith("Check the index's user and password")
+    assert SECRET not in caught.value.message + caught.value.tip
+    monkeypatch.setenv("UV_INDEX_CORP_UV_IDX_PASSWORD", SECRET)
+    run = fetch(monkeypatch, tmp_path / "right", settings, plan)
+    assert f"cache: artifacts/{sha(SDIST)}/demo-1.0.tar.gz" in run.lines
+    assert index.seen[-1] == ("/files/demo-1.0.tar.gz", basic("wb", SECRET), None)
+
+
+def test_a_project_on_none_of_the_declared_indexes_names_them_and_their_declarations(
+    index: Index, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    declare(tmp_path, f'[[tool.uv.index]]\nname = "corp"\nurl = "http://u:{SECRET}@{index.url[7:]}/corp"\n')
+    plan = plan_for(tmp_path, (IndexWheel("nowhere", "1.0", None, ("0" * 64,)),))
+    with pytest.raises(ProjectNotFoundError) as caught:
+        fetch(monkeypatch, tmp_path / "run", Settings((f"{index.url}/pip",), retries=0), plan)
+    assert caught.value.message == (
+        f"nowhere is on none of the indexes searched for it: {index.url}/corp (uv index 'corp'), {index.url}/pip"
+    )
+    assert "a uv index" in caught.value.tip
+    assert [path for path, _, _ in index.seen] == ["/corp/nowhere/", "/pip/nowhere/"]
+
+
+def test_keyring_is_asked_after_a_401_and_its_answer_used(
+    index: Index, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import sys
+    import types
+
+    index.credentials = f"kr:{SECRET}"
+    index.routes["/simple/demo/"] = html_page(f"../../files/demo-1.0.tar.gz#sha256={sha(SDIST)}")
+    index.routes["/files/demo-1.0.tar.gz"] = (200, "application/octet-stream", SDIST)
+    asked: list[tuple[str, str | None]] = []
+
+    class Keyring(types.ModuleType):
+        @staticmethod
+        def get_credential(key: str, username: str | None) -> types.SimpleNamespace | None:
+            asked.append((key, username))
+            return types.SimpleNamespace(username="kr", password=SECRET) if key.endswith("/simple/") else None
+
+    monkeypatch.setitem(sys.modules, "keyring", Keyring("keyring"))
+    plan = plan_for(tmp_path, sdists=(SdistBuild("demo", "1.0", None, (sha(SDIST),), "x"),))
+    run = fetch(monkeypatch, tmp_path / "run", Settings((f"{index.url}/simple",), retries=0), plan)
+    assert asked == [(f"{index.url}/simple/", None)]
+    assert [(path, auth) for path, auth, _ in index.seen] == [
+        ("/simple/demo/", None),  # the first request carries none: keyring is asked only after its 401
+        ("/simple/demo/", basic("kr", SECRET)),
+        ("/files/demo-1.0.tar.gz", basic("kr", SECRET)),
+    ]
+    assert SECRET not in "\n".join(run.lines)
+
+
 def test_transient_errors_are_retried(index: Index, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     index.routes["/simple/demo/"] = html_page(f"/files/demo-1.0.tar.gz#sha256={sha(SDIST)}")
     index.routes["/files/demo-1.0.tar.gz"] = (200, "application/octet-stream", SDIST)

@@ -1,0 +1,1 @@
+GREETING = "initialised by wheelbarrow"

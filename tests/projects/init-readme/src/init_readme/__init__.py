@@ -1,0 +1,1 @@
+GREETING = "built as the README says"
