@@ -20,9 +20,8 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 from . import _lock, _shapes
 from ._config import OPTIONS, Config, load_config
@@ -33,7 +32,7 @@ from ._log import Log
 from ._plan import SdistBuild, make_plan
 from ._sources import Index, read_sources
 from ._version import __version__
-from .errors import ConfigError, LockError
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from ._cache import Cache
@@ -95,30 +94,6 @@ def has_table(pyproject: bytes, where: str) -> bool:
     return isinstance(tool, dict) and "wheelbarrow" in tool
 
 
-def uv_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...]]:
-    """Each package's files in a uv.lock (its sdist and wheels, named by the last part of their URL or path)."""
-    tip = "Regenerate it with 'uv lock'."
-    data = _shapes.toml(_lock.read_text(path).encode(), str(path), LockError, tip=tip)
-    out: dict[tuple[str, str], tuple[LockedFile, ...]] = {}
-    packages = data.get("package", [])
-    for index, package in enumerate(packages if isinstance(packages, list) else []):
-        if not isinstance(package, dict) or not isinstance(package.get("version"), str):
-            continue  # a virtual or dynamic project: nothing uv exports with hashes
-        where = f"{path}: package[{index}]"
-        wheels = package.get("wheels", [])
-        entries = [package.get("sdist"), *(wheels if isinstance(wheels, list) else [])]
-        files = []
-        for entry in entries:
-            if not isinstance(entry, dict) or not str(entry.get("hash", "")).startswith("sha256:"):
-                continue
-            location = unquote(urlsplit(str(entry.get("url") or entry.get("path") or "")).path)
-            filename = _shapes.filename(PurePosixPath(location).name, where, LockError, tip=tip)
-            files.append(LockedFile(filename, _shapes.sha256(entry["hash"].removeprefix("sha256:"), where, LockError)))
-        name = _shapes.name(package.get("name"), where, LockError, tip=tip)
-        out[(name, _shapes.version(package["version"], where, LockError, tip=tip))] = tuple(files)
-    return out
-
-
 def index_lister(client: Client, search: Callable[[str], Sequence[Index]]) -> Lister:
     """Files of a locked package from the indexes ``search`` names for it, picked by the locked sha256 and name."""
 
@@ -151,7 +126,7 @@ def with_files(lock: Lock, log: Log, lister: Lister | None = None) -> Lock:
     if not missing:
         return lock
     if lock.kind == "uv":
-        known = uv_lock_files(lock.source)
+        known = _lock.uv_lock_files(lock.source)
         found = {p: known.get((p.name, p.version), ()) for p in missing}
     else:
         log.info(f"{lock.source.name} names no files: asking the index for those of {len(missing)} packages")

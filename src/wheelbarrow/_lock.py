@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
@@ -43,6 +44,7 @@ __all__ = [
     "poetry_lock_files",
     "read_lock",
     "read_text",
+    "uv_lock_files",
 ]
 
 LockKind = Literal["poetry", "uv", "pylock", "requirements"]
@@ -118,7 +120,11 @@ def read_lock(config: Config, log: Log, *, machine: str, cache: Cache | None = N
             )
         case "uv":
             text = _export_cached("uv", config, path, log, cache, export_uv)
-            packages = parse_requirements(text, env, path, root=config.project_dir)
+            files = uv_lock_files(path)  # uv export pins hashes; uv.lock names the files they belong to
+            packages = tuple(
+                _attach_files(p, files.get((p.name, p.version), ()))
+                for p in parse_requirements(text, env, path, root=config.project_dir)
+            )
         case "pylock":
             tags = target_tags(config.python, config.glibc_tuple, machine)
             packages = parse_pylock(
@@ -132,6 +138,30 @@ def read_lock(config: Config, log: Log, *, machine: str, cache: Cache | None = N
     own = canonicalize_name(config.project_name)
     check_unique_files(packages, path)
     return Lock(path, kind, tuple(sorted((p for p in packages if p.name != own), key=lambda p: p.name)))
+
+
+def uv_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...]]:
+    """Each package's files in a uv.lock (its sdist and wheels, named by the last part of their URL or path)."""
+    tip = "Regenerate it with 'uv lock'."
+    data = _shapes.toml(read_text(path).encode(), str(path), LockError, tip=tip)
+    out: dict[tuple[str, str], tuple[LockedFile, ...]] = {}
+    packages = data.get("package", [])
+    for index, package in enumerate(packages if isinstance(packages, list) else []):
+        if not isinstance(package, dict) or not isinstance(package.get("version"), str):
+            continue  # a virtual or dynamic project: nothing uv exports with hashes
+        where = f"{path}: package[{index}]"
+        wheels = package.get("wheels", [])
+        entries = [package.get("sdist"), *(wheels if isinstance(wheels, list) else [])]
+        files = []
+        for entry in entries:
+            if not isinstance(entry, dict) or not str(entry.get("hash", "")).startswith("sha256:"):
+                continue
+            location = unquote(urlsplit(str(entry.get("url") or entry.get("path") or "")).path)
+            filename = _shapes.filename(PurePosixPath(location).name, where, LockError, tip=tip)
+            files.append(LockedFile(filename, _shapes.sha256(entry["hash"].removeprefix("sha256:"), where, LockError)))
+        name = _shapes.name(package.get("name"), where, LockError, tip=tip)
+        out[(name, _shapes.version(package["version"], where, LockError, tip=tip))] = tuple(files)
+    return out
 
 
 def check_covers_project(

@@ -19,10 +19,9 @@ from wheelbarrow._init import (
     init_project,
     noxfile_text,
     replace_text,
-    uv_lock_files,
     with_files,
 )
-from wheelbarrow._lock import Lock, LockedFile, LockedPackage
+from wheelbarrow._lock import Lock, LockedFile, LockedPackage, uv_lock_files
 from wheelbarrow._log import Log
 from wheelbarrow._sources import Index
 from wheelbarrow._version import __version__

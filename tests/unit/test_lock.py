@@ -140,3 +140,25 @@ def test_lock_kinds_are_found_in_order(tmp_path: Path) -> None:
     assert find_lock(config)[1] == "poetry"
     configured = load_config(project, environ={}, overrides={"lock": "requirements.txt"})
     assert find_lock(configured)[1] == "requirements"
+
+
+def test_a_uv_lock_names_its_files_so_an_sdist_only_package_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uv export pins hashes only; uv.lock names the files: an sdist-only package is planned as a build."""
+    from wheelbarrow import _lock
+    from wheelbarrow._log import Log
+    from wheelbarrow._plan import make_plan
+
+    project = write_project(tmp_path, name="uvdemo")
+    (project / "uv.lock").write_text(
+        'version = 1\n[[package]]\nname = "psycopg2"\nversion = "2.9.13"\n'
+        f'sdist = {{ url = "https://example.invalid/p/psycopg2-2.9.13.tar.gz", hash = "sha256:{H1}" }}\n'
+    )
+    monkeypatch.setattr(_lock, "_export_cached", lambda *_a, **_k: f"psycopg2==2.9.13 --hash=sha256:{H1}\n")
+    config = load_config(project, environ={})
+    lock = _lock.read_lock(config, Log(sink=lambda _line: None), machine="x86_64")
+    assert lock.packages[0].files == (LockedFile("psycopg2-2.9.13.tar.gz", H1),)
+    plan = make_plan(config, lock, machine="x86_64")
+    assert [(b.name, b.reason) for b in plan.sdist_builds] == [("psycopg2", "no compatible wheel")]
+    assert plan.index_wheels == ()
