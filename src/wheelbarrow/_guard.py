@@ -30,6 +30,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -51,15 +52,17 @@ _SWEEPABLE = re.compile(r"^(?:wheelbarrow|\.[^/]+?)-([0-9a-f]{12})-")
 
 _RUN = uuid.uuid4().hex[:12]
 _LEASE: int | None = None
+_LEASE_LOCK = threading.Lock()
 
 
 def run_id() -> str:
     """This process's lease id; the lease is taken on first use and held until the process ends."""
     global _LEASE  # noqa: PLW0603 - one lease per process, held by an open descriptor
-    if _LEASE is None:
-        fd = _open_private(runtime_dir() / "runs" / f"{_RUN}.lock")
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        _LEASE = fd
+    with _LEASE_LOCK:  # build threads ask at once; only one of them takes the lease
+        if _LEASE is None:
+            fd = _open_private(runtime_dir() / "runs" / f"{_RUN}.lock")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _LEASE = fd
     return _RUN
 
 
@@ -266,7 +269,7 @@ def _check_location(target: Path, what: str, key: str, protected: tuple[Path, ..
         if found:
             msg = f"{key} is {target}, which holds {found}: it is a project, not a {what}"
             raise ConfigError(msg, tip=tip)
-    elif real.exists() or real.is_symlink():
+    elif (real.exists() or real.is_symlink()) and not real.is_dir():  # (made a directory meanwhile: fine)
         msg = f"{key} is {target}, which is not a directory"
         raise ConfigError(msg, tip=tip)
     return real

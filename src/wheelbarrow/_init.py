@@ -272,6 +272,10 @@ def init_project(
     want_noxfile = not os.path.lexists(noxfile)
     builds: tuple[SdistBuild, ...] = ()
     if want_table:  # everything is decided before anything is written: a failure leaves the project as it was
+        real = Path(os.path.realpath(pyproject))
+        if config.project_dir.resolve() not in real.parents:
+            msg = f"{pyproject} is a link to {real}, outside the project: wheelbarrow init writes only in the project"
+            raise ConfigError(msg, tip="Add the table to that file yourself, or make pyproject.toml a plain file.")
         lock = _lock.read_lock(config, log, machine=machine, cache=cache)
         if lister is None and lock.kind != "uv" and not all(p.files for p in lock.packages):
             lister = fetch_lister(config, lock, log, machine)
@@ -280,11 +284,18 @@ def init_project(
         block, values = table(config, builds, machine)
         new = appended(old, block)
         check_appended(config.project_dir, new, values)
-        replace_text(pyproject, old, new)
+    wrote_noxfile = want_noxfile and create_new(noxfile, noxfile_text())  # first: a new file is easy to take back
+    if want_table:
+        try:
+            replace_text(pyproject, old, new)
+        except BaseException:
+            if wrote_noxfile:
+                noxfile.unlink(missing_ok=True)  # all or nothing: the project is left as it was
+            raise
         log.info(f"{pyproject}: [tool.wheelbarrow] added (build-from-source: {_names(builds)})")
     else:
         log.warning(f"{pyproject} already has a [tool.wheelbarrow] table: left as it is")
-    if want_noxfile and create_new(noxfile, noxfile_text()):
+    if wrote_noxfile:
         log.info(f"{noxfile}: written (nox -s build_wheels; nox installs wheelbarrow from its script block)")
     else:
         want_noxfile = False

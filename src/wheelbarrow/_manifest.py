@@ -129,10 +129,32 @@ class Manifest:
             msg = f"manifest_version {data.get('manifest_version')!r} is not {major}.x"
             raise WheelhouseError(msg, tip="Rebuild the wheelhouse with this wheelbarrow.")
         manifest = _build(cls, {**data, "manifest_version": version}, "manifest")
-        for wheel in manifest.wheels:
-            _shapes.filename(wheel.file, "manifest: wheels[].file", WheelhouseError, tip=TIP)
-            _shapes.sha256(wheel.sha256, f"manifest: {wheel.file}", WheelhouseError, tip=TIP)
+        _check_shapes(manifest)
         return manifest
+
+
+#: A wheel tag part (python, abi or platform tag), as a file name may hold it.
+_TAG = re.compile(r"[a-z0-9_.]{1,200}")
+
+
+def _check_shapes(manifest: Manifest) -> None:
+    """Every value that becomes a file name, an image tag or a time: checked here, where it is read."""
+    _shapes.name(manifest.project.name, "manifest: project.name", WheelhouseError, tip=TIP)
+    _shapes.version(manifest.project.version, "manifest: project.version", WheelhouseError, tip=TIP)
+    tags = [("target.python_tag", manifest.target.python_tag)]
+    tags += [(f"{w.file}: platform_tag", w.platform_tag) for w in manifest.wheels]
+    for where, tag in tags:
+        if not _TAG.fullmatch(tag):
+            msg = f"manifest: {where} is {tag!r}, not a wheel tag"
+            raise WheelhouseError(msg, tip=TIP)
+    if not 0 <= manifest.source_date_epoch < 1 << 33:
+        msg = f"manifest: source_date_epoch {manifest.source_date_epoch} is not a time wheelbarrow can stamp"
+        raise WheelhouseError(msg, tip=TIP)
+    for wheel in manifest.wheels:
+        _shapes.filename(wheel.file, "manifest: wheels[].file", WheelhouseError, tip=TIP)
+        _shapes.sha256(wheel.sha256, f"manifest: {wheel.file}", WheelhouseError, tip=TIP)
+        _shapes.name(wheel.name, f"manifest: {wheel.file}: name", WheelhouseError, tip=TIP)
+        _shapes.version(wheel.version, f"manifest: {wheel.file}: version", WheelhouseError, tip=TIP)
 
 
 def _build(cls: type[D], data: object, where: str) -> D:

@@ -21,7 +21,9 @@ from .errors import ConfigError
 
 _BOOLS = {"true": "true", "1": "true", "yes": "true", "false": "false", "0": "false", "no": "false"}
 Raw = str | tuple[str, ...]
-Kind = Literal["str", "choice", "list", "names", "argv", "bool", "int", "path", "file", "glibc", "image"]
+Kind = Literal[
+    "str", "choice", "list", "names", "packages", "argv", "bool", "int", "path", "file", "glibc", "image"
+]
 
 #: glibc of each Debian suite wheelbarrow can bootstrap; it bounds the wheels
 #: that fit the runtime image.
@@ -82,7 +84,7 @@ def coerce(option: Option, value: object, source: str) -> Raw:
         except ValueError as err:
             msg = f"{source}: '{option.key}' is not a valid command line: {err}"
             raise ConfigError(msg, tip=f'Write it as a list: {option.key} = ["prog", "arg"].') from err
-    if option.kind in ("list", "names", "argv"):
+    if option.kind in ("list", "names", "packages", "argv"):
         if isinstance(value, str):
             return tuple(v for v in re.split(r"[,\s]+", value) if v)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -175,6 +177,7 @@ PARSERS: dict[Kind, Callable[[Option, Any, Context], Any]] = {
     "list": lambda _o, v, _c: v,
     "argv": lambda _o, v, _c: v,
     "names": lambda _o, v, _c: tuple(canonicalize_name(n) for n in v),
+    "packages": lambda o, v, _c: tuple(_shapes.system_package(p, o.key, ConfigError) for p in v),
     "bool": lambda _o, v, _c: v == "true",
     "int": _int,
     "path": _path,

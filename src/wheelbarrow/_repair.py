@@ -15,10 +15,11 @@ from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import assert_never
 
-from packaging.utils import parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
 
 from ._config import RepairPolicy
-from .errors import RepairProducedManyWheelsError, RepairProducedNoWheelError
+from .errors import BuildError, RepairProducedManyWheelsError, RepairProducedNoWheelError
 
 #: Libraries of which a process must load only one copy: a second OpenSSL next to
 #: the one Python's ssl module uses can crash (psycopg2's docs warn of it).
@@ -102,6 +103,11 @@ def one_repaired_wheel(out_dir: Path, what: str, exclude: tuple[str, ...] = ()) 
             tip = "Run 'auditwheel show' on the raw wheel in the builder; its policy may be too strict for the base."
             raise RepairProducedNoWheelError(msg, tip=tip)
         case [repaired]:
+            try:
+                parse_wheel_filename(repaired.name)
+            except (InvalidWheelFilename, InvalidVersion) as err:
+                msg = f"building {what} made a wheel whose file name is not valid: {repaired.name} ({err})"
+                raise BuildError(msg, tip="Check the build backend's name and version settings.") from err
             grafted = grafted_libraries(repaired)
             return RepairedWheel(repaired, platform_tag(repaired.name), grafted, referenced_sonames(repaired, exclude))
         case several:

@@ -82,6 +82,18 @@ def requirement(value: object, where: str, error: ErrorClass, tip: str) -> str:
     return str(parsed)
 
 
+#: A system package name, with an optional version or architecture (``libpq-dev``, ``libpq5=15.8-0``,
+#: ``libssl3:amd64``, ``postgresql-devel``): it becomes one word of a package manager's command line.
+_PACKAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*(?:[:=][A-Za-z0-9.+_:~-]+)?")
+
+
+def system_package(value: object, where: str, error: ErrorClass) -> str:
+    if not isinstance(value, str) or not _PACKAGE.fullmatch(value) or len(value) > 200:
+        msg = f"{where}: {_show(value)} is not a system package name (never an option, a path or a shell word)"
+        raise error(msg, tip=f"Name packages only in {where}, e.g. libpq-dev or libpq5=15.8-0+deb12u1.")
+    return value
+
+
 def image_reference(value: str, where: str, error: ErrorClass, tip: str) -> str:
     if not _REFERENCE.fullmatch(value) or len(value) > 255:
         msg = f"{where}: {_show(value)} is not a valid image reference (lower-case name[:tag])"

@@ -134,6 +134,8 @@ class Credentials:
                 log.warning(f"ignoring {netrc_file}: it cannot be parsed (line {err.lineno})")
             except OSError as err:
                 log.warning(f"ignoring {netrc_file}: {err.strerror or type(err).__name__}")
+            except UnicodeDecodeError:
+                log.warning(f"ignoring {netrc_file}: it is not text in this system's encoding")
         self._keyring_lock = threading.Lock()
         self._keyring_answers: dict[str, UserPassword | None] = {}
 
@@ -349,6 +351,9 @@ def _poetry(
         name, priority = entry.get("name"), entry.get("priority", "primary")
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{where} has no name", tip=TIP)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):  # it names variables and shows in messages
+            msg = f"{where}: name {name!r} is not letters, digits, -, _ and ."
+            raise ConfigError(msg, tip=TIP)
         where = f"pyproject.toml: Poetry source '{name}'"
         if not isinstance(priority, str) or priority.lower() not in POETRY_PRIORITIES:
             msg = f"{where}: priority {priority!r} is not primary, supplemental or explicit"

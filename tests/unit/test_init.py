@@ -439,3 +439,30 @@ def test_the_index_lister_reads_the_simple_pages_and_keeps_the_locked_files(tmp_
     )
     absent = LockedPackage("six", "1.16.0", (SIX_WHEEL,))  # type: ignore[arg-type]
     assert lister(absent) == ()
+
+
+def test_init_writes_all_or_nothing_and_never_through_a_link_out_of_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while writing pyproject.toml takes back the noxfile just written; a pyproject.toml that
+    links outside the project (a repository planting pyproject.toml -> ~/.bashrc) is never written."""
+    root = project(tmp_path / "svc")
+    before = (root / "pyproject.toml").read_bytes()
+
+    def disk_full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_init, "replace_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_init(root)
+    assert not (root / "noxfile.py").exists()
+    assert (root / "pyproject.toml").read_bytes() == before
+    monkeypatch.undo()
+    outside = tmp_path / "bashrc"
+    outside.write_bytes(before)
+    (root / "pyproject.toml").unlink()
+    (root / "pyproject.toml").symlink_to(outside)
+    with pytest.raises(ConfigError, match="outside the project"):
+        run_init(root)
+    assert outside.read_bytes() == before
+    assert not (root / "noxfile.py").exists()

