@@ -56,10 +56,11 @@ def test_init_lists_the_sdist_only_package_of_a_uv_lock(wheelbarrow: Runner, tmp
     assert todo in after.decode()
     noxfile = (project / "noxfile.py").read_text(encoding="utf-8")
     assert f'"wheelbarrow[poetry,uv]=={metadata.version("wheelbarrow")}"' in noxfile.splitlines()[1]
-    # The plan now compiles psycopg2 (uv export names no files; init read them from uv.lock) and takes six as it is.
+    # The plan compiles psycopg2 (its file named by uv.lock: uv export pins hashes only) and takes six as it is.
     plan = wheelbarrow("plan", "--project", str(project))
     assert plan.returncode == 0, plan.output[-3000:]
-    assert "built from sdist in the builder (1):\n  psycopg2==2.9.13  (sdist)  [build-from-source]" in plan.output
+    compiled = "built from sdist in the builder (1):\n  psycopg2==2.9.13  psycopg2-2.9.13.tar.gz  [build-from-source]"
+    assert compiled in plan.output
     assert "from the index (1):\n  six==1.16.0" in plan.output
     # Again: both files are there, so it has nothing to do, says so, exits 0 and touches neither.
     again = wheelbarrow("init", "--project", str(project))
