@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import zipfile
 from pathlib import Path
@@ -85,3 +86,15 @@ def make_wheelhouse(root: Path) -> Path:
         _wheelhouse.fill(stage, entries, manifest)
         _wheelhouse.swap_in(stage, wheelhouse)
     return wheelhouse
+
+
+def snapshot(root: Path) -> dict[str, bytes | str]:
+    """Every path under ``root`` with its contents (files) or kind: to prove nothing changed."""
+    out: dict[str, bytes | str] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            out[os.path.relpath(Path(folder) / name, root)] = "dir"
+        for name in files:
+            path = Path(folder) / name
+            out[os.path.relpath(path, root)] = path.read_bytes() if path.is_file() else "special"
+    return out

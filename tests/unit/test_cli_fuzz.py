@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from tests.unit.conftest import snapshot
 from wheelbarrow._cli import main
 
 #: The README's exit codes (129, 130, 143: signals, not raised here; 70: internal error, a bug).
@@ -102,17 +103,6 @@ BUILD_SYSTEMS = [
     "[build-system]\nrequires = 3\n",
     "",
 ]
-
-
-def snapshot(root: Path) -> dict[str, bytes | str]:
-    out: dict[str, bytes | str] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            out[os.path.relpath(Path(folder) / name, root)] = "dir"
-        for name in files:
-            path = Path(folder) / name
-            out[os.path.relpath(path, root)] = path.read_bytes() if path.is_file() else "special"
-    return out
 
 
 def toml_string(value: str) -> str:

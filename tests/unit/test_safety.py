@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.unit.conftest import sample_manifest, write_project
+from tests.unit.conftest import sample_manifest, snapshot, write_project
 from wheelbarrow import _guard, _shapes, _wheelhouse
 from wheelbarrow._cache import Cache, source_files, tree_digest
 from wheelbarrow._config import load_config
@@ -54,18 +54,6 @@ def private_runtime(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     runtime.chmod(0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     return runtime
-
-
-def snapshot(root: Path) -> dict[str, bytes | str]:
-    """Every path under ``root`` with its contents (files) or kind: to prove nothing changed."""
-    out: dict[str, bytes | str] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs:
-            out[os.path.relpath(Path(folder) / name, root)] = "dir"
-        for name in files:
-            path = Path(folder) / name
-            out[os.path.relpath(path, root)] = path.read_bytes() if path.is_file() else "special"
-    return out
 
 
 def project_with_git(root: Path) -> Path:
