@@ -218,22 +218,22 @@ def _why_not(
     return ProjectNotFoundError(msg, tip=tip + "and pip's index-url and extra-index-url (pip config list).")
 
 
-def _sources(plan: BuildPlan, pip_indexes: Sequence[str], log: Log) -> Sources:
-    """The indexes the project declares (read from its pyproject.toml), mapped onto pip's."""
-    target = marker_environment(plan.python, plan.machine)
-    sources = read_sources(plan.project.source, pip_indexes, os.environ, target, log, lock=plan.lock)
+def open_indexes(project_dir: Path, python: str, machine: str, lock: Path, log: Log) -> tuple[Client, Sources]:
+    """A client of the indexes fetch searches: pip's configuration, and those the project declares
+    (read from its pyproject.toml, mapped onto pip's), in the order its lock tool searches them."""
+    settings = read_settings(log)
+    target = marker_environment(python, machine)
+    sources = read_sources(project_dir, settings.indexes, os.environ, target, log, lock=lock)
     for line in sources.describe() if sources.declared else ():
         log.info(line)
-    return sources
+    return Client(settings, log, sources.declared), sources
 
 
 def _download(items: Sequence[Wanted], plan: BuildPlan, cache: Cache, log: Log) -> dict[Wanted, Fetched]:
     """Each item's locked file from the index, several at once, verified and stored in the cache."""
     if not items:
         return {}
-    settings = read_settings(log)
-    sources = _sources(plan, settings.indexes, log)
-    client = Client(settings, log, sources.declared)
+    client, sources = open_indexes(plan.project.source, plan.python, plan.machine, plan.lock, log)
     ranks = {tag: i for i, tag in enumerate(target_tags(plan.python, plan.glibc, plan.machine))}
 
     def one(item: Wanted, dest: Path) -> Fetched:

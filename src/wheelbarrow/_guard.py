@@ -126,13 +126,6 @@ def lease_state(run: str) -> bool | None:
     return False
 
 
-def forget_lease(run: str) -> None:
-    """Remove a dead run's lock file once its leftovers are gone."""
-    if _RUN_ID.match(run) and run != _RUN:
-        with contextlib.suppress(OSError):
-            (runtime_dir() / "runs" / f"{run}.lock").unlink()
-
-
 def is_dead(run: str, created: float | None) -> bool:
     """Whether a run's leftovers may go: its lease was taken and released, or it is older than the lease."""
     state = lease_state(run)

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 
 from . import _lock, _shapes
 from ._config import OPTIONS, Config, load_config
-from ._fetch import belongs
-from ._index import Client, read_settings
+from ._fetch import belongs, open_indexes
+from ._index import Client
 from ._lock import Lock, LockedFile, LockedPackage
 from ._log import Log
 from ._plan import SdistBuild, make_plan
-from ._sources import Index, read_sources
+from ._sources import Index
 from ._version import __version__
 from .errors import ConfigError
 
@@ -114,10 +114,8 @@ def index_lister(client: Client, search: Callable[[str], Sequence[Index]]) -> Li
 
 def fetch_lister(config: Config, lock: Lock, log: Log, machine: str) -> Lister:
     """The indexes fetch searches, in its order: pip's configuration and those the project declares."""
-    settings = read_settings(log)
-    target = _lock.marker_environment(config.python, machine)
-    sources = read_sources(config.project_dir, settings.indexes, os.environ, target, log, lock=lock.source)
-    return index_lister(Client(settings, log, sources.declared), sources.for_project)
+    client, sources = open_indexes(config.project_dir, config.python, machine, lock.source, log)
+    return index_lister(client, sources.for_project)
 
 
 def with_files(lock: Lock, log: Log, lister: Lister | None = None) -> Lock:

@@ -238,40 +238,39 @@ def export_uv(config: Config, log: Log) -> str:
 
     ``main`` is the project's own dependencies; any other name is a dependency group (``--group``).
     """
-    uv = which("uv", hint=UV_HINT)
-    env = {"UV_NO_PROGRESS": "1"}
-    try:
-        run([uv, "lock", "--check"], log, cwd=config.project_dir, env=env)
-    except CommandFailed as err:
-        msg = f"uv.lock is stale or invalid for {config.project_dir / 'pyproject.toml'}:\n{err.result.tail(5)}"
-        raise StaleLockError(msg, tip="Run 'uv lock' in the project, commit the lock, and run again.") from err
     groups = [g for g in config.groups if g != "main"]
-    argv = [uv, "export", "--format", "requirements-txt", "--frozen", "--no-emit-project", "--no-header"]
+    export = ["export", "--format", "requirements-txt", "--frozen", "--no-emit-project", "--no-header"]
     if "main" in config.groups:
-        argv += ["--no-default-groups", *(f"--group={g}" for g in groups)]
+        export += ["--no-default-groups", *(f"--group={g}" for g in groups)]
     else:
-        argv += [f"--only-group={g}" for g in groups]
-    try:
-        return run(argv, log, cwd=config.project_dir, env=env, hint=UV_HINT).output
-    except CommandFailed as err:
-        msg = f"uv export failed:\n{err.result.tail(8)}"
-        raise LockError(msg, tip="Check that the 'groups' key names dependency groups of the project.") from err
+        export += [f"--only-group={g}" for g in groups]
+    tip = "Check that the 'groups' key names dependency groups of the project."
+    return _check_then_export("uv", config, log, {"UV_NO_PROGRESS": "1"}, export, tip)
 
 
 def export_poetry(config: Config, log: Log) -> str:
-    poetry = which("poetry", hint=POETRY_HINT)
-    env = {"POETRY_NO_INTERACTION": "1"}
+    export = ["export", "-f", "requirements.txt", "--only", ",".join(config.groups)]
+    tip = "Check the 'groups' key names groups that exist; is poetry-plugin-export installed?"
+    return _check_then_export("poetry", config, log, {"POETRY_NO_INTERACTION": "1"}, export, tip)
+
+
+def _check_then_export(
+    tool: Literal["poetry", "uv"], config: Config, log: Log, env: dict[str, str], export: list[str], tip: str
+) -> str:
+    """``<tool> check --lock`` / ``lock --check`` (stale: a StaleLockError), then its export's text."""
+    hint = POETRY_HINT if tool == "poetry" else UV_HINT
+    program = which(tool, hint=hint)
+    check = ["check", "--lock"] if tool == "poetry" else ["lock", "--check"]
+    lock = "poetry.lock" if tool == "poetry" else "uv.lock"
     try:
-        run([poetry, "check", "--lock"], log, cwd=config.project_dir, env=env)
+        run([program, *check], log, cwd=config.project_dir, env=env)
     except CommandFailed as err:
-        msg = f"poetry.lock is stale or invalid for {config.project_dir / 'pyproject.toml'}:\n{err.result.tail(5)}"
-        raise StaleLockError(msg, tip="Run 'poetry lock' in the project, commit the lock, and run again.") from err
-    argv = [poetry, "export", "-f", "requirements.txt", "--only", ",".join(config.groups)]
+        msg = f"{lock} is stale or invalid for {config.project_dir / 'pyproject.toml'}:\n{err.result.tail(5)}"
+        raise StaleLockError(msg, tip=f"Run '{tool} lock' in the project, commit the lock, and run again.") from err
     try:
-        return run(argv, log, cwd=config.project_dir, env=env, hint=POETRY_HINT).output
+        return run([program, *export], log, cwd=config.project_dir, env=env, hint=hint).output
     except CommandFailed as err:
-        msg = f"poetry export failed:\n{err.result.tail(8)}"
-        tip = "Check the 'groups' key names groups that exist; is poetry-plugin-export installed?"
+        msg = f"{tool} export failed:\n{err.result.tail(8)}"
         raise LockError(msg, tip=tip) from err
 
 

@@ -124,14 +124,13 @@ class Context:
         return value if isinstance(value, str) else ""
 
 
-def _int(option: Option, value: str, ctx: Context) -> int | None:
+def _int(option: Option, value: str, _ctx: Context) -> int | None:
     if not value:
         return (os.cpu_count() or 1) if option.key == "jobs" else None
     low, high = option.bounds
     if not re.fullmatch(r"[0-9]{1,6}", value) or not low <= int(value) <= high:
         msg = f"{option.key} is {value!r}, expected a whole number from {low} to {high}"
         raise ConfigError(msg, tip=f"Set {option.key} to a number from {low} to {high}, or leave it out.")
-    assert ctx
     return int(value)
 
 
