@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -195,6 +196,18 @@ def offline_container(label: str, image: str = RUNTIME_BASE) -> Iterator[str]:
         yield name
     finally:
         sh(["docker", "rm", "-f", name], check=False)
+
+
+def run_installed(wheelhouse: Path, label: str, code: str) -> str:
+    """Install ``wheelhouse`` with no index and hashes required into a venv of the runtime base, with the
+    network off, then run ``python -c code`` there: its output."""
+    with offline_container(label) as name:
+        sh(["docker", "cp", str(wheelhouse), f"{name}:/wheelhouse"])
+        script = (
+            "python3 -m venv /v && /v/bin/pip install -q --no-index --find-links /wheelhouse --require-hashes "
+            f"-r /wheelhouse/requirements.txt && /v/bin/python -c {shlex.quote(code)}"
+        )
+        return sh(["docker", "exec", name, "sh", "-c", script]).output
 
 
 @pytest.fixture(scope="session")

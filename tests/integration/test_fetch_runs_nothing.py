@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PROJECTS, Runner, copy_project, offline_container, sh
+from tests.integration.conftest import PROJECTS, Runner, copy_project, run_installed, sh
 
 FIXTURE = PROJECTS / "hostile-sdist"
 SDIST_NAME = "wheelbarrow_hostile-1.0"
@@ -164,13 +164,8 @@ def test_fetch_runs_nothing_from_the_index_on_the_host(wheelbarrow: Runner, tmp_
     assert wheel["sdist"] == {"file": sdist.name, "sha256": sha256(sdist)}
     assert re.fullmatch(r"wheelbarrow_hostile-1\.0-cp311-cp311-\S*manylinux\S*_x86_64\.whl", str(wheel["file"]))
     # and the C extension works in the runtime base, installed with no index
-    with offline_container("hostile") as name:
-        sh(["docker", "cp", str(project / "wheelhouse"), f"{name}:/wheelhouse"])
-        script = (
-            "python3 -m venv /v && /v/bin/pip install -q --no-index --find-links /wheelhouse --require-hashes "
-            "-r /wheelhouse/requirements.txt && /v/bin/python -c 'import hostile_app; print(hostile_app.ANSWER)'"
-        )
-        assert sh(["docker", "exec", name, "sh", "-c", script]).output.strip().endswith("42")
+    output = run_installed(project / "wheelhouse", "hostile", "import hostile_app; print(hostile_app.ANSWER)")
+    assert output.strip().endswith("42")
 
 
 def test_an_index_behind_basic_auth_with_netrc(wheelbarrow: Runner, tmp_path: Path, marker: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PROJECTS, Runner, copy_project, offline_container, sh
+from tests.integration.conftest import PROJECTS, Runner, copy_project, run_installed
 
 
 def built(project: Path) -> tuple[str, dict[str, str]]:
@@ -47,13 +47,8 @@ def test_pylock_made_by_pip_lock(wheelbarrow: Runner, tmp_path: Path) -> None:
         {"pylock_app-1.0-py3-none-any.whl": "built", "six-1.16.0-py2.py3-none-any.whl": "index"},
     )
     # The wheelhouse installs with no index into the runtime base.
-    with offline_container("pylock") as name:
-        sh(["docker", "cp", str(project / "wheelhouse"), f"{name}:/wheelhouse"])
-        script = (
-            "python3 -m venv /v && /v/bin/pip install -q --no-index --find-links /wheelhouse --require-hashes "
-            "-r /wheelhouse/requirements.txt && /v/bin/python -c 'import pylock_app; print(pylock_app.GREETING)'"
-        )
-        assert sh(["docker", "exec", name, "sh", "-c", script]).output.strip().endswith("carried")
+    output = run_installed(project / "wheelhouse", "pylock", "import pylock_app; print(pylock_app.GREETING)")
+    assert output.strip().endswith("carried")
 
 
 def uv(project: Path, *args: str) -> None:
