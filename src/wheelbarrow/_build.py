@@ -29,7 +29,15 @@ from ._guard import scratch
 from ._log import Log
 from ._plan import BuildPlan
 from ._repair import RepairedWheel, is_pure, one_repaired_wheel, repair_command
-from .errors import BuildError, CompileError, EngineCommandError, FetchError, RepairError, ToolMissingError
+from .errors import (
+    BuildError,
+    CompileError,
+    EngineCommandError,
+    FetchError,
+    PureWheelBuiltError,
+    RepairError,
+    ToolMissingError,
+)
 
 WHEELS_IN_IMAGE = "/wheelbarrow/wheels"
 IGNORED_IN_PROJECT = (
@@ -203,7 +211,9 @@ def _build_error(sdist: Fetched, result: Result, plan: BuildPlan) -> Exception:
             return BuildError(msg, tip="Report this to wheelbarrow with the lines above.")
         case 5:
             msg = f"{what} built a pure-Python wheel; it needs no compiling"
-            return BuildError(msg, tip=f"Remove '{sdist.name}' from build-from-source; the index's wheel will do.")
+            return PureWheelBuiltError(
+                msg, tip=f"Remove '{sdist.name}' from build-from-source; the index's wheel will do."
+            )
         case 8:
             msg = f"auditwheel could not repair {what}:\n{_cause_lines(result.output)}"
             return RepairError(msg, tip="Check 'glibc' and the builder base: the wheel may need a newer policy.")
@@ -275,7 +285,15 @@ def build_project_platform(ctx: BuildContext) -> RepairedWheel:
     staged = ctx.work / "project-src" / plan.project.name
     _copy_project(plan.project.source, staged, keep_git=plan.project.version is None)
     version = plan.project.version or "dynamic"  # a name for the log; the wheel's own version is the truth
-    return build_sdist(Fetched(plan.project.name, version, staged, ""), ctx, ctx.epoch)
+    try:
+        return build_sdist(Fetched(plan.project.name, version, staged, ""), ctx, ctx.epoch)
+    except PureWheelBuiltError:
+        if not plan.project.either:
+            raise
+    # project-build = "auto" on a backend that may or may not compile (setuptools): it did not.
+    ctx.log.info(f"the project {plan.project.name} has no extension modules: building it as pure Python")
+    shutil.rmtree(staged)  # in this run's own work folder; build_project_pure stages it afresh
+    return build_project_pure(ctx)
 
 
 def sdist_epoch(sdist: Path) -> int:

@@ -21,9 +21,7 @@ from .errors import ConfigError
 
 _BOOLS = {"true": "true", "1": "true", "yes": "true", "false": "false", "0": "false", "no": "false"}
 Raw = str | tuple[str, ...]
-Kind = Literal[
-    "str", "choice", "list", "names", "packages", "argv", "bool", "int", "path", "file", "glibc", "image"
-]
+Kind = Literal["str", "choice", "list", "names", "packages", "argv", "bool", "int", "path", "file", "glibc", "image"]
 
 #: glibc of each Debian suite wheelbarrow can bootstrap; it bounds the wheels
 #: that fit the runtime image.

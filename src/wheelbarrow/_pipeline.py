@@ -83,6 +83,7 @@ class Run:
     runtime_base: str = ""
     runtime_base_id: str = ""
     exclude: tuple[str, ...] = ()
+    base_sonames: frozenset[str] = frozenset()  # what the runtime base (with its runtime-packages) provides
     epoch: int = 0
     built: list[_schedule.Built] = field(default_factory=list)
     manifest: _manifest.Manifest | None = None
@@ -148,7 +149,8 @@ def stage_bases(run: Run) -> None:
     facts = _image.base_facts(run.engine, run.runtime_base, run.cache)  # asked once per base, one cache key
     provided = _repair.parse_ldconfig(facts)
     packaged = _image.packaged_sonames(run.engine, run.runtime_base, run.config.runtime_packages, run.cache)
-    run.exclude = _repair.base_exclusions(run.config.repair_policy, provided, packaged)
+    run.exclude = _repair.base_exclusions(run.config.repair_policy, provided, packaged, run.config.python)
+    run.base_sonames = provided | packaged
     run.log.info(f"builder base {run.builder_base}; runtime base {run.runtime_base}")
     left = ", ".join(run.exclude) or "nothing"
     run.log.info(f"repair policy {run.config.repair_policy}: leaving {left} to the runtime base")
@@ -156,7 +158,8 @@ def stage_bases(run: Run) -> None:
 
 def stage_builder(run: Run) -> None:
     plan = run.need_plan()
-    project_requires = _fetch.build_requires_of_project(plan.project.source) if plan.project.engine == "pure" else ()
+    pure = plan.project.engine == "pure" or plan.project.either  # either: a pure build is the fallback
+    project_requires = _fetch.build_requires_of_project(plan.project.source) if pure else ()
     run.builder = _build.prepare_builder(
         plan, run.builder_base, run.build_requirements, project_requires, run.engine, run.log
     )
@@ -170,6 +173,7 @@ def stage_build(run: Run) -> None:
     run.built = _schedule.build_all(run.sdists, ctx, run.cache, run.config.jobs)
     fresh = sum(not b.from_cache for b in run.built)
     run.log.info(f"{fresh} built, {len(run.built) - fresh} from the cache")
+    _repair.check_left_to_base([(b.name, b.wheel) for b in run.built], run.base_sonames, run.runtime_base)
 
 
 def project_version(plan: _plan.BuildPlan, built: list[_schedule.Built]) -> str:

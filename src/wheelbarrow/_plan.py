@@ -67,6 +67,7 @@ class ProjectBuild:
     version: str | None  # None: dynamic, read from the wheel the build makes
     source: Path
     engine: BuildEngine
+    either: bool = False  # project-build = "auto" guessed cibuildwheel: a pure wheel from it is fine too
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,13 @@ def make_plan(config: Config, lock: Lock, *, machine: str) -> BuildPlan:
         system_packages=config.system_packages,
         index_wheels=tuple(index),
         sdist_builds=tuple(builds),
-        project=ProjectBuild(config.project_name, config.project_version, config.project_dir, _project_engine(config)),
+        project=ProjectBuild(
+            config.project_name,
+            config.project_version,
+            config.project_dir,
+            engine := _project_engine(config),
+            either=engine == "cibuildwheel" and config.project_build == "auto",
+        ),
         wheelhouse=config.wheelhouse,
         lock=lock.source,
         repair_plat=config.repair_plat,

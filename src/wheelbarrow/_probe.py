@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import sysconfig
@@ -76,23 +77,110 @@ def site_packages() -> Path | None:
     return Path(out.stdout.strip())
 
 
-def extensions(site: Path) -> list[dict[str, object]]:
+ELF_MAGIC = b"\x7fELF"
+PT_INTERP = 3
+#: What the dynamic loader prints when an executable cannot start: a library or a symbol is missing.
+UNDEFINED = re.compile(r"undefined symbol: (\S+)")
+LOADER_ERROR = re.compile(r"error while loading shared libraries|symbol lookup error|undefined symbol")
+
+
+def elf_kind(path: Path) -> str | None:
+    """ "executable" (it has a program interpreter), "shared" (any other ELF file) or None (not ELF)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+            if head[:4] != ELF_MAGIC or len(head) < 64:
+                return None
+            order = "<" if head[5] == 1 else ">"
+            if head[4] == 2:  # ELFCLASS64
+                (phoff,) = struct.unpack_from(order + "Q", head, 32)
+                phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
+            else:
+                (phoff,) = struct.unpack_from(order + "I", head, 28)
+                phentsize, phnum = struct.unpack_from(order + "HH", head, 42)
+            for i in range(min(phnum, 256)):
+                f.seek(phoff + i * phentsize)
+                entry = f.read(4)
+                if len(entry) == 4 and struct.unpack(order + "I", entry)[0] == PT_INTERP:
+                    return "executable"
+    except (OSError, struct.error):
+        return None
+    return "shared"
+
+
+def elf_files(top: Path) -> list[tuple[Path, str]]:
+    """Every ELF file under ``top`` (links are not followed: the venv's python links to the base's)."""
+    found = []
+    for root, _dirs, files in os.walk(top):
+        for name in files:
+            path = Path(root, name)
+            kind = None if path.is_symlink() or not path.is_file() else elf_kind(path)
+            if kind:
+                found.append((path, kind))
+    return sorted(found)
+
+
+def start(path: Path) -> str | None:
+    """Start an executable that embeds Python with every symbol bound at once (LD_BIND_NOW): the loader's
+    complaint, or None when it started (whatever it then did with ``--version``)."""
+    env = {**os.environ, "LD_BIND_NOW": "1", "HOME": tempfile.gettempdir()}
+    try:
+        done = subprocess.run(
+            [str(path), "--version"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env=env,
+            timeout=20,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None  # it started and kept running: the loader had nothing to say
+    except OSError as err:
+        return f"cannot run: {err}"
+    said = done.stdout + done.stderr
+    if done.returncode == 127 or LOADER_ERROR.search(said):
+        return said.strip().splitlines()[-1][:300] if said.strip() else f"exit {done.returncode}"
+    return None
+
+
+def elf_report(site: Path) -> list[dict[str, object]]:
+    """ldd of every ELF file in the venv; every extension module imported; every executable that embeds
+    Python started, and placed where its interpreter finds the venv (pyvenv.cfg beside it or one up)."""
     results: list[dict[str, object]] = []
-    for path in sorted(site.rglob("*.so*")):
-        if not path.is_file():
-            continue
-        ldd = subprocess.run(["ldd", str(path)], capture_output=True, text=True, check=False)
-        missing = [line.split()[0] for line in ldd.stdout.splitlines() if "not found" in line]
-        relative = path.relative_to(site)
-        is_module = not any(part.endswith(".libs") for part in relative.parts[:-1]) and path.suffix == ".so"
-        module = ".".join([*relative.parts[:-1], relative.name.split(".")[0]]) if is_module else None
-        error = None
-        if module:
+    for path, kind in elf_files(VENV):
+        # -r: for an executable, also bind every symbol (an extension's Py* symbols come from the
+        # interpreter that loads it, so for shared objects only the libraries are checked).
+        argv = ["ldd", "-r", str(path)] if kind == "executable" else ["ldd", str(path)]
+        ldd = subprocess.run(argv, capture_output=True, text=True, check=False)
+        lines = (ldd.stdout + ldd.stderr).splitlines()
+        missing = [line.split()[0] for line in lines if "not found" in line]
+        missing += [f"symbol {m.group(1)}" for m in map(UNDEFINED.search, lines) if m]
+        entry: dict[str, object] = {"file": str(path), "kind": kind, "missing": missing, "import_error": None}
+        relative = path.relative_to(site) if path.is_relative_to(site) else None
+        is_module = (
+            kind == "shared"
+            and relative is not None
+            and path.suffix == ".so"
+            and not any(part.endswith(".libs") for part in relative.parts[:-1])
+        )
+        entry["module"] = (
+            ".".join([*relative.parts[:-1], relative.name.split(".")[0]]) if relative and is_module else None
+        )
+        if entry["module"]:
             try:
-                importlib.import_module(module)
+                importlib.import_module(str(entry["module"]))
             except Exception as err:  # noqa: BLE001 - any import failure is the finding
-                error = f"{type(err).__name__}: {err}"
-        results.append({"file": str(relative), "module": module, "missing": missing, "import_error": error})
+                entry["import_error"] = f"{type(err).__name__}: {err}"
+        embeds = kind == "executable" and (
+            "libpython" in ldd.stdout or any(re.match(r"symbol _?Py", m) for m in missing)
+        )
+        entry["embeds_python"] = embeds
+        if embeds:
+            entry["start_error"] = None if missing else start(path)
+            entry["sees_venv"] = any((folder / "pyvenv.cfg").is_file() for folder in (path.parent, path.parent.parent))
+        results.append(entry)
     return results
 
 
@@ -172,7 +260,7 @@ def main() -> None:
         "python": sysconfig.get_python_version(),
         "tools": tools(),
         "headers": headers(),
-        "extensions": extensions(site) if site else [],
+        "elf": elf_report(site) if site else [],
         "libssl_mapped": libssl_mapped(),
         "expected_from_base": provided(expected),
         "runtime_packages": installed(packages),

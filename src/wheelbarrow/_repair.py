@@ -9,6 +9,7 @@ libraries auditwheel grafted into ``<package>.libs/``.
 
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -19,11 +20,13 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
 from ._config import RepairPolicy
-from .errors import BuildError, RepairProducedManyWheelsError, RepairProducedNoWheelError
+from .errors import BuildError, RepairProducedManyWheelsError, RepairProducedNoWheelError, WheelhouseError
 
 #: Libraries of which a process must load only one copy: a second OpenSSL next to
 #: the one Python's ssl module uses can crash (psycopg2's docs warn of it).
 SINGLE_IN_PROCESS = ("libssl.so.*", "libcrypto.so.*")
+ELF_MAGIC = b"\x7fELF"
+_LIBPYTHON = re.compile(r"libpython3\.\d+t?\.so\.1\.0")
 
 
 def repair_command(exclude: tuple[str, ...] = (), plat: str = "") -> str:
@@ -37,11 +40,23 @@ def parse_ldconfig(output: str) -> frozenset[str]:
     return frozenset(line.split()[0] for line in output.splitlines() if "=>" in line and line.startswith(("\t", " ")))
 
 
+def libpython(python: str) -> str:
+    """The soname of CPython's shared library: ``libpython3.11.so.1.0``."""
+    return f"libpython{python}.so.1.0"
+
+
 def base_exclusions(
-    policy: RepairPolicy, runtime_sonames: frozenset[str], packaged: frozenset[str] = frozenset()
+    policy: RepairPolicy, runtime_sonames: frozenset[str], packaged: frozenset[str] = frozenset(), python: str = ""
 ) -> tuple[str, ...]:
     """What not to graft: single-in-process libraries the runtime base already provides and, whatever the
-    policy, the libraries of ``runtime-packages`` (``packaged``), which are in the runtime image on purpose."""
+    policy, the libraries of ``runtime-packages`` (``packaged``), which are in the runtime image on purpose.
+
+    With ``python``, libpython is excluded too, whatever the policy. auditwheel never grafts it; left to
+    itself it deletes the dependency and moves an executable that embeds Python (uWSGI's) out of the
+    scripts folder behind a shim, after which the executable cannot start and, started, would not find
+    the venv. Excluded, the executable stays where pip installs it (``<venv>/bin``) and names the
+    interpreter's library, which the runtime base provides (an extension module never names it).
+    """
     match policy:
         case "vendor-all":
             single: set[str] = set()
@@ -49,18 +64,24 @@ def base_exclusions(
             single = {s for s in runtime_sonames if any(fnmatch(s, p) for p in SINGLE_IN_PROCESS)}
         case _:
             assert_never(policy)
-    return tuple(sorted(single | (packaged & runtime_sonames)))
+    embedded = {libpython(python)} if python else set()
+    return tuple(sorted(single | embedded | (packaged & runtime_sonames)))
 
 
 def referenced_sonames(wheel: Path, sonames: tuple[str, ...]) -> tuple[str, ...]:
-    """Which of ``sonames`` the wheel's shared objects name (in their dynamic string tables)."""
+    """Which of ``sonames`` the wheel's ELF files (shared objects and executables) name in their dynamic
+    string tables."""
     wanted = {s: b"\0" + s.encode() + b"\0" for s in sonames}
     found: set[str] = set()
     with zipfile.ZipFile(wheel) as archive:
-        for name in archive.namelist():
-            if ".so" in PurePosixPath(name).name:
-                data = archive.read(name)
-                found.update(s for s, needle in wanted.items() if needle in data)
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            with archive.open(info) as member:
+                if member.read(4) != ELF_MAGIC:
+                    continue
+                data = ELF_MAGIC + member.read()
+            found.update(s for s, needle in wanted.items() if needle in data)
     return tuple(sorted(found))
 
 
@@ -116,3 +137,23 @@ def one_repaired_wheel(out_dir: Path, what: str, exclude: tuple[str, ...] = ()) 
             raise RepairProducedManyWheelsError(
                 msg, tip="A repair must give exactly one wheel; check the repair command."
             )
+
+
+def check_left_to_base(built: list[tuple[str, RepairedWheel]], provided: frozenset[str], base: str) -> None:
+    """Refuse a wheelhouse whose wheels need, from the runtime base, a library it lacks (libpython, for an
+    executable that embeds Python, on a base with no shared libpython), before any image is built."""
+    missing = {name: [s for s in wheel.expected_from_base if s not in provided] for name, wheel in built}
+    lacking = {name: sonames for name, sonames in missing.items() if sonames}
+    if not lacking:
+        return
+    said = "; ".join(f"{name} needs {', '.join(sonames)}" for name, sonames in sorted(lacking.items()))
+    msg = f"the runtime base {base} lacks libraries the built wheels leave to it: {said}"
+    pythons = sorted(
+        {s.removesuffix(".so.1.0") for sonames in lacking.values() for s in sonames if _LIBPYTHON.match(s)}
+    )
+    debian = f" (on Debian: {', '.join(pythons)})" if pythons else ""
+    tip = (
+        f"Add the system packages that provide them to runtime-packages in [tool.wheelbarrow]{debian}, "
+        "or use a runtime base that has them."
+    )
+    raise WheelhouseError(msg, tip=tip)

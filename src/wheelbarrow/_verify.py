@@ -7,7 +7,10 @@ image's own user, ``--network none``) and reports; this module judges:
   any version or target prefix), no C or C++ header in the system's or Python's include folders;
 * the process is not root, and cannot write to the venv;
 * every extension module in the venv imports, and ``ldd`` finds every library
-  of every shared object in site-packages;
+  of every ELF file in the venv (shared objects and executables);
+* every executable that links libpython starts with every symbol bound at once
+  (``LD_BIND_NOW=1``, ``--version``) and sits where its interpreter finds the
+  venv (``pyvenv.cfg`` beside it or one folder up, as CPython looks);
 * after importing them (and ``ssl``) exactly one libssl is mapped;
 * every library the manifest expects from the base is there, and every ``runtime-packages`` package;
 * no ``*.whl`` beyond those the base image itself ships;
@@ -57,27 +60,39 @@ def _some(items: list[str], shown: int = 5) -> str:
 def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) -> list[Check]:
     """Turn a probe report into checks. Pure: unit-tested on recorded reports."""
     tools = {k: v for k, v in report["tools"].items() if v}
-    broken = [e for e in report["extensions"] if e["missing"] or e["import_error"]]
-    modules = [e for e in report["extensions"] if e["module"]]
+    elf = report["elf"]
+    broken = [e for e in elf if e["missing"] or e["import_error"]]
+    modules = [e for e in elf if e["module"]]
+    executables = [e for e in elf if e["kind"] == "executable"]
+    embedders = [e for e in elf if e.get("embeds_python")]
+    not_starting = [e for e in embedders if e["start_error"] or not e["sees_venv"]]
     expected = report["expected_from_base"]
     extra_wheels = sorted(set(report["wheels"]) - set(base_wheels))
     ssl = report["libssl_mapped"]
     pip = report["pip_check"]
     packages: dict[str, bool | None] = report.get("runtime_packages", {})
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
-    # A wheelhouse of pure-Python wheels has no extension module to import; one with platform wheels must.
-    needs_modules = any(w.platform_tag != "any" for w in manifest.wheels)
+    # A wheelhouse of pure-Python wheels has no ELF file; one with platform wheels must have some.
+    needs_elf = any(w.platform_tag != "any" for w in manifest.wheels)
     return [
         Check("no compiler or build tool", not tools, ", ".join(f"{k}={v}" for k, v in tools.items()) or "none found"),
         Check("no C or C++ headers", not report["headers"], _some(report["headers"])),
         Check("runs as non-root", report["uid"] != 0, f"uid {report['uid']}"),
         Check("venv not writable by the runtime user", not report["venv_writable"], "/opt/venv"),
         Check(
-            "every extension imports and ldd finds its libraries",
-            (bool(modules) or not needs_modules) and not broken,
-            "; ".join(f"{e['file']}: {e['import_error'] or 'missing ' + ', '.join(e['missing'])}" for e in broken)
-            or f"{len(modules)} modules, {len(report['extensions'])} shared objects"
-            + ("" if needs_modules else " (every wheel is pure Python)"),
+            "every extension imports and ldd finds every ELF file's libraries",
+            (bool(elf) or not needs_elf) and not broken,
+            "; ".join(f"{e['file']}: {e['import_error'] or 'missing ' + _some(e['missing'])}" for e in broken)
+            or f"{len(modules)} modules, {len(executables)} executables, {len(elf)} ELF files"
+            + ("" if needs_elf else " (every wheel is pure Python)"),
+        ),
+        Check(
+            "executables that embed Python start and find the venv",
+            not not_starting,
+            "; ".join(
+                f"{e['file']}: {e['start_error'] or 'no pyvenv.cfg beside it or one folder up'}" for e in not_starting
+            )
+            or (f"{len(embedders)} started" if embedders else "none in the venv"),
         ),
         Check("exactly one libssl mapped", len(ssl) == 1, ", ".join(ssl) or "none"),
         Check(

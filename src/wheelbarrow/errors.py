@@ -31,6 +31,7 @@ __all__ = [
     "MissingLockError",
     "NoLockedFileError",
     "ProjectNotFoundError",
+    "PureWheelBuiltError",
     "RepairError",
     "RepairProducedManyWheelsError",
     "RepairProducedNoWheelError",
@@ -163,6 +164,10 @@ class BuildError(WheelbarrowError):
 
 class CompileError(BuildError):
     """Compiling an sdist failed (often: a system package is missing)."""
+
+
+class PureWheelBuiltError(BuildError):
+    """cibuildwheel built a pure-Python wheel where a platform wheel was expected."""
 
 
 class RepairError(WheelbarrowError):

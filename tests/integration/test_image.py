@@ -37,7 +37,7 @@ def test_image_is_built_with_buildkit_and_every_check_passes(example_image: Buil
     out = example_image.outcome.output
     assert f"image {TAG} (sha256:" in out
     assert "built with BuildKit" in out
-    assert "all 10 checks passed (network off)" in out
+    assert "all 11 checks passed (network off)" in out
     assert "[FAIL]" not in out
     for check in ("no compiler or build tool", "runs as non-root: uid 10001", "exactly one libssl mapped"):
         assert f"[PASS] {check}" in out
@@ -81,7 +81,7 @@ def test_legacy_builder_builds_the_same_venv(wheelbarrow: Runner, example_build:
     )
     assert out.returncode == 0, out.output[-4000:]
     assert "built with the legacy builder" in out.output
-    assert "all 10 checks passed" in out.output
+    assert "all 11 checks passed" in out.output
     freeze = (
         "/opt/venv/bin/python -c 'import importlib.metadata as m; print(sorted(d.name for d in m.distributions()))'"
     )
@@ -142,7 +142,7 @@ def test_verify_fails_an_image_that_breaks_each_rule(
         "no C or C++ headers",
         "runs as non-root",
         "venv not writable by the runtime user",
-        "every extension imports and ldd finds its libraries",
+        "every extension imports and ldd finds every ELF file's libraries",
         "no wheel files beyond the base's",
         "pip check",
     }, out.output[-3000:]
@@ -150,11 +150,11 @@ def test_verify_fails_an_image_that_breaks_each_rule(
         f"{tool}=/usr/local/bin/{tool}" for tool in ("as", "clang-16", "gcc", "x86_64-linux-gnu-g++-12")
     )
     assert failed["no C or C++ headers"] == "/usr/include/sub/zlib.hpp, /usr/local/include/Python.h"
-    assert "libpq" in failed["every extension imports and ldd finds its libraries"]
+    assert "libpq" in failed["every extension imports and ldd finds every ELF file's libraries"]
     assert failed["no wheel files beyond the base's"] == "/tmp/left-behind-1.0-py3-none-any.whl"
     assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["pip check"]
     assert "[PASS] exactly one libssl mapped" in out.output
-    assert "ERROR: the image example-service:broken failed 7 of 10 checks" in out.output
+    assert "ERROR: the image example-service:broken failed 7 of 11 checks" in out.output
 
 
 def test_service_runs_as_configured_user_against_postgres(example_image: BuiltImage, postgres: Postgres) -> None:

@@ -21,6 +21,8 @@ def use_it_section() -> str:
     """The README's "Use it in your project" section, as a user reads it."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     return readme[readme.index("## Use it in your project") : readme.index("### Commands")]
+
+
 BUILDERS = "wheelbarrow/builder"
 
 

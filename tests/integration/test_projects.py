@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
+import zipfile
 from pathlib import Path
 
 from tests.integration.conftest import PROJECTS, Build, Runner, copy_project, sh
@@ -17,10 +20,10 @@ def test_a_wheelhouse_of_pure_python_wheels_passes_verify(wheelbarrow: Runner, t
     try:
         out = wheelbarrow("image", "--project", str(project), "--image-tag", tag, "--json")
         assert out.returncode == 0, out.output[-3000:]
-        assert "0 modules, 0 shared objects (every wheel is pure Python)" in out.output
+        assert "0 modules, 0 executables, 0 ELF files (every wheel is pure Python)" in out.output
         report = json.loads(out.output[out.output.index("\n{\n") :])  # stdout, after the log lines
         assert all(check["ok"] for check in report["checks"])
-        assert len(report["checks"]) == 10
+        assert len(report["checks"]) == 11
     finally:
         sh(["docker", "rmi", "-f", tag], check=False)
 
@@ -92,3 +95,84 @@ def test_runtime_packages_are_installed_left_to_the_image_and_verified(
     wrong = wheelbarrow("build", "--project", str(project), "-C", "runtime-packages=no-such-package-here")
     assert wrong.returncode == 13, wrong.output[-3000:]
     assert "Unable to locate package no-such-package-here" in wrong.output
+
+
+def _get(container: str, url: str) -> str:
+    """An HTTP GET from inside the container (its network is off), retried while the server starts."""
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+    for _ in range(30):
+        got = sh(["docker", "exec", container, "python3", "-c", code], check=False)
+        if got.returncode == 0:
+            return got.output.strip()
+        time.sleep(1)
+    return got.output
+
+
+def test_an_executable_that_embeds_python_starts_and_serves_from_the_venv(wheelbarrow: Runner, tmp_path: Path) -> None:
+    """uWSGI's wheel carries an ELF executable linked against libpython. The repair leaves it in the
+    scripts folder with its libpython (left to the runtime base, as libssl is); a base without a shared
+    libpython is refused at build time; verify checks the executable; the image serves the app."""
+    project = copy_project(PROJECTS / "exe-app", tmp_path / "exe-app")
+    lacking = wheelbarrow("build", "--project", str(project), "-C", "runtime-packages=")
+    assert lacking.returncode == 10, lacking.output[-3000:]
+    assert "uwsgi needs libpython3.11.so.1.0" in lacking.output
+    assert "(on Debian: libpython3.11)" in lacking.output
+    assert "has no extension modules: building it as pure Python" in lacking.output  # setuptools, auto
+
+    built = wheelbarrow("build", "--project", str(project))
+    assert built.returncode == 0, built.output[-3000:]
+    manifest = json.loads((project / "wheelhouse" / "manifest.json").read_text())
+    (uwsgi,) = [w for w in manifest["wheels"] if w["name"] == "uwsgi"]
+    assert uwsgi["expected_from_base"] == ["libpython3.11.so.1.0"]
+    with zipfile.ZipFile(project / "wheelhouse" / uwsgi["file"]) as wheel:
+        assert wheel.read("uwsgi-2.0.31.data/scripts/uwsgi")[:4] == b"\x7fELF"  # not replaced by a shim
+        assert not [n for n in wheel.namelist() if n.startswith("uwsgi.scripts/")]
+
+    tag, broken = "exe-app:test", "exe-app:test-shimmed"
+    container = ""
+    try:
+        image = wheelbarrow("image", "--project", str(project), "--image-tag", tag)
+        assert image.returncode == 0, image.output[-3000:]
+        assert "[PASS] executables that embed Python start and find the venv: 1 started" in image.output
+        assert "0 modules, 1 executables, 1 ELF files" in image.output
+        container = sh(["docker", "run", "-d", "--network", "none", tag]).output.strip()
+        assert _get(container, "http://127.0.0.1:8000/") == "served from the venv"
+
+        # What auditwheel does when left to itself: libpython dropped, the executable moved behind a shim.
+        work = tmp_path / "shim"
+        (work / "in").mkdir(parents=True)
+        shutil.copy(project / "wheelhouse" / uwsgi["file"], work / "in")
+        builder = uwsgi["builder_image_id"]
+        mount = f"{work}:/w"
+        sh(
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "-v",
+                mount,
+                builder,
+                "auditwheel",
+                "repair",
+                "-w",
+                "/w/out",
+                f"/w/in/{uwsgi['file']}",
+            ]
+        )
+        (work / "Dockerfile").write_text(
+            f"FROM {tag}\nUSER root\nCOPY out/ /tmp/w/\n"
+            "RUN python3 -m venv /tmp/pip && /tmp/pip/bin/pip --python /opt/venv/bin/python install -q --no-index"
+            " --no-deps --force-reinstall /tmp/w/*.whl && rm -rf /tmp/w /tmp/pip\nUSER 10001:10001\n"
+        )
+        sh(["docker", "build", "-q", "-t", broken, str(work)])
+        checked = wheelbarrow("verify", "--project", str(project), "--image-tag", broken)
+        assert checked.returncode == 11, checked.output[-3000:]
+        assert "[FAIL] every extension imports and ldd finds every ELF file's libraries" in checked.output
+        assert "uwsgi.scripts/uwsgi: missing symbol Py" in checked.output
+        assert "[FAIL] executables that embed Python start and find the venv" in checked.output
+    finally:
+        if container:
+            sh(["docker", "rm", "-f", container], check=False)
+        sh(["docker", "rmi", "-f", tag, broken], check=False)

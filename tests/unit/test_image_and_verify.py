@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import _ssl
 import copy
 import hashlib
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +73,23 @@ GOOD_REPORT: dict[str, Any] = {
     "python": "3.11",
     "tools": {},
     "headers": [],
-    "extensions": [
+    "elf": [
         {
-            "file": "psycopg2/_psycopg.cpython-311-x86_64-linux-gnu.so",
+            "file": "/opt/venv/lib/python3.11/site-packages/psycopg2/_psycopg.cpython-311-x86_64-linux-gnu.so",
+            "kind": "shared",
             "module": "psycopg2._psycopg",
             "missing": [],
             "import_error": None,
+            "embeds_python": False,
         },
-        {"file": "psycopg2.libs/libpq-1.so.5", "module": None, "missing": [], "import_error": None},
+        {
+            "file": "/opt/venv/lib/python3.11/site-packages/psycopg2.libs/libpq-1.so.5",
+            "kind": "shared",
+            "module": None,
+            "missing": [],
+            "import_error": None,
+            "embeds_python": False,
+        },
     ],
     "libssl_mapped": ["/usr/lib/x86_64-linux-gnu/libssl.so.3"],
     "expected_from_base": {"libssl.so.3": True},
@@ -97,7 +109,7 @@ def test_judge_passes_a_good_image() -> None:
         GOOD_REPORT, ["/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"], manifest_expecting("libssl.so.3")
     )
     assert [c.name for c in checks if not c.ok] == []
-    assert len(checks) == 10
+    assert len(checks) == 11
 
 
 @pytest.mark.parametrize(
@@ -124,9 +136,74 @@ def test_judge_names_what_fails(change: dict[str, Any], failing: str) -> None:
 
 def test_judge_fails_a_broken_extension() -> None:
     report = copy.deepcopy(GOOD_REPORT)
-    report["extensions"][0]["missing"] = ["libpq.so.5"]
+    report["elf"][0]["missing"] = ["libpq.so.5"]
     (failed,) = [c for c in judge(report, GOOD_REPORT["wheels"], manifest_expecting()) if not c.ok]
     assert "missing libpq.so.5" in failed.detail
+
+
+UWSGI: dict[str, Any] = {
+    "file": "/opt/venv/bin/uwsgi",
+    "kind": "executable",
+    "module": None,
+    "missing": [],
+    "import_error": None,
+    "embeds_python": True,
+    "start_error": None,
+    "sees_venv": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "failing", "said"),
+    [
+        ({}, [], "1 started"),
+        (  # auditwheel left to itself: libpython dropped, the executable moved out of bin/ behind a shim
+            {"file": "/opt/venv/lib/python3.11/site-packages/uwsgi.scripts/uwsgi", "sees_venv": False,
+             "missing": ["symbol Py_NoSiteFlag", "symbol PyType_Ready"]},
+            ["every extension imports and ldd finds every ELF file's libraries",
+             "executables that embed Python start and find the venv"],
+            "no pyvenv.cfg beside it or one folder up",
+        ),
+        (  # a base without a shared libpython
+            {"missing": ["libpython3.11.so.1.0"], "start_error": None},
+            ["every extension imports and ldd finds every ELF file's libraries"],
+            "missing libpython3.11.so.1.0",
+        ),
+        (  # it links, and the loader still refuses it when it starts
+            {"start_error": "symbol lookup error: /opt/venv/bin/uwsgi: undefined symbol: Py_NoSiteFlag"},
+            ["executables that embed Python start and find the venv"],
+            "undefined symbol: Py_NoSiteFlag",
+        ),
+    ],
+)  # fmt: skip
+def test_judge_checks_executables_that_embed_python(change: dict[str, Any], failing: list[str], said: str) -> None:
+    report = copy.deepcopy(GOOD_REPORT)
+    report["elf"].append(UWSGI | change)
+    checks = judge(report, GOOD_REPORT["wheels"], manifest_expecting("libssl.so.3"))
+    assert [c.name for c in checks if not c.ok] == failing
+    assert any(said in c.detail for c in checks)
+
+
+def test_judge_wants_elf_files_from_platform_wheels_and_none_from_pure_ones() -> None:
+    report = copy.deepcopy(GOOD_REPORT) | {"elf": []}
+    (failed,) = [c for c in judge(report, GOOD_REPORT["wheels"], manifest_expecting("libssl.so.3")) if not c.ok]
+    assert failed.name == "every extension imports and ldd finds every ELF file's libraries"
+    pure = sample_manifest(WheelEntry("six", "1.16.0", "six-1.16.0-py3-none-any.whl", "0" * 64, 1, "index", "any"))
+    assert [c for c in judge(report, GOOD_REPORT["wheels"], pure) if not c.ok] == []
+
+
+def test_the_probe_tells_executables_from_shared_objects_by_their_program_header(tmp_path: Path) -> None:
+    """ELF files are found by their magic, not their names; an executable is one with an interpreter."""
+    shell = Path(sys.executable).resolve()
+    extension = Path(_ssl.__file__)  # a shared object with no interpreter (libc.so.6 has one: it runs)
+    (tmp_path / "bin").mkdir()
+    shutil.copy(shell, tmp_path / "bin" / "named-like-a-library.so")
+    shutil.copy(extension, tmp_path / "bin" / "no-suffix")
+    (tmp_path / "bin" / "script").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "short").write_bytes(b"\x7fELF\x02\x01")
+    (tmp_path / "bin" / "link").symlink_to(shell)
+    found = {p.name: kind for p, kind in _probe.elf_files(tmp_path)}
+    assert found == {"named-like-a-library.so": "executable", "no-suffix": "shared"}
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,15 @@ def test_project_engine_follows_the_backend(tmp_path: Path) -> None:
     assert plan_for(tmp_path / "c", 'project-build = "pure"', backend="setuptools.build_meta").project.engine == "pure"
 
 
+def test_only_a_guessed_platform_build_may_turn_out_pure(tmp_path: Path) -> None:
+    """setuptools may or may not compile: auto tries cibuildwheel and takes a pure wheel as an answer; a
+    project said to be "platform" that builds pure is an error, and a pure backend is never tried."""
+    assert plan_for(tmp_path / "a", "", backend="setuptools.build_meta").project.either is True
+    platform = plan_for(tmp_path / "b", 'project-build = "platform"', backend="setuptools.build_meta")
+    assert (platform.project.engine, platform.project.either) == ("cibuildwheel", False)
+    assert plan_for(tmp_path / "c", "").project.either is False
+
+
 def test_plan_describes_itself(tmp_path: Path) -> None:
     psycopg2 = pkg("psycopg2", "2.9.13", "psycopg2-2.9.13.tar.gz")
     text = plan_for(tmp_path, BOOKWORM + '\nsystem-packages = ["libpq-dev"]', psycopg2).describe()

@@ -12,7 +12,9 @@ from wheelbarrow import _guard, _wheelhouse
 from wheelbarrow._cache import sha256_of
 from wheelbarrow._manifest import FileRef, Manifest, WheelEntry
 from wheelbarrow._repair import (
+    RepairedWheel,
     base_exclusions,
+    check_left_to_base,
     grafted_libraries,
     is_pure,
     one_repaired_wheel,
@@ -197,3 +199,41 @@ def test_runtime_packages_libraries_are_left_to_the_base_whatever_the_policy() -
     assert base_exclusions("exclude-base", provided, packaged) == ("libcrypto.so.3", "libpq.so.5", "libssl.so.3")
     assert base_exclusions("vendor-all", provided, packaged) == ("libpq.so.5",)
     assert base_exclusions("vendor-all", provided) == ()
+
+
+def test_libpython_is_left_to_the_base_whatever_the_policy() -> None:
+    """auditwheel would drop it and move an executable that embeds Python behind a shim: never let it."""
+    provided = frozenset({"libssl.so.3", "libcrypto.so.3"})
+    assert base_exclusions("exclude-base", provided, python="3.11") == (
+        "libcrypto.so.3", "libpython3.11.so.1.0", "libssl.so.3"
+    )  # fmt: skip
+    assert base_exclusions("vendor-all", provided, python="3.13") == ("libpython3.13.so.1.0",)
+
+
+def test_expected_from_base_counts_executables_and_only_elf_files(tmp_path: Path) -> None:
+    wheel = tmp_path / "uwsgi-2.0.31-cp311-cp311-manylinux_2_34_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("uwsgi-2.0.31.data/scripts/uwsgi", b"\x7fELF\0libpython3.11.so.1.0\0libc.so.6\0")
+        archive.writestr("uwsgi-2.0.31.data/purelib/notes.txt", b"\0libssl.so.3\0")  # names it; not ELF
+        archive.writestr("uwsgi-2.0.31.data/purelib/", b"")
+    repaired = one_repaired_wheel(tmp_path, "uwsgi", ("libpython3.11.so.1.0", "libssl.so.3"))
+    assert repaired.expected_from_base == ("libpython3.11.so.1.0",)
+
+
+def test_a_base_lacking_what_the_wheels_leave_to_it_is_refused_before_any_image() -> None:
+    def wheel(*expected: str) -> RepairedWheel:
+        return RepairedWheel(Path("w.whl"), "manylinux_2_34_x86_64", (), expected)
+
+    check_left_to_base([("psycopg2", wheel("libssl.so.3"))], frozenset({"libssl.so.3"}), "base")
+    check_left_to_base([], frozenset(), "base")
+    with pytest.raises(WheelhouseError, match=r"uwsgi needs libpython3\.11\.so\.1\.0") as caught:
+        check_left_to_base(
+            [("psycopg2", wheel("libssl.so.3")), ("uwsgi", wheel("libpython3.11.so.1.0", "libssl.so.3"))],
+            frozenset({"libssl.so.3"}),
+            "wheelbarrow/runtime-base:bookworm",
+        )
+    assert "psycopg2" not in str(caught.value)
+    assert "(on Debian: libpython3.11)" in caught.value.tip
+    with pytest.raises(WheelhouseError, match=r"libpq\.so\.5") as other:
+        check_left_to_base([("psycopg2", wheel("libpq.so.5"))], frozenset(), "base")
+    assert "Debian" not in other.value.tip

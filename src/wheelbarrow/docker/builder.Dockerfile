@@ -17,10 +17,11 @@ RUN set -e; \
 COPY check-offline /usr/local/bin/wheelbarrow-check-offline
 COPY wheels/ /wheelbarrow/wheels/
 # The project's own build requirements, installed once, so its wheel builds
-# without an isolated environment (fast rebuilds after an edit).
+# without an isolated environment (fast rebuilds after an edit). --upgrade: the
+# versions fetched on the host win over any the base's venv came with.
 ARG PYTHON=/opt/python/cp311-cp311/bin/python
 COPY project-requires.txt /wheelbarrow/project-requires.txt
 RUN if [ -s /wheelbarrow/project-requires.txt ]; then \
-      "$PYTHON" -m pip install --no-index --no-cache-dir --disable-pip-version-check \
+      "$PYTHON" -m pip install --upgrade --no-index --no-cache-dir --disable-pip-version-check \
         --find-links /wheelbarrow/wheels -r /wheelbarrow/project-requires.txt; \
     fi
