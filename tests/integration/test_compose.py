@@ -18,7 +18,7 @@ def compose_command() -> list[str]:
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    pytest.fail("no compose tool: install docker-compose (.ci/run does)")
+    pytest.fail("no compose tool: install docker-compose (./dev does)")
 
 
 def test_compose_runs_the_service_with_postgres(example_image: BuiltImage) -> None:

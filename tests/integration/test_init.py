@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import EXAMPLE, PROJECTS, REPO, Outcome, Runner, copy_project, sh
+from tests.integration.conftest import EXAMPLE, PROJECTS, REPO, Outcome, Runner, copy_project, sh, uv
 
 
 def use_it_section() -> str:
@@ -24,11 +24,6 @@ def use_it_section() -> str:
 
 
 BUILDERS = "wheelbarrow/builder"
-
-
-def uv(project: Path, *args: str) -> None:
-    """The real uv, next to this interpreter (the lock names the index: it is made here, never committed)."""
-    sh([str(Path(sys.executable).with_name("uv")), "--directory", str(project), *args])
 
 
 def blocks(language: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PROJECTS, Runner, copy_project, run_installed
+from tests.integration.conftest import PROJECTS, Runner, copy_project, run_installed, uv
 
 
 def built(project: Path) -> tuple[str, dict[str, str]]:
@@ -49,13 +49,6 @@ def test_pylock_made_by_pip_lock(wheelbarrow: Runner, tmp_path: Path) -> None:
     # The wheelhouse installs with no index into the runtime base.
     output = run_installed(project / "wheelhouse", "pylock", "import pylock_app; print(pylock_app.GREETING)")
     assert output.strip().endswith("carried")
-
-
-def uv(project: Path, *args: str) -> None:
-    locked = subprocess.run(
-        [str(Path(sys.executable).with_name("uv")), *args], cwd=project, capture_output=True, text=True, check=False
-    )
-    assert locked.returncode == 0, locked.stderr[-2000:]
 
 
 def test_uv_lock_read_through_uv(wheelbarrow: Runner, tmp_path: Path) -> None:

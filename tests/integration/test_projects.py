@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 import zipfile
 from pathlib import Path
 
-from tests.integration.conftest import PROJECTS, Build, Runner, copy_project, sh
+from tests.integration.conftest import PROJECTS, Build, Runner, copy_project, get_inside, sh
 
 
 def test_a_wheelhouse_of_pure_python_wheels_passes_verify(wheelbarrow: Runner, tmp_path: Path) -> None:
@@ -97,17 +96,6 @@ def test_runtime_packages_are_installed_left_to_the_image_and_verified(
     assert "Unable to locate package no-such-package-here" in wrong.output
 
 
-def _get(container: str, url: str) -> str:
-    """An HTTP GET from inside the container (its network is off), retried while the server starts."""
-    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=5).read().decode())"
-    for _ in range(30):
-        got = sh(["docker", "exec", container, "python3", "-c", code], check=False)
-        if got.returncode == 0:
-            return got.output.strip()
-        time.sleep(1)
-    return got.output
-
-
 def test_an_executable_that_embeds_python_starts_and_serves_from_the_venv(wheelbarrow: Runner, tmp_path: Path) -> None:
     """uWSGI's wheel carries an ELF executable linked against libpython. The repair leaves it in the
     scripts folder with its libpython (left to the runtime base, as libssl is); a base without a shared
@@ -136,7 +124,7 @@ def test_an_executable_that_embeds_python_starts_and_serves_from_the_venv(wheelb
         assert "[PASS] executables that embed Python start and find the venv: 1 started" in image.output
         assert "0 modules, 1 executables, 1 ELF files" in image.output
         container = sh(["docker", "run", "-d", "--network", "none", tag]).output.strip()
-        assert _get(container, "http://127.0.0.1:8000/") == "served from the venv"
+        assert get_inside(container, "http://127.0.0.1:8000/") == "served from the venv"
 
         # What auditwheel does when left to itself: libpython dropped, the executable moved behind a shim.
         work = tmp_path / "shim"
