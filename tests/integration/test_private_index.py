@@ -29,6 +29,7 @@ import gzip
 import hashlib
 import importlib.util
 import io
+import json
 import os
 import subprocess
 import sys
@@ -52,8 +53,38 @@ USER = "wb-ci"
 WHEEL = "wbpriv_pure-1.0-py3-none-any.whl"
 SDIST = "wbpriv_ext-1.0.tar.gz"
 EPOCH = (1980, 1, 1, 0, 0, 0)
-Variant = Literal["poetry", "uv", "netrc", "pip"]
-VARIANTS: tuple[Variant, ...] = ("poetry", "uv", "netrc", "pip")
+Variant = Literal["poetry", "uv", "netrc", "keyring", "pip"]
+VARIANTS: tuple[Variant, ...] = ("poetry", "uv", "netrc", "keyring", "pip")
+#: A keyring backend, loaded by the real keyring package (PYTHON_KEYRING_BACKEND) as any backend is: it
+#: answers from keys.json beside it, as a desktop's keyring would answer from its store.
+KEYRING_BACKEND = """\
+import json
+from pathlib import Path
+
+from keyring.backend import KeyringBackend
+from keyring.credentials import SimpleCredential
+
+
+class FileBackend(KeyringBackend):
+    priority = 1
+
+    def _keys(self):
+        return json.loads(Path(__file__).with_name("keys.json").read_text())
+
+    def get_credential(self, service, username):
+        found = self._keys().get(service)
+        return SimpleCredential(*found) if found else None
+
+    def get_password(self, service, username):
+        found = self._keys().get(service)
+        return found[1] if found and found[0] == username else None
+
+    def set_password(self, service, username, password):
+        raise NotImplementedError
+
+    def delete_password(self, service, username):
+        raise NotImplementedError
+"""
 
 
 def sha256(data: bytes) -> str:
@@ -220,6 +251,14 @@ def setup_variant(variant: Variant, index: PrivateIndex, root: Path, given: Give
             netrc.write_text(f"machine 127.0.0.1\n  login {USER}\n  password {password}\n", encoding="utf-8")
             netrc.chmod(0o600)
             env["NETRC"] = str(netrc)
+    elif variant == "keyring":
+        declare(project, f'[[tool.uv.index]]\nname = "corp.private-idx"\nurl = "{index.url}"\n')
+        backend = root / "keyring-backend"
+        backend.mkdir()
+        (backend / "wb_test_keyring.py").write_text(KEYRING_BACKEND, encoding="utf-8")
+        keys = {index.url: [USER, password]} if password else {}
+        (backend / "keys.json").write_text(json.dumps(keys), encoding="utf-8")
+        env |= {"PYTHON_KEYRING_BACKEND": "wb_test_keyring.FileBackend", "PYTHONPATH": str(backend)}
     else:
         private = index.with_userinfo(password) if password else index.url
         env["PIP_EXTRA_INDEX_URL"] = " ".join([*host_indexes(), private])
@@ -346,7 +385,8 @@ def test_wrong_or_missing_credentials_name_the_index_and_say_where_they_go(
     assert f"answered HTTP {code}" in error
     assert f"the index {private_index.url}" in error
     assert error.endswith(said)
-    label = {"poetry": "(Poetry source 'corp-private')", "uv": "(uv index 'corp.private-idx')"}.get(variant, "")
+    uv_index = "(uv index 'corp.private-idx')"
+    label = {"poetry": "(Poetry source 'corp-private')", "uv": uv_index, "keyring": uv_index}.get(variant, "")
     assert label in error
     assert "netrc" in tip
     if variant == "poetry":
