@@ -39,7 +39,7 @@ def locked_packages(project: Path) -> int:
 
 def forget_builders(name: str) -> None:
     listed = subprocess.run(
-        ["docker", "images", "wheelbarrow/builder", "--format", "{{.Repository}}:{{.Tag}}"],
+        ["docker", "images", "localhost/wheelbarrow/builder", "--format", "{{.Repository}}:{{.Tag}}"],
         capture_output=True,
         text=True,
         check=True,

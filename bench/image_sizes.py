@@ -29,7 +29,7 @@ from wheelbarrow._build import IGNORED_IN_PROJECT
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "service"
-BASE = "wheelbarrow/runtime-base:bookworm"
+BASE = "localhost/wheelbarrow/runtime-base:bookworm"
 BUILD_DEPS = "build-essential libpq-dev python3-dev"
 
 INSTALL = (

@@ -28,7 +28,7 @@ from typing import Literal
 from ._cache import key_of, sha256_of
 from ._cmd import CommandFailed, run
 from ._config import Config
-from ._engine import Engine
+from ._engine import Engine, is_local_only, local_name
 from ._fetch import pip_download, target_flags
 from ._guard import scratch
 from ._log import Log
@@ -83,7 +83,7 @@ def host_debian_mirror(root: Path = Path("/etc/apt")) -> str | None:
 
 
 def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
-    tag = f"wheelbarrow/debian:{suite}"
+    tag = local_name(f"debian:{suite}")
     if engine.image_id(tag):
         log.info(f"{tag} exists; reusing it (remove it to bootstrap afresh)")
         return tag
@@ -146,14 +146,14 @@ def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = N
         dockerfiles = docker_dir()
         for name in ("debian-builder-base.Dockerfile", "debian-runtime-base.Dockerfile"):
             shutil.copy(dockerfiles / name, context / name)
-        builder = f"wheelbarrow/builder-base:{suite}"
+        builder = bootstrapped_name("builder", suite)
         engine.build(
             context,
             builder,
             dockerfile=context / "debian-builder-base.Dockerfile",
             build_args={"BASE": rootfs, "PYTHON_TAG": f"{python_tag}-{python_tag}"},
         )
-        runtime = f"wheelbarrow/runtime-base:{suite}"
+        runtime = bootstrapped_name("runtime", suite)
         engine.build(
             context, runtime, dockerfile=context / "debian-runtime-base.Dockerfile", build_args={"BASE": rootfs}
         )
@@ -161,22 +161,29 @@ def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = N
     return BaseImages(builder, runtime)
 
 
+def bootstrapped_name(role: Literal["builder", "runtime"], suite: str) -> str:
+    return local_name(f"{role}-base:{suite}")
+
+
 def _resolve(ref: str, role: Literal["builder", "runtime"], config: Config, engine: Engine, log: Log) -> str:
-    """A base image that is local, pulled, or bootstrapped when a Debian suite is configured."""
+    """A base image that is local, pulled, or bootstrapped when a Debian suite is configured. A name only
+    wheelbarrow makes (``localhost/wheelbarrow/...``, or 0.1's ``wheelbarrow/...``) is never pulled."""
     if engine.image_id(ref):
         return ref
-    log.info(f"pulling the {role} base {ref}")
-    if engine.pull(ref):
-        return ref
-    bootstrapped = f"wheelbarrow/{role}-base:{config.debian_suite}"
+    if not is_local_only(ref):
+        log.info(f"pulling the {role} base {ref}")
+        if engine.pull(ref):
+            return ref
+    bootstrapped = bootstrapped_name(role, config.debian_suite)
     if config.debian_suite and engine.image_id(bootstrapped):
         log.info(f"{ref} cannot be pulled; using {bootstrapped} (run 'wheelbarrow bootstrap' to refresh it)")
         return bootstrapped
     if not config.debian_suite:
-        msg = f"the {role} base {ref} is not local and cannot be pulled"
+        how = "is a name only wheelbarrow makes, never pulled" if is_local_only(ref) else "cannot be pulled"
+        msg = f"the {role} base {ref} is not on this machine and {how}"
         tip = 'Set debian-suite = "bookworm" to bootstrap one from Debian packages, or docker load the image.'
         raise BootstrapError(msg, tip=tip)
-    log.info(f"{ref} cannot be pulled; bootstrapping a local {role} base from Debian {config.debian_suite}")
+    log.info(f"{ref} is not here; bootstrapping a local {role} base from Debian {config.debian_suite}")
     bases = bootstrap(config, engine, log)
     return bases.builder if role == "builder" else bases.runtime
 
@@ -200,7 +207,7 @@ def with_runtime_packages(base: str, packages: tuple[str, ...], engine: Engine, 
         return base
     dockerfile = docker_dir() / "runtime-packages.Dockerfile"
     key = key_of({"base": engine.image_id(base) or base, "packages": list(packages), "file": sha256_of(dockerfile)})
-    tag = f"wheelbarrow/runtime-with-packages:{key[:16]}"
+    tag = local_name(f"runtime-with-packages:{key[:16]}")
     if engine.image_id(tag):
         return tag
     log.info(f"installing runtime-packages into the runtime base: {' '.join(packages)}")

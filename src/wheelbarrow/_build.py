@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from ._bootstrap import docker_dir
 from ._cache import key_of, sha256_of, skipped
 from ._cmd import CommandFailed, Result, run, which
-from ._engine import Engine
+from ._engine import Engine, local_name
 from ._fetch import Fetched
 from ._guard import scratch
 from ._log import Log
@@ -85,7 +85,7 @@ def prepare_builder(
             "project-requires": list(project_requires),
         }
     )
-    tag = f"wheelbarrow/builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}-{key[:12]}"
+    tag = local_name(f"builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}-{key[:12]}")
     existing = engine.image_id(tag)
     if existing:
         log.info(f"builder image {tag} is up to date")

@@ -35,6 +35,25 @@ from .errors import (
 )
 
 RUN_LABEL = "io.wheelbarrow.run"
+#: Where every image wheelbarrow makes is named (bootstrapped bases, builders, candidates, bases with
+#: runtime-packages). ``localhost/`` is a registry host that can only ever be this machine, so such a name
+#: never resolves to a public registry, whoever registers the namespace there; podman names local images
+#: so too. ``local_name("builder-base:bookworm")`` is ``localhost/wheelbarrow/builder-base:bookworm``.
+LOCAL = "localhost/wheelbarrow"
+#: Names that only wheelbarrow makes, on this machine: never pulled. ``wheelbarrow/...`` (no registry
+#: host) is the namespace of wheelbarrow 0.1, which Docker would look up on Docker Hub.
+LOCAL_ONLY = (f"{LOCAL}/", "wheelbarrow/", "docker.io/wheelbarrow/", "docker.io/library/wheelbarrow/")
+
+
+def local_name(name: str) -> str:
+    return f"{LOCAL}/{name}"
+
+
+def is_local_only(ref: str) -> bool:
+    """Whether ``ref`` names an image only wheelbarrow makes, locally: one it must never pull."""
+    return ref.startswith(LOCAL_ONLY)
+
+
 #: The oldest engines wheelbarrow is tested with (labels, --network none, docker cp, image inspect formats).
 MINIMUM: dict[EngineName, tuple[int, int]] = {"docker": (20, 10), "podman": (4, 0)}
 
@@ -111,6 +130,10 @@ class Engine:
         return result.output.strip() if result.returncode == 0 else None
 
     def pull(self, ref: str) -> bool:
+        """Pull ``ref``; never a name only wheelbarrow makes (:func:`is_local_only`): that is not pulled."""
+        if is_local_only(ref):
+            self.log.info(f"not pulling {ref}: wheelbarrow makes images of that name on this machine only")
+            return False
         return self._run("pull", ref, check=False, stream=True).returncode == 0
 
     def build(

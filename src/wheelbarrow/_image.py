@@ -22,7 +22,7 @@ from packaging.utils import canonicalize_name
 from ._bootstrap import docker_dir, resolve_runtime_base
 from ._cache import Cache, key_of
 from ._config import Config
-from ._engine import Engine
+from ._engine import Engine, local_name
 from ._guard import owner, scratch
 from ._log import Log
 from ._manifest import Manifest
@@ -32,7 +32,7 @@ from ._wheelhouse import read_wheelhouse, requirements_text
 from .errors import ConfigError, WheelhouseError
 
 WHEELHOUSE_LABEL = "io.wheelbarrow.wheelhouse"
-CANDIDATES = "wheelbarrow/candidate"
+CANDIDATES = local_name("candidate")
 
 
 @dataclass(frozen=True)

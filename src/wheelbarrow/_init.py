@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from . import _lock, _shapes
 from ._config import OPTIONS, Config, load_config
+from ._engine import is_local_only
 from ._fetch import belongs, open_indexes
 from ._index import Client
 from ._lock import Lock, LockedFile, LockedPackage
@@ -169,7 +170,7 @@ def _hint(name: str, config: Config) -> str:
     debian, alma = SYSTEM_PACKAGE_HINTS.get(name, ("", ""))
     if not debian:
         return ""
-    if config.debian_suite or config.builder_base.startswith("wheelbarrow/"):
+    if config.debian_suite or is_local_only(config.builder_base):
         return f" (e.g. {debian} on Debian)"
     if "manylinux" in config.builder_base:
         return f" (e.g. {alma} on AlmaLinux, the manylinux builder)"

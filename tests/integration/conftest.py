@@ -28,7 +28,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "service"
 PROJECTS = REPO / "tests" / "projects"
-RUNTIME_BASE = "wheelbarrow/runtime-base:bookworm"
+RUNTIME_BASE = "localhost/wheelbarrow/runtime-base:bookworm"
 LABEL = "io.wheelbarrow.run"
 TAG = "example-service:0.1.0"
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.integration.conftest import PROJECTS, REPO, BuiltImage, exercise_service, free_port, sh, wait_for_http
 
-POSTGRES = "wheelbarrow/test-postgres:bookworm"
+POSTGRES = "localhost/wheelbarrow/test-postgres:bookworm"
 
 
 def compose_command() -> list[str]:

@@ -57,7 +57,7 @@ def test_labels_command_port_and_user(example_image: BuiltImage, example_build: 
 
 def test_no_wheel_file_in_any_layer_of_ours(example_image: BuiltImage, tmp_path: Path) -> None:
     """The layers the image adds on top of its base hold no .whl (the base's own ensurepip wheels aside)."""
-    base = "wheelbarrow/runtime-base:bookworm"
+    base = "localhost/wheelbarrow/runtime-base:bookworm"
     ours = len(inspect(example_image.tag)["RootFS"]["Layers"]) - len(inspect(base)["RootFS"]["Layers"])
     assert ours >= 1
     archive = tmp_path / "image.tar"

@@ -23,7 +23,7 @@ def use_it_section() -> str:
     return readme[readme.index("## Use it in your project") : readme.index("### Commands")]
 
 
-BUILDERS = "wheelbarrow/builder"
+BUILDERS = "localhost/wheelbarrow/builder"
 
 
 def blocks(language: str) -> list[str]:
@@ -77,14 +77,14 @@ def test_init_on_the_example_poetry_project_records_the_debian_target(wheelbarro
     without = text[: text.index("[tool.wheelbarrow]")] + text[text.index("[build-system]") :]
     pyproject.write_text(without, encoding="utf-8")
     (project / "noxfile.py").unlink()
-    target = ["--debian-suite", "bookworm", "--builder-base", "wheelbarrow/builder-base:bookworm"]
+    target = ["--debian-suite", "bookworm", "--builder-base", "localhost/wheelbarrow/builder-base:bookworm"]
     out = wheelbarrow("init", "--project", str(project), *target)
     assert out.returncode == 0, out.output[-3000:]
     written = pyproject.read_text(encoding="utf-8")
     assert written.startswith(without)
     assert tomllib.loads(written)["tool"]["wheelbarrow"] == {
         "python": "3.11",
-        "builder-base": "wheelbarrow/builder-base:bookworm",
+        "builder-base": "localhost/wheelbarrow/builder-base:bookworm",
         "debian-suite": "bookworm",
         "build-from-source": ["psycopg2"],  # gunicorn, a pure wheel, is taken from the index
         "system-packages": [],

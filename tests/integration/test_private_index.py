@@ -358,8 +358,12 @@ def image_and_publish(
         assert not any(s.decode() in output for s in index.secrets)
         assert leaks(index.secrets, dist) == []
         assert image_leaks(index.secrets, tag) == []
-        builder = sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "wheelbarrow/builder"]).output
-        for ref in [line for line in builder.split() if line.startswith("wheelbarrow/builder:wb-private-app-")]:
+        builder = sh(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/wheelbarrow/builder"]
+        ).output
+        for ref in [
+            line for line in builder.split() if line.startswith("localhost/wheelbarrow/builder:wb-private-app-")
+        ]:
             assert image_leaks(index.secrets, ref) == []
         # the image works: both packages import, the C one computes
         with offline_container("private", tag) as name:
@@ -401,7 +405,9 @@ def test_wrong_or_missing_credentials_name_the_index_and_say_where_they_go(
 def remove_builder_images() -> Iterator[None]:
     """The builder images these builds made (their project is this module's own)."""
     yield
-    listed = sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "wheelbarrow/builder"], check=False)
+    listed = sh(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/wheelbarrow/builder"], check=False
+    )
     for ref in listed.output.split():
-        if ref.startswith("wheelbarrow/builder:wb-private-app-"):
+        if ref.startswith("localhost/wheelbarrow/builder:wb-private-app-"):
             sh(["docker", "rmi", "-f", ref], check=False)

@@ -78,7 +78,7 @@ def test_runtime_packages_are_installed_left_to_the_image_and_verified(
     assert out.returncode == 0, out.output[-3000:]
     manifest = json.loads((project / "wheelhouse" / "manifest.json").read_text())
     assert manifest["runtime_base"]["packages"] == ["libpq5"]
-    assert manifest["runtime_base"]["image"].startswith("wheelbarrow/runtime-with-packages:")
+    assert manifest["runtime_base"]["image"].startswith("localhost/wheelbarrow/runtime-with-packages:")
     (psycopg2,) = [w for w in manifest["wheels"] if w["name"] == "psycopg2"]
     assert "libpq.so.5" in psycopg2["expected_from_base"]
     assert not [g for g in psycopg2["grafted_libraries"] if g.startswith("libpq")]

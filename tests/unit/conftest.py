@@ -49,8 +49,10 @@ def sample_manifest(*wheels: WheelEntry, **changes: object) -> Manifest:
         project=Project("demo", "1"),
         target=Target("3.11", "cp311", "x86_64", "2.36"),
         lock=LockInfo("poetry.lock", "poetry", "0" * 64),
-        runtime_base=RuntimeBase("wheelbarrow/runtime-base:bookworm", "sha256:1", "exclude-base", ("libssl.so.3",)),
-        builder=BuilderInfo("b", "sha256:0", "wheelbarrow/builder-base:bookworm"),
+        runtime_base=RuntimeBase(
+            "localhost/wheelbarrow/runtime-base:bookworm", "sha256:1", "exclude-base", ("libssl.so.3",)
+        ),
+        builder=BuilderInfo("b", "sha256:0", "localhost/wheelbarrow/builder-base:bookworm"),
         source_date_epoch=315532800,
         build_requirements=(FileRef("setuptools-1-py3-none-any.whl", "0" * 64),),
         wheels=wheels,

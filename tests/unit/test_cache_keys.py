@@ -25,7 +25,9 @@ def sdist(tmp_path: Path, mtime: int = 1700000000) -> Fetched:
 def context(tmp_path: Path, run_id: str = "run1") -> BuildContext:
     plan = demo_plan(tmp_path / "project")
     engine = Engine(quiet(), run_id=run_id)
-    return BuildContext(plan, Builder("wheelbarrow/builder:demo-1", "sha256:aaa"), engine, tmp_path, quiet(), 315532800)
+    return BuildContext(
+        plan, Builder("localhost/wheelbarrow/builder:demo-1", "sha256:aaa"), engine, tmp_path, quiet(), 315532800
+    )
 
 
 def test_sdist_key_covers_what_changes_the_bytes(tmp_path: Path) -> None:

@@ -231,7 +231,7 @@ def test_the_glibc_of_the_target_decides_and_the_table_keeps_the_target(tmp_path
     default = project(tmp_path / "default", pyproject, lock)
     assert run_init(default)[0].build_from_source == ("newlib", "psycopg2")
     debian = project(tmp_path / "debian", pyproject, lock)
-    suite = {"debian-suite": "bookworm", "builder-base": "wheelbarrow/builder-base:bookworm"}
+    suite = {"debian-suite": "bookworm", "builder-base": "localhost/wheelbarrow/builder-base:bookworm"}
     done, _ = run_init(debian, **suite)
     assert done.build_from_source == ("psycopg2",)
     assert the_table(debian) == {

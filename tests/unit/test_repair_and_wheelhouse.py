@@ -230,7 +230,7 @@ def test_a_base_lacking_what_the_wheels_leave_to_it_is_refused_before_any_image(
         check_left_to_base(
             [("psycopg2", wheel("libssl.so.3")), ("uwsgi", wheel("libpython3.11.so.1.0", "libssl.so.3"))],
             frozenset({"libssl.so.3"}),
-            "wheelbarrow/runtime-base:bookworm",
+            "localhost/wheelbarrow/runtime-base:bookworm",
         )
     assert "psycopg2" not in str(caught.value)
     assert "(on Debian: libpython3.11)" in caught.value.tip

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from tests.unit.conftest import sample_manifest, snapshot, write_project
 from wheelbarrow import _guard, _shapes, _wheelhouse
 from wheelbarrow._cache import Cache, source_files, tree_digest
-from wheelbarrow._config import load_config
+from wheelbarrow._config import Config, load_config
 from wheelbarrow._lock import marker_environment, parse_pylock, parse_requirements, poetry_lock_files
 from wheelbarrow._log import Log
 from wheelbarrow._manifest import Manifest, WheelEntry
@@ -695,3 +695,69 @@ def test_command_line_errors_are_one_error_and_one_tip(argv: list[str], capsys: 
     assert lines[0].startswith("ERROR: command line: ")
     assert lines[1].startswith("TIP: Run 'wheelbarrow")
     assert len(lines) == 2
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "localhost/wheelbarrow/builder-base:bookworm",
+        "wheelbarrow/builder-base:bookworm",  # 0.1's names: Docker would look them up on Docker Hub
+        "wheelbarrow/runtime-base:trixie",
+        "docker.io/wheelbarrow/builder-base:bookworm",
+        "localhost/wheelbarrow/builder:example-service-0123456789ab",
+    ],
+)
+def test_a_name_only_wheelbarrow_makes_is_never_pulled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ref: str
+) -> None:
+    """Absent, it is bootstrapped (a base, with debian-suite) or an error that says why; no pull is run."""
+    from wheelbarrow import _bootstrap, _engine
+    from wheelbarrow._cmd import Result
+    from wheelbarrow.errors import BootstrapError
+
+    ran: list[list[str]] = []
+
+    def recording(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        ran.append(list(argv))
+        return Result(tuple(argv), 1, "Error: No such image\n")  # image inspect: nothing is local
+
+    monkeypatch.setattr(_engine, "run", recording)
+    engine = _engine.Engine(quiet())
+    assert engine.pull(ref) is False
+    assert _engine.is_local_only(ref)
+    project = write_project(tmp_path, f'builder-base = "{ref}"\nruntime-base = "{ref}"\ndebian-suite = ""\n')
+    config = load_config(project, environ={})
+    with pytest.raises(BootstrapError, match="never pulled") as caught:
+        _bootstrap.resolve_builder_base(config, engine, quiet())
+    assert "debian-suite" in caught.value.tip
+    bootstrapped: list[str] = []
+    def bootstrap(config: Config, *_args: object) -> _bootstrap.BaseImages:
+        bootstrapped.append(config.debian_suite)
+        return _bootstrap.BaseImages("localhost/wheelbarrow/builder-base:bookworm", "r")
+
+    monkeypatch.setattr(_bootstrap, "bootstrap", bootstrap)
+    with_suite = load_config(project, environ={}, overrides={"debian-suite": "bookworm"})
+    assert _bootstrap.resolve_builder_base(with_suite, engine, quiet()) == "localhost/wheelbarrow/builder-base:bookworm"
+    assert bootstrapped == ["bookworm"]
+    assert [argv for argv in ran if "pull" in argv] == []
+
+
+def test_any_other_name_is_pulled_when_it_is_not_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wheelbarrow import _engine
+    from wheelbarrow._cmd import Result
+
+    ran: list[list[str]] = []
+
+    def recording(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        ran.append(list(argv))
+        return Result(tuple(argv), 0, "")
+
+    monkeypatch.setattr(_engine, "run", recording)
+    for ref in ("python:3.11-slim", "quay.io/pypa/manylinux_2_28_x86_64:2026.11.1", "localhost:5000/wheelbarrow/x:1"):
+        assert not _engine.is_local_only(ref)
+        assert _engine.Engine(quiet()).pull(ref) is True
+    assert [argv[1:] for argv in ran] == [
+        ["pull", "python:3.11-slim"],
+        ["pull", "quay.io/pypa/manylinux_2_28_x86_64:2026.11.1"],
+        ["pull", "localhost:5000/wheelbarrow/x:1"],
+    ]

@@ -80,10 +80,10 @@ def test_build_requires_of_sdists(tmp_path: Path) -> None:
 def test_cibuildwheel_runs_offline_without_host_mount(tmp_path: Path) -> None:
     plan = demo_plan(tmp_path)
     engine = _engine.Engine(quiet(), run_id="abc123")
-    builder = _build.Builder("wheelbarrow/builder:demo", "sha256:1")
+    builder = _build.Builder("localhost/wheelbarrow/builder:demo", "sha256:1")
     env = _build.cibuildwheel_env(plan, builder, engine, 315532800, ("libssl.so.3",))
     assert env["CIBW_BUILD"] == "cp311-manylinux_x86_64"
-    assert env["CIBW_MANYLINUX_X86_64_IMAGE"] == "wheelbarrow/builder:demo"
+    assert env["CIBW_MANYLINUX_X86_64_IMAGE"] == "localhost/wheelbarrow/builder:demo"
     assert "create_args: --network none --label io.wheelbarrow.run=abc123" in env["CIBW_CONTAINER_ENGINE"]
     assert "disable_host_mount: true" in env["CIBW_CONTAINER_ENGINE"]
     assert "PIP_NO_INDEX=1" in env["CIBW_ENVIRONMENT_LINUX"]
