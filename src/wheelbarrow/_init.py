@@ -32,7 +32,7 @@ from ._lock import Lock, LockedFile, LockedPackage
 from ._log import Log
 from ._plan import SdistBuild, make_plan
 from ._sources import Index
-from ._version import __version__
+from ._version import EXTRAS, __version__, source_requirement
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,10 +68,15 @@ class Initialized:
     build_from_source: tuple[str, ...] = ()
 
 
-def noxfile_text(version: str = __version__) -> str:
-    """A noxfile that works where only nox is installed: nox reads its script block and installs wheelbarrow."""
+#: The noxfile's requirement for a release of wheelbarrow.
+RELEASE = f"wheelbarrow[{EXTRAS}]=={__version__}"
+
+
+def noxfile_text(requirement: str = RELEASE) -> str:
+    """A noxfile that works where only nox is installed: nox reads its script block and installs wheelbarrow
+    (``requirement``: the release, or where the wheelbarrow running init came from)."""
     return f'''# /// script
-# dependencies = ["{NOX_REQUIREMENT}", "wheelbarrow[poetry,uv]=={version}"]
+# dependencies = ["{NOX_REQUIREMENT}", "{requirement}"]
 # ///
 """Build this project's wheelhouse with wheelbarrow: nox -s build_wheels (written by wheelbarrow init)."""
 
@@ -79,6 +84,7 @@ import nox
 
 import wheelbarrow.nox
 
+nox.options.reuse_venv = "yes"  # sessions keep their environment: wheelbarrow is installed once
 nox.session(wheelbarrow.nox.build_wheels)
 # The runtime image (set command and port in [tool.wheelbarrow] first), its checks and the CI artifacts:
 # nox.session(wheelbarrow.nox.image)
@@ -283,7 +289,8 @@ def init_project(
         block, values = table(config, builds, machine)
         new = appended(old, block)
         check_appended(config.project_dir, new, values)
-    wrote_noxfile = want_noxfile and create_new(noxfile, noxfile_text())  # first: a new file is easy to take back
+    # the noxfile first: a new file is easy to take back
+    wrote_noxfile = want_noxfile and create_new(noxfile, noxfile_text(source_requirement()))
     if want_table:
         try:
             replace_text(pyproject, old, new)

@@ -22,11 +22,12 @@ same pipeline). A failure ends the session with wheelbarrow's one-line cause and
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._version import __version__
+from ._version import EXTRAS, source_requirement, with_tools
 
 if TYPE_CHECKING:
     import nox
@@ -35,24 +36,44 @@ __all__ = ["build_wheels", "image", "install_spec", "publish", "verify"]
 
 
 def install_spec() -> str:
-    """What to install into a session: ``NOX_WHEELBARROW_INSTALL`` (a pip requirement: a version, a path, a
-    git URL) if set, else this checkout if wheelbarrow runs from one, else the release that is running."""
+    """What to install into a session, lock tools always included: ``NOX_WHEELBARROW_INSTALL`` (a version, a
+    path, a git URL) if set, else this checkout if wheelbarrow runs from one, else where the running
+    wheelbarrow was installed from (a path, a git URL), else its release."""
     override = os.environ.get("NOX_WHEELBARROW_INSTALL")
     if override:
-        return override
+        return with_tools(override)
     checkout = Path(__file__).resolve().parents[2]
     pyproject = checkout / "pyproject.toml"
     if pyproject.is_file():
         name = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("name")
         if name == "wheelbarrow":
-            return f"{checkout}[poetry,uv]"
-    return f"wheelbarrow[poetry,uv]=={__version__}"
+            return f"{checkout}[{EXTRAS}]"
+    return source_requirement()
+
+
+def _fixed(spec: str) -> bool:
+    """Whether ``spec`` always names the same files: a release, or a VCS URL pinned to a full commit."""
+    return "==" in spec or re.search(r"@[0-9a-f]{40}$", spec) is not None
+
+
+def _install(session: nox.Session) -> None:
+    """Install wheelbarrow into the session, unless a reused environment holds this very release already
+    (a path is installed every time: its files may have changed)."""
+    spec = install_spec()
+    location = getattr(session.virtualenv, "location", None)
+    stamp = Path(location) / "wheelbarrow-installed.txt" if isinstance(location, str) else None
+    if stamp is not None and _fixed(spec) and stamp.is_file() and stamp.read_text(encoding="utf-8") == spec:
+        session.log(f"wheelbarrow is installed already ({spec}); reusing the session's environment")
+        return
+    session.install(spec)
+    if stamp is not None:
+        stamp.write_text(spec, encoding="utf-8")
 
 
 def _run_wheelbarrow(session: nox.Session, command: str, project: str, extra: list[str]) -> None:
     import nox  # noqa: PLC0415 - the helpers are only called inside a nox run
 
-    session.install(install_spec())
+    _install(session)
     try:
         session.run("wheelbarrow", command, "--project", project, *extra, *session.posargs)
     except nox.command.CommandFailed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import stat
 import tomllib
@@ -24,7 +25,7 @@ from wheelbarrow._init import (
 from wheelbarrow._lock import Lock, LockedFile, LockedPackage, uv_lock_files
 from wheelbarrow._log import Log
 from wheelbarrow._sources import Index
-from wheelbarrow._version import __version__
+from wheelbarrow._version import __version__, source_requirement, with_tools
 from wheelbarrow.errors import ConfigError, LockError, MissingLockError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,7 +111,7 @@ def test_a_fresh_project_gets_the_table_with_the_sdist_only_package_and_a_todo(t
     assert todo in text.splitlines()
     assert "#   psycopg2: the lock has no wheel of it for this target" in text
     assert any("fill in system-packages" in line for line in lines)
-    assert (root / "noxfile.py").read_text(encoding="utf-8") == noxfile_text()
+    assert (root / "noxfile.py").read_text(encoding="utf-8") == noxfile_text(source_requirement())
 
 
 def test_the_text_above_the_table_is_kept_byte_for_byte(tmp_path: Path) -> None:
@@ -377,6 +378,17 @@ def test_the_noxfile_declares_nox_and_this_wheelbarrow_in_its_script_block(tmp_p
     assert "nox.session(wheelbarrow.nox.build_wheels)\n" in noxfile_text()
 
 
+def test_the_noxfile_names_where_the_running_wheelbarrow_came_from(tmp_path: Path) -> None:
+    """Installed from a path or a git URL (pip's direct_url.json), the noxfile installs from there too."""
+    path = tmp_path / "noxfile.py"
+    for requirement in (
+        "wheelbarrow[poetry,uv] @ file:///src/wheelbarrow",
+        "wheelbarrow[poetry,uv] @ git+https://git.example.invalid/wheelbarrow.git@" + "0" * 40,
+    ):
+        path.write_text(noxfile_text(requirement), encoding="utf-8")
+        assert nox.project.load_toml(path)["dependencies"] == ["nox>=2025.2.9", requirement]
+
+
 def test_the_readme_noxfile_is_the_one_init_writes() -> None:
     """The README's "Use it in your project" shows exactly the noxfile init writes, version included."""
     readme = (REPO / "README.md").read_text(encoding="utf-8")
@@ -466,3 +478,56 @@ def test_init_writes_all_or_nothing_and_never_through_a_link_out_of_the_project(
         run_init(root)
     assert outside.read_bytes() == before
     assert not (root / "noxfile.py").exists()
+
+
+class Recorded:
+    """A distribution whose direct_url.json (PEP 610) says ``recorded``."""
+
+    def __init__(self, recorded: str | None) -> None:
+        self.recorded = recorded
+
+    def read_text(self, name: str) -> str | None:
+        return self.recorded if name == "direct_url.json" else None
+
+
+@pytest.mark.parametrize(
+    ("recorded", "expected"),
+    [
+        ('{"url": "file:///src/wheelbarrow", "dir_info": {}}', "wheelbarrow[poetry,uv] @ file:///src/wheelbarrow"),
+        ('{"url": "file:///src/wheelbarrow", "dir_info": {"editable": true}}', "wheelbarrow[poetry,uv] @ file:///src/wheelbarrow"),
+        (
+            '{"url": "https://git.example.invalid/w.git", "vcs_info": {"vcs": "git", "commit_id": "' + "a" * 40 + '"}}',
+            "wheelbarrow[poetry,uv] @ git+https://git.example.invalid/w.git@" + "a" * 40,
+        ),
+        ('{"url": "file:///tmp/w-1.0-py3-none-any.whl", "archive_info": {}}', f"wheelbarrow[poetry,uv]=={__version__}"),
+        (None, f"wheelbarrow[poetry,uv]=={__version__}"),  # from an index: no record
+        ("not json", f"wheelbarrow[poetry,uv]=={__version__}"),
+    ],
+)  # fmt: skip
+def test_the_running_wheelbarrow_says_where_it_came_from(
+    monkeypatch: pytest.MonkeyPatch, recorded: str | None, expected: str
+) -> None:
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda _name: Recorded(recorded))
+    assert source_requirement() == expected
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("/src/wheelbarrow", "/src/wheelbarrow[poetry,uv]"),
+        ("/src/wheelbarrow[uv]", "/src/wheelbarrow[uv]"),
+        ("0.2.0", "wheelbarrow[poetry,uv]==0.2.0"),
+        ("wheelbarrow==0.2.0", "wheelbarrow[poetry,uv]==0.2.0"),
+        ("wheelbarrow[poetry]>=0.2", "wheelbarrow[poetry]>=0.2"),
+        ("git+https://git.example.invalid/w.git@v1", "wheelbarrow[poetry,uv] @ git+https://git.example.invalid/w.git@v1"),
+        ("wheelbarrow @ file:///src/w", "wheelbarrow[poetry,uv] @ file:///src/w"),
+        ("dist/wheelbarrow-0.1.0-py3-none-any.whl", "dist/wheelbarrow-0.1.0-py3-none-any.whl[poetry,uv]"),
+    ],
+)  # fmt: skip
+def test_an_install_override_gets_the_lock_tools(monkeypatch: pytest.MonkeyPatch, given: str, expected: str) -> None:
+    """NOX_WHEELBARROW_INSTALL=/path installed wheelbarrow without uv and Poetry: the extras are added."""
+    from wheelbarrow import nox as wheelbarrow_nox
+
+    assert with_tools(given) == expected
+    monkeypatch.setenv("NOX_WHEELBARROW_INSTALL", given)
+    assert wheelbarrow_nox.install_spec() == expected

@@ -731,6 +731,7 @@ def test_a_name_only_wheelbarrow_makes_is_never_pulled(
         _bootstrap.resolve_builder_base(config, engine, quiet())
     assert "debian-suite" in caught.value.tip
     bootstrapped: list[str] = []
+
     def bootstrap(config: Config, *_args: object) -> _bootstrap.BaseImages:
         bootstrapped.append(config.debian_suite)
         return _bootstrap.BaseImages("localhost/wheelbarrow/builder-base:bookworm", "r")
