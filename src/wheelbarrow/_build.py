@@ -53,7 +53,15 @@ IGNORED_IN_PROJECT = (
     "build",
 )
 #: Lines of a failed build that point at the cause.
-_CAUSE = re.compile(r"error|not found|No such file|fatal|cannot|undefined reference", re.IGNORECASE)
+_CAUSE = re.compile(
+    r"\berror\b|\bnot found\b|No such file|\bfatal\b|\bcannot\b|can not|undefined reference|^\s*\w*Exception\b",
+    re.IGNORECASE,
+)
+#: Lines every cibuildwheel build prints that are never the cause (a wheelbarrow builder has no
+#: manylinux-interpreters tool; build's advice on keeping the environment).
+_NOISE = re.compile(r"manylinux-interpreters|TIP pass --env-dir")
+#: Where a failed build's own output ends and cibuildwheel's report of it begins.
+_END = re.compile(r"cibuildwheel: error|Build failed|ERROR Backend subprocess exited")
 
 
 @dataclass(frozen=True)
@@ -144,12 +152,13 @@ def cibuildwheel_env(
 
 
 def _cause_lines(output: str, limit: int = 15) -> str:
-    """The last lines of a failed build that look like its cause (compiler errors...)."""
-    lines = [line for line in output.splitlines() if line.strip()]
-    marker = next((i for i, line in enumerate(lines) if "Build failed" in line or "returned non-zero" in line), None)
-    body = lines[:marker] if marker is not None else lines
-    causes = [line for line in body if _CAUSE.search(line)]
-    return "\n".join((causes or body)[-limit:])
+    """The last lines of a failed build that look like its cause (compiler errors, the build backend's
+    exception), each once, before cibuildwheel's own report of the failure."""
+    lines = [line for line in output.splitlines() if line.strip() and not _NOISE.search(line)]
+    ends = [i for i, line in enumerate(lines) if _END.search(line)]
+    body = lines[: ends[0] + 1] if ends else lines
+    causes = list(dict.fromkeys(line for line in body if _CAUSE.search(line)))
+    return "\n".join(line if len(line) <= 300 else line[:300] + " ..." for line in (causes or body)[-limit:])
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ at a time, each in its own container, their output prefixed by name.
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -34,7 +34,7 @@ from ._fetch import Fetched
 from ._log import Log
 from ._repair import RepairedWheel
 from ._version import __version__
-from .errors import EngineError, EngineStoppedError, ToolMissingError, WheelbarrowError
+from .errors import BuildError, EngineError, EngineStoppedError, RepairError, ToolMissingError, WheelbarrowError
 
 
 @dataclass(frozen=True)
@@ -157,19 +157,42 @@ def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs
                 pool.submit(_build_one, todo[i][0], ctx, cache, todo[i][1]): i for i in misses
             }
             try:
-                done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+                wait(futures)  # every build runs to its end: one run names every build that fails
             except KeyboardInterrupt:
                 for future in futures:
                     future.cancel()
                 stop_all()  # the builds in the other threads stop too, and clean up their containers
                 raise
-            for future in pending:
-                future.cancel()
-            for future in [*done, *pending]:
-                if future.cancelled():
-                    continue
+            failed: list[tuple[str, BaseException]] = []
+            for future, index in futures.items():
                 error = future.exception()
-                if error is not None:
-                    raise error
-                results[futures[future]] = Built(todo[futures[future]][0], future.result(), from_cache=False)
+                if error is None:
+                    results[index] = Built(todo[index][0], future.result(), from_cache=False)
+                else:
+                    sdist = todo[index][0]
+                    failed.append((sdist.name if sdist else "the project", error))
+            if failed:
+                raise one_error(failed)
     return [results[i] for i in range(len(todo))]
+
+
+def one_error(failed: list[tuple[str, BaseException]]) -> BaseException:
+    """What a run with failed builds raises: the failure when there is one; the engine's failure when the
+    engine went away (every build then fails for that one reason); else one error naming every build
+    that failed, each with its cause lines, and each different tip once."""
+    errors = [error for _, error in failed]
+    first = errors[0]
+    if len(errors) == 1:
+        return first
+    if stopped := next((e for e in errors if isinstance(e, EngineError)), None):
+        return stopped
+    if not all(isinstance(e, WheelbarrowError) for e in errors):
+        return next(e for e in errors if not isinstance(e, WheelbarrowError))  # a bug: shown as one
+    ours = [e for e in errors if isinstance(e, WheelbarrowError)]
+    if all(type(e) is type(first) for e in ours):
+        kind: type[WheelbarrowError] = type(ours[0])
+    else:
+        kind = RepairError if all(isinstance(e, RepairError) for e in ours) else BuildError
+    said = "\n".join(f"[{name}] {error}" for name, error in failed)
+    tips = "\n".join(dict.fromkeys(e.tip for e in ours if e.tip))
+    return kind(f"{len(failed)} builds failed:\n{said}", tip=tips)

@@ -94,3 +94,21 @@ def test_unknown_key(wheelbarrow: Runner, example_build: Build, tmp_path: Path) 
     out = wheelbarrow("build", "--project", str(project))
     assert out.returncode == 2
     assert_clean_error(out.output, "Did you mean 'system-packages'?", "configuration reference")
+
+
+def test_every_failed_build_is_named_with_its_cause(wheelbarrow: Runner, tmp_path: Path) -> None:
+    """Two sdists that cannot compile (no system packages): one run names both, each with its own cause,
+    also with -q; one after the other (jobs = 1), so the first failure did not stop the second build."""
+    project = copy_project(PROJECTS / "two-failing", tmp_path / "two-failing")
+    out = wheelbarrow("build", "-q", "--project", str(project))
+    assert out.returncode == 8, out.output[-4000:]
+    error = out.output.split("ERROR: ", 1)[1]
+    assert error.startswith("2 builds failed:")
+    assert "[mysqlclient] compiling mysqlclient==2.3.2 from mysqlclient-2.3.2.tar.gz failed" in error
+    assert "Exception: Can not find valid pkg-config name." in error
+    assert "[psycopg2] compiling psycopg2==2.9.13 from psycopg2-2.9.13.tar.gz failed" in error
+    assert "pg_config executable not found" in error
+    assert "manylinux-interpreters" not in error
+    assert error.count("TIP: ") == 1
+    assert not (project / "wheelhouse").exists()
+    assert leftover_containers() == []

@@ -168,3 +168,74 @@ def test_the_engine_version_is_checked_once(monkeypatch: pytest.MonkeyPatch, ans
     else:
         with pytest.raises(EngineError, match=r"wheelbarrow needs 20\.10 or newer"):
             _engine.Engine(quiet()).check()
+
+
+MYSQLCLIENT_OUTPUT = """\
+env: 'manylinux-interpreters': No such file or directory
+* Getting build dependencies for wheel...
+/bin/sh: 1: pkg-config: not found
+/bin/sh: 1: pkg-config: not found
+Traceback (most recent call last):
+Trying pkg-config --exists mysqlclient
+Command 'pkg-config --exists mysqlclient' returned non-zero exit status 127.
+  File "<string>", line 27, in find_package_name
+Exception: Can not find valid pkg-config name.
+Specify MYSQLCLIENT_CFLAGS and MYSQLCLIENT_LDFLAGS env vars manually
+TIP pass --env-dir and --sdist-extract-dir to keep the build environment and sources, then see ...
+ERROR Backend subprocess exited when trying to invoke get_requires_for_build_wheel
+cibuildwheel: error: Command ['python', '-m', 'build', ...] failed with code 1.
+error: some later line that is cibuildwheel's, not the build's
+"""
+LDAP_OUTPUT = (
+    """\
+env: 'manylinux-interpreters': No such file or directory
+x86_64-linux-gnu-gcc -Wall -Werror=format-security -fPIC -IModules -c Modules/LDAPObject.c -o x.o
+Modules/common.h:15:10: fatal error: lber.h: No such file or directory
+error: Command '['x86_64-linux-gnu-gcc', '-Werror=format-security', """
+    + "'-DX', " * 60
+    + """]' returned non-zero exit status 1.
+ERROR Backend subprocess exited when trying to invoke build_wheel
+"""
+)
+
+
+def test_the_cause_lines_of_a_failed_build_are_its_own_each_once() -> None:
+    """The backend's exception counts; cibuildwheel's noise, the compiler's command line (-Werror) and the
+    lines after the build's end do not; a repeated line is shown once; a long one is cut."""
+    assert _build._cause_lines(MYSQLCLIENT_OUTPUT).splitlines() == [  # noqa: SLF001
+        "/bin/sh: 1: pkg-config: not found",
+        "Exception: Can not find valid pkg-config name.",
+        "ERROR Backend subprocess exited when trying to invoke get_requires_for_build_wheel",
+    ]
+    ldap = _build._cause_lines(LDAP_OUTPUT).splitlines()  # noqa: SLF001
+    assert ldap[0] == "Modules/common.h:15:10: fatal error: lber.h: No such file or directory"
+    assert ldap[1].startswith("error: Command '['x86_64-linux-gnu-gcc'")
+    assert ldap[1].endswith(" ...")
+    assert len(ldap[1]) <= 304
+    assert not [line for line in ldap if "manylinux-interpreters" in line or line.startswith("x86_64-linux-gnu-gcc")]
+
+
+def test_several_failed_builds_are_one_error_naming_each() -> None:
+    from wheelbarrow._schedule import one_error
+    from wheelbarrow.errors import EngineStoppedError, RepairError
+
+    mysql = CompileError("compiling mysqlclient failed:\n  pkg-config: not found", tip="add system-packages")
+    pg = CompileError("compiling psycopg2 failed:\n  pg_config executable not found", tip="add system-packages")
+    assert one_error([("psycopg2", pg)]) is pg
+    both = one_error([("mysqlclient", mysql), ("psycopg2", pg)])
+    assert type(both) is CompileError
+    assert str(both).splitlines() == [
+        "2 builds failed:",
+        "[mysqlclient] compiling mysqlclient failed:",
+        "  pkg-config: not found",
+        "[psycopg2] compiling psycopg2 failed:",
+        "  pg_config executable not found",
+    ]
+    assert both.tip == "add system-packages"
+    mixed = one_error([("a", pg), ("b", RepairError("repairing b failed", tip="raise repair-plat"))])
+    assert type(mixed) is BuildError
+    assert mixed.tip == "add system-packages\nraise repair-plat"
+    stopped = EngineStoppedError("the engine stopped")
+    assert one_error([("a", pg), ("b", stopped)]) is stopped  # one cause for all: the engine's
+    bug = KeyError("x")
+    assert one_error([("a", pg), ("b", bug)]) is bug  # a bug is shown as the bug it is
