@@ -156,6 +156,14 @@ class Config:
         metadata=opt("command", "argv", (), "The image's command (e.g. gunicorn app:app).")
     )
     port: int | None = field(metadata=opt("port", "int", "", "The port the image exposes."))
+    verify_start: bool = field(
+        metadata=opt(
+            "verify-start",
+            "bool",
+            "true",
+            "Verify starts the image's command (network off) and checks it keeps running.",
+        )
+    )
     keep_pip: bool = field(metadata=opt("keep-pip", "bool", "false", "Keep pip and setuptools in the runtime venv."))
     image_builder: ImageBuilder = field(
         metadata=opt(

@@ -58,6 +58,25 @@ def is_local_only(ref: str) -> bool:
 MINIMUM: dict[EngineName, tuple[int, int]] = {"docker": (20, 10), "podman": (4, 0)}
 
 
+@dataclass(frozen=True)
+class Started:
+    """A container running its image's command (:meth:`Engine.started`); ``failed``: why it did not start."""
+
+    engine: Engine
+    name: str
+    failed: str
+
+    def state(self) -> tuple[bool, int, str]:
+        """(still running, exit code, the last lines it printed)."""
+        inspect = self.engine._run(  # noqa: SLF001 - the engine's own helper, within its module
+            "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", self.name, check=False
+        )
+        words = inspect.output.split()
+        running, code = (words[0] == "true", int(words[1])) if len(words) == 2 and words[1].isdigit() else (False, -1)
+        logs = self.engine._run("logs", "--tail", "40", self.name, check=False)  # noqa: SLF001
+        return running, code, logs.output.strip()
+
+
 @dataclass
 class Engine:
     log: Log
@@ -188,6 +207,17 @@ class Engine:
         args = ["run", "--rm", "-i" if stdin is not None else "--init", "--network", network]
         args += [*self.label_args(), "--entrypoint", argv[0], image, *argv[1:]]
         return self._run(*args, stdin=stdin, check=False)
+
+    @contextlib.contextmanager
+    def started(self, image: str) -> Iterator[Started]:
+        """A container of ``image`` running its own command (``CMD``), network off, removed afterwards."""
+        name = f"wheelbarrow-{self.run_id}-{uuid.uuid4().hex[:6]}"
+        created = self._run("run", "-d", "--name", name, "--network", "none", *self.label_args(), image, check=False)
+        try:
+            said = [line for line in created.tail(5).splitlines() if not re.fullmatch(r"[0-9a-f]{64}", line.strip())]
+            yield Started(self, name, "" if created.returncode == 0 else " | ".join(said) or "it did not start")
+        finally:
+            self._run("rm", "-f", name, check=False)
 
     def label_args(self) -> list[str]:
         """The labels every container of this run carries: the run, and the process that owns it."""

@@ -255,7 +255,10 @@ def stage_verify(run: Run) -> None:
         msg = f"there is no image {tag} to verify"
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
     base = run.image.base if run.image else _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
-    checks = _verify.verify_image(run.engine, tag, base, manifest, run.log, run.cache)
+    config = run.config
+    checks = _verify.verify_image(
+        run.engine, tag, base, manifest, run.log, run.cache, config.command, start=config.verify_start
+    )
     run.checks = tuple(checks)
     shown = run.image.tag if run.image else tag
     run.verified = shown

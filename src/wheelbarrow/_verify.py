@@ -14,18 +14,23 @@ image's own user, ``--network none``) and reports; this module judges:
 * after importing them (and ``ssl``) exactly one libssl is mapped;
 * every library the manifest expects from the base is there, and every ``runtime-packages`` package;
 * no ``*.whl`` beyond those the base image itself ships;
-* ``pip check`` is clean (run from outside the venv when pip is not in it).
+* ``pip check`` is clean (run from outside the venv when pip is not in it);
+* the image's own command, started with the network off, is still running after 3 s or exited 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ._cache import Cache, key_of, sha256_of
-from ._engine import Engine
+from ._engine import Engine, Started
 from ._log import Log
 from ._manifest import Manifest
 from .errors import VerifyError
@@ -111,7 +116,50 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
     ]
 
 
-def verify_image(engine: Engine, image: str, base: str, manifest: Manifest, log: Log, cache: Cache) -> list[Check]:
+#: How long the image's command must keep running (or exit 0) for "the command starts" to pass.
+START_SECONDS = 3.0
+START_CHECK = "the command starts and keeps running"
+_RAISED = re.compile(r"\b\w*(?:Error|Exception)\b: ")
+
+
+def start_check(
+    started: Started,
+    command: tuple[str, ...],
+    since: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None] = time.sleep,
+) -> Check:
+    """Whether the container running the image's own command is still running ``START_SECONDS`` after
+    ``since`` (or ended with 0): a misspelt program or an app that does not import ends it at once."""
+    shown = " ".join(command)
+    if started.failed:
+        return Check(START_CHECK, ok=False, detail=f"{shown}: it did not start: {started.failed}")
+    while True:
+        running, code, said = started.state()
+        if not running or clock() - since >= START_SECONDS:
+            break
+        sleep(0.3)
+    if running:
+        return Check(START_CHECK, ok=True, detail=f"{shown}: running after {clock() - since:.0f} s (network off)")
+    if code == 0:
+        return Check(START_CHECK, ok=True, detail=f"{shown}: exited 0")
+    lines = [line.strip() for line in said.splitlines() if line.strip()]
+    raised = [line for line in lines if _RAISED.search(line)]  # a traceback's last line says the most
+    last = " | ".join(dict.fromkeys([*raised[-2:], *lines[-2:]])) or "it printed nothing"
+    return Check(START_CHECK, ok=False, detail=f"{shown}: exited {code}: {last}")
+
+
+def verify_image(
+    engine: Engine,
+    image: str,
+    base: str,
+    manifest: Manifest,
+    log: Log,
+    cache: Cache,
+    command: tuple[str, ...] = (),
+    *,
+    start: bool = True,
+) -> list[Check]:
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
     base_wheels = cache.remember(
         key_of({"base-wheels": engine.image_id(base) or base, "probe": sha256_of(PROBE)}),
@@ -119,8 +167,18 @@ def verify_image(engine: Engine, image: str, base: str, manifest: Manifest, log:
         lambda: list(probe(engine, base, ["wheels"], "python3")["wheels"]),
     )
     packages = json.dumps(list(manifest.runtime_base.packages))
-    report = probe(engine, image, ["full", json.dumps(wanted), packages], "/opt/venv/bin/python")
-    checks = judge(report, base_wheels, manifest)
+    with contextlib.ExitStack() as stack:
+        # the command starts first and runs while the probe does: the check costs no time of its own
+        started = stack.enter_context(engine.started(image)) if command and start else None
+        since = time.monotonic()
+        report = probe(engine, image, ["full", json.dumps(wanted), packages], "/opt/venv/bin/python")
+        if started is not None:
+            started_check = start_check(started, command, since, time.monotonic)
+        elif command:
+            started_check = Check(START_CHECK, ok=True, detail="not started (verify-start = false)")
+        else:
+            started_check = Check(START_CHECK, ok=True, detail="no command configured")
+    checks = [*judge(report, base_wheels, manifest), started_check]
     for check in checks:
         log.info(f"  [{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
     failed = [c for c in checks if not c.ok]

@@ -68,9 +68,11 @@ def test_a_corpus_service_goes_from_its_lock_to_a_published_image_that_serves(
     try:
         image = wheelbarrow("image", "--project", str(project), "--image-tag", tag)
         assert image.returncode == 0, image.output[-4000:]
-        assert "all 11 checks passed (network off)" in image.output
+        assert "all 12 checks passed (network off)" in image.output
         container = sh(["docker", "run", "-d", "--network", "none", tag]).output.strip()
         assert service.answer in get_inside(container, "http://127.0.0.1:8000/")
+        logs = sh(["docker", "logs", container]).output
+        assert "Permission denied" not in logs, logs  # the user has a home (gunicorn's control socket)
 
         dist = tmp_path / "dist"
         published = wheelbarrow("publish", "--project", str(project), "--image-tag", tag, "--dist-dir", str(dist))

@@ -11,6 +11,8 @@ import tarfile
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
+
 from tests.integration.conftest import (
     TAG,
     Build,
@@ -37,7 +39,7 @@ def test_image_is_built_with_buildkit_and_every_check_passes(example_image: Buil
     out = example_image.outcome.output
     assert f"image {TAG} (sha256:" in out
     assert "built with BuildKit" in out
-    assert "all 11 checks passed (network off)" in out
+    assert "all 12 checks passed (network off)" in out
     assert "[FAIL]" not in out
     for check in ("no compiler or build tool", "runs as non-root: uid 10001", "exactly one libssl mapped"):
         assert f"[PASS] {check}" in out
@@ -81,7 +83,7 @@ def test_legacy_builder_builds_the_same_venv(wheelbarrow: Runner, example_build:
     )
     assert out.returncode == 0, out.output[-4000:]
     assert "built with the legacy builder" in out.output
-    assert "all 11 checks passed" in out.output
+    assert "all 12 checks passed" in out.output
     freeze = (
         "/opt/venv/bin/python -c 'import importlib.metadata as m; print(sorted(d.name for d in m.distributions()))'"
     )
@@ -145,6 +147,7 @@ def test_verify_fails_an_image_that_breaks_each_rule(
         "every extension imports and ldd finds every ELF file's libraries",
         "no wheel files beyond the base's",
         "pip check",
+        "the command starts and keeps running",  # gunicorn cannot import its app without libpq
     }, out.output[-3000:]
     assert failed["no compiler or build tool"] == ", ".join(
         f"{tool}=/usr/local/bin/{tool}" for tool in ("as", "clang-16", "gcc", "x86_64-linux-gnu-g++-12")
@@ -154,7 +157,7 @@ def test_verify_fails_an_image_that_breaks_each_rule(
     assert failed["no wheel files beyond the base's"] == "/tmp/left-behind-1.0-py3-none-any.whl"
     assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["pip check"]
     assert "[PASS] exactly one libssl mapped" in out.output
-    assert "ERROR: the image example-service:broken failed 7 of 11 checks" in out.output
+    assert "ERROR: the image example-service:broken failed 8 of 12 checks" in out.output
 
 
 def test_service_runs_as_configured_user_against_postgres(example_image: BuiltImage, postgres: Postgres) -> None:
@@ -221,3 +224,34 @@ def test_psycopg2_own_test_suite_passes_in_the_image(
     assert run.returncode == 0, run.output[-5000:]
     assert verdict == "OK"
     assert ran > 500
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        ("gunicron --bind 0.0.0.0:8000 example_service:app", 'exec: "gunicron": executable file not found'),
+        ("gunicorn --bind 0.0.0.0:8000 example_service.nope:app", "ModuleNotFoundError"),
+        ("python3 -c 'raise SystemExit(4)'", "exited 4"),
+    ],
+)
+def test_an_image_whose_command_cannot_start_is_not_tagged(
+    wheelbarrow: Runner, example_build: Build, command: str, said: str
+) -> None:
+    """A misspelt program, an app module that does not import, a command that fails at once: verify starts
+    the image's command (network off) and the candidate never gets the tag; verify-start = false skips it."""
+    tag = "example-service:bad-command"
+    env = {"WHEELBARROW_COMMAND": command, "WHEELBARROW_IMAGE_TAG": tag}
+    try:
+        out = wheelbarrow("image", "--project", str(example_build.project), env=env)
+        assert out.returncode == 11, out.output[-3000:]
+        (failed,) = re.findall(r"\[FAIL\] the command starts and keeps running: (.*)", out.output)
+        assert said in failed
+        assert "failed 1 of 12 checks" in out.output
+        assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0
+        skipped = wheelbarrow(
+            "image", "--project", str(example_build.project), env={**env, "WHEELBARROW_VERIFY_START": "false"}
+        )
+        assert skipped.returncode == 0, skipped.output[-3000:]
+        assert "[PASS] the command starts and keeps running: not started (verify-start = false)" in skipped.output
+    finally:
+        sh(["docker", "rmi", "-f", tag], check=False)

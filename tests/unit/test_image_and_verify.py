@@ -15,7 +15,7 @@ from wheelbarrow import _probe
 from wheelbarrow._config import load_config
 from wheelbarrow._image import _tail
 from wheelbarrow._manifest import Manifest, WheelEntry
-from wheelbarrow._verify import judge
+from wheelbarrow._verify import START_CHECK, judge, start_check
 from wheelbarrow._wheelhouse import read_wheelhouse
 from wheelbarrow.errors import ConfigError, WheelhouseError
 
@@ -217,3 +217,45 @@ def test_the_probe_tells_executables_from_shared_objects_by_their_program_header
 )  # fmt: skip
 def test_the_probe_knows_a_compiler_or_linker_by_its_name(name: str, is_tool: bool) -> None:
     assert bool(_probe.TOOL.match(name)) is is_tool
+
+
+class FakeStarted:
+    """A started container whose state goes through ``states`` (running, exit code, output), one per look."""
+
+    def __init__(self, *states: tuple[bool, int, str], failed: str = "") -> None:
+        self.states, self.failed, self.looks = list(states), failed, 0
+
+    def state(self) -> tuple[bool, int, str]:
+        self.looks += 1
+        return self.states.pop(0) if len(self.states) > 1 else self.states[0]
+
+
+@pytest.mark.parametrize(
+    ("started", "ok", "detail"),
+    [
+        (FakeStarted((True, 0, "")), True, "running after"),
+        (FakeStarted((True, 0, ""), (False, 0, "done")), True, "exited 0"),
+        (
+            FakeStarted(
+                (True, 0, ""),
+                (
+                    False,
+                    3,
+                    "Traceback\nModuleNotFoundError: No module named 'app'\nbooting\n[ERROR] Worker failed to boot.",
+                ),
+            ),
+            False,
+            "exited 3: ModuleNotFoundError: No module named 'app' | booting | [ERROR] Worker failed to boot.",
+        ),
+        (FakeStarted((False, 127, ""), failed='exec: "gunicron": executable file not found'), False, "did not start"),
+        (FakeStarted((False, 1, "")), False, "exited 1: it printed nothing"),
+    ],
+)
+def test_the_command_must_keep_running_for_three_seconds(started: FakeStarted, ok: bool, detail: str) -> None:
+    ticks = iter(float(t) for t in range(100))
+    naps: list[float] = []
+    check = start_check(started, ("gunicorn", "app:app"), 0.0, lambda: next(ticks), naps.append)  # type: ignore[arg-type]
+    assert sum(naps) < 3  # it looked again while it waited, never longer than the 3 s
+    assert (check.name, check.ok) == (START_CHECK, ok)
+    assert detail in check.detail
+    assert check.detail.startswith("gunicorn app:app: ")

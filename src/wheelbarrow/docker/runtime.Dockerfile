@@ -40,12 +40,16 @@ FROM ${BASE}
 ARG SOURCE_DATE_EPOCH=315532800
 # The user's layer is stamped too: files the user tools changed get
 # SOURCE_DATE_EPOCH, and useradd dates the account from it.
+# The user has a home of its own (/home/app, mode 700, empty): servers keep
+# state there (gunicorn its control socket), and a home of /nonexistent made
+# them log permission errors.
 RUN touch /tmp/.wheelbarrow-user \
  && if command -v useradd >/dev/null; then \
-      useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
+      useradd --system --uid 10001 --user-group --home-dir /home/app --no-create-home \
         --shell /usr/sbin/nologin app; \
-    else adduser -S -D -H -u 10001 app; fi \
- && find /etc /var -xdev -newer /tmp/.wheelbarrow-user ! -name hosts ! -name hostname ! -name resolv.conf \
+    else adduser -S -D -H -h /home/app -u 10001 app; fi \
+ && mkdir -p /home/app && chown 10001:10001 /home/app && chmod 700 /home/app \
+ && find /etc /var /home -xdev -newer /tmp/.wheelbarrow-user ! -name hosts ! -name hostname ! -name resolv.conf \
       -exec touch -h -d "@${SOURCE_DATE_EPOCH}" {} + \
  && rm /tmp/.wheelbarrow-user && touch -d "@${SOURCE_DATE_EPOCH}" /tmp
 COPY --from=install /out/ /
