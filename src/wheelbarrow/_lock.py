@@ -12,6 +12,7 @@ Three inputs give the same :class:`Lock`:
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,7 @@ from . import _shapes
 from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run, which
 from ._config import Config
+from ._guard import scratch
 from ._log import Log
 from ._pylock import parse_pylock
 from ._requirements import LockedFile, LockedPackage, parse_requirements, read_text
@@ -254,24 +256,63 @@ def export_poetry(config: Config, log: Log) -> str:
     return _check_then_export("poetry", config, log, {"POETRY_NO_INTERACTION": "1"}, export, tip)
 
 
+#: What uv says when checking the lock would need an sdist built (``--no-build`` forbids it).
+_UV_WOULD_BUILD = "marked as `--no-build`"
+#: [project] fields uv can only learn by running the project's build backend.
+_BUILT_METADATA = frozenset({"dependencies", "optional-dependencies"})
+
+
 def _check_then_export(
     tool: Literal["poetry", "uv"], config: Config, log: Log, env: dict[str, str], export: list[str], tip: str
 ) -> str:
-    """``<tool> check --lock`` / ``lock --check`` (stale: a StaleLockError), then its export's text."""
+    """``<tool> check --lock`` / ``lock --check`` (stale: a StaleLockError), then its export's text.
+
+    Neither runs code that came from an index on the host: uv checks with ``--no-build`` (it would build
+    sdists to read their metadata), and skips the check when the project's own dependencies are dynamic
+    (uv would run its build backend, fetched from the index, to learn them); Poetry checks with
+    ``--no-plugins`` and exports from a copy of pyproject.toml and poetry.lock alone, so plugins in the
+    project's ``.poetry/plugins`` (installed from the index) never load; poetry-plugin-export, installed
+    with wheelbarrow, is the one plugin that runs.
+    """
     hint = POETRY_HINT if tool == "poetry" else UV_HINT
     program = which(tool, hint=hint)
-    check = ["check", "--lock"] if tool == "poetry" else ["lock", "--check"]
     lock = "poetry.lock" if tool == "poetry" else "uv.lock"
+    check = ["--no-plugins", "check", "--lock"] if tool == "poetry" else ["lock", "--check", "--no-build"]
+    dynamic = _dynamic_fields(config) & _BUILT_METADATA if tool == "uv" else frozenset()
+    if dynamic:
+        log.warning(
+            f"not checking that uv.lock is fresh: pyproject.toml declares {', '.join(sorted(dynamic))} dynamic, "
+            "and uv would run the project's build backend on the host to learn them"
+        )
+    else:
+        try:
+            run([program, *check], log, cwd=config.project_dir, env=env)
+        except CommandFailed as err:
+            if _UV_WOULD_BUILD in err.result.output:
+                msg = "checking uv.lock would build an sdist on the host, and wheelbarrow runs none there:\n"
+                msg += err.result.tail(3)
+                index = "Lock that package from the index (wheelbarrow compiles sdists in the offline builder)."
+                raise LockError(msg, tip=index) from err
+            msg = f"{lock} is stale or invalid for {config.project_dir / 'pyproject.toml'}:\n{err.result.tail(5)}"
+            raise StaleLockError(msg, tip=f"Run '{tool} lock' in the project, commit the lock, and run again.") from err
     try:
-        run([program, *check], log, cwd=config.project_dir, env=env)
-    except CommandFailed as err:
-        msg = f"{lock} is stale or invalid for {config.project_dir / 'pyproject.toml'}:\n{err.result.tail(5)}"
-        raise StaleLockError(msg, tip=f"Run '{tool} lock' in the project, commit the lock, and run again.") from err
-    try:
-        return run([program, *export], log, cwd=config.project_dir, env=env, hint=hint).output
+        if tool == "uv":
+            return run([program, *export, "--no-build"], log, cwd=config.project_dir, env=env, hint=hint).output
+        with scratch("poetry-export") as alone:
+            for name in ("pyproject.toml", "poetry.lock"):
+                shutil.copyfile(config.project_dir / name, alone / name)
+            return run([program, *export], log, cwd=alone, env=env, hint=hint).output
     except CommandFailed as err:
         msg = f"{tool} export failed:\n{err.result.tail(8)}"
         raise LockError(msg, tip=tip) from err
+
+
+def _dynamic_fields(config: Config) -> frozenset[str]:
+    path = config.project_dir / "pyproject.toml"
+    data = _shapes.toml(path.read_bytes(), str(path), LockError, tip="Fix the syntax error it names.")
+    project = data.get("project")
+    dynamic = project.get("dynamic", []) if isinstance(project, dict) else []
+    return frozenset(d for d in dynamic if isinstance(d, str)) if isinstance(dynamic, list) else frozenset()
 
 
 def poetry_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...]]:

@@ -195,3 +195,92 @@ def test_an_index_behind_basic_auth_with_netrc(wheelbarrow: Runner, tmp_path: Pa
     assert password not in out.output + refused.output
     leaks = [p for p in (project / "wheelhouse").rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def _writes_marker(marker: Path) -> str:
+    return f"from pathlib import Path\nwith Path({str(marker)!r}).open('a') as f:\n    f.write('ran on the host\\n')\n"
+
+
+def _lock_tool(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def test_checking_a_uv_lock_builds_no_sdist_on_the_host(wheelbarrow: Runner, tmp_path: Path, marker: Path) -> None:
+    """A locked sdist (a uv path source) whose setup.py runs wherever it is built: uv lock builds it (the
+    user's own step), then wheelbarrow's check with a cold uv cache must not; it says why it stops."""
+    project = tmp_path / "uv-path"
+    sdist_root = tmp_path / "evil-1.0"
+    sdist_root.mkdir(parents=True)
+    (sdist_root / "setup.py").write_text(_writes_marker(marker) + "from setuptools import setup\nsetup()\n")
+    (sdist_root / "setup.cfg").write_text("[metadata]\nname = evil\nversion = 1.0\n")
+    (sdist_root / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
+    (project / "vendor").mkdir(parents=True)
+    with tarfile.open(project / "vendor" / "evil-1.0.tar.gz", "w:gz") as archive:
+        archive.add(sdist_root, arcname="evil-1.0")
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "uv-path"\nversion = "1.0"\nrequires-python = ">=3.11"\ndependencies = ["evil==1.0"]\n\n'
+        '[tool.uv.sources]\nevil = { path = "vendor/evil-1.0.tar.gz" }\n\n'
+        '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
+    )
+    sh([_lock_tool("uv"), "--directory", str(project), "lock"], env={"UV_CACHE_DIR": str(tmp_path / "uv-lock")})
+    assert marker.exists()  # uv lock ran it: the sdist is what it claims to be
+    marker.unlink()
+    out = wheelbarrow("plan", "--project", str(project), env={"UV_CACHE_DIR": str(tmp_path / "uv-cold")})
+    assert out.returncode == 4, out.output[-3000:]
+    assert "ERROR: checking uv.lock would build an sdist on the host, and wheelbarrow runs none there" in out.output
+    assert "evil" in out.output.split("ERROR: ", 1)[1]
+    assert not marker.exists(), marker.read_text()
+
+
+def test_a_uv_project_with_dynamic_dependencies_is_not_built_on_the_host(
+    wheelbarrow: Runner, tmp_path: Path, marker: Path
+) -> None:
+    """uv learns dynamic dependencies by running the project's build backend (setuptools, from the index):
+    wheelbarrow does not check such a lock, and says so."""
+    project = tmp_path / "uv-dynamic"
+    project.mkdir()
+    (project / "setup.py").write_text(_writes_marker(marker) + "from setuptools import setup\nsetup()\n")
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "uv-dynamic"\nversion = "1.0"\nrequires-python = ">=3.11"\n'
+        'dynamic = ["dependencies"]\n\n[build-system]\nrequires = ["setuptools>=61"]\n'
+        'build-backend = "setuptools.build_meta"\n'
+    )
+    sh([_lock_tool("uv"), "--directory", str(project), "lock"], env={"UV_CACHE_DIR": str(tmp_path / "uv-lock")})
+    marker.unlink(missing_ok=True)
+    (project / "setup.py").touch()  # newer than anything uv remembers
+    out = wheelbarrow("plan", "--project", str(project), env={"UV_CACHE_DIR": str(tmp_path / "uv-cold")})
+    assert out.returncode == 0, out.output[-3000:]
+    assert "WARNING: not checking that uv.lock is fresh: pyproject.toml declares dependencies dynamic" in out.output
+    assert not marker.exists(), marker.read_text()
+
+
+def test_poetry_loads_no_project_plugin_on_the_host(wheelbarrow: Runner, tmp_path: Path, marker: Path) -> None:
+    """A plugin in the project's .poetry/plugins (where Poetry installs requires-plugins from the index)
+    runs whenever Poetry starts there: wheelbarrow checks with --no-plugins and exports from a copy."""
+    project = tmp_path / "poetry-plugin"
+    plugins = project / ".poetry" / "plugins"
+    (plugins / "wbcanary-1.0.dist-info").mkdir(parents=True)
+    (plugins / "wbcanary-1.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: wbcanary\nVersion: 1.0\n"
+    )
+    (plugins / "wbcanary-1.0.dist-info" / "entry_points.txt").write_text(
+        "[poetry.application.plugin]\nwbcanary = wbcanary:Canary\n"
+    )
+    (plugins / "wbcanary.py").write_text(
+        "from poetry.plugins.application_plugin import ApplicationPlugin\n\n"
+        "class Canary(ApplicationPlugin):\n    def activate(self, application):\n"
+        + "".join(f"        {line}\n" for line in _writes_marker(marker).splitlines())
+    )
+    (project / "src" / "poetry_plugin").mkdir(parents=True)
+    (project / "src" / "poetry_plugin" / "__init__.py").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "poetry-plugin"\nversion = "1.0"\nrequires-python = ">=3.11,<4"\ndependencies = []\n\n'
+        '[tool.poetry]\npackages = [{ include = "poetry_plugin", from = "src" }]\n\n'
+        '[build-system]\nrequires = ["poetry-core>=2.0.0,<3.0.0"]\nbuild-backend = "poetry.core.masonry.api"\n'
+    )
+    sh([_lock_tool("poetry"), "lock", "--directory", str(project)])
+    assert marker.exists()  # Poetry itself loads it: the plugin is real
+    marker.unlink()
+    out = wheelbarrow("plan", "--project", str(project))
+    assert out.returncode == 0, out.output[-3000:]
+    assert not marker.exists(), marker.read_text()
