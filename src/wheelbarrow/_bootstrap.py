@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from ._cache import key_of, sha256_of
+from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run
 from ._config import Config
 from ._engine import Engine, is_local_only, local_name
@@ -114,7 +114,7 @@ def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
 
 def _tool_wheels(config: Config, suite: str, log: Log) -> Path:
     python = DEBIAN_PYTHON[suite]
-    dest = config.cache_dir / "tools" / f"{suite}-{machine()}"
+    dest = Cache(config.cache_dir, log).section("tools") / f"{suite}-{machine()}"  # in a claimed cache only
     marker = dest / ".complete"
     wanted = "\n".join(BUILDER_TOOLS)
     if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:

@@ -133,11 +133,25 @@ class Cache:
     log: Log
     _claimed: bool = False
 
-    def _section(self, name: str) -> Path:
+    def _claim(self) -> None:
+        """Make sure the cache folder is wheelbarrow's (marked, or new) before anything in it is written or
+        removed: a cache-dir naming someone's folder is refused, never emptied."""
         if not self._claimed:
             with writing(self.root):
                 claim(self.root, "cache", "cache-dir", known=(*SECTIONS, "tools", "CACHEDIR.TAG"))
             self._claimed = True
+
+    def _discard(self, entry: Path) -> None:
+        """Remove one entry of the cache (a bad or stale one), in a claimed cache only."""
+        self._claim()
+        shutil.rmtree(entry, ignore_errors=True)
+
+    def section(self, name: str) -> Path:
+        """A folder of the cache (``artifacts``, ``tools`` ...), made, in a claimed cache."""
+        return self._section(name)
+
+    def _section(self, name: str) -> Path:
+        self._claim()
         path = self.root / name
         with writing(path):
             path.mkdir(parents=True, exist_ok=True)
@@ -151,7 +165,7 @@ class Cache:
             return None
         if sha256_of(path) != sha256:
             self.log.warning(f"cached {filename} does not match its sha256; discarding it and fetching again")
-            shutil.rmtree(path.parent, ignore_errors=True)
+            self._discard(path.parent)
             return None
         path.parent.touch()
         return path
@@ -195,11 +209,11 @@ class Cache:
         except (OSError, ValueError, KeyError, TypeError, FetchError):
             if entry_dir.exists():
                 self.log.warning(f"cache entry wheels/{key[:12]} is unreadable; discarding it")
-                shutil.rmtree(entry_dir, ignore_errors=True)
+                self._discard(entry_dir)
             return None
         if not path.is_file() or sha256_of(path) != cached.sha256:
             self.log.warning(f"cached {entry['file']} does not match its sha256; discarding it and building again")
-            shutil.rmtree(entry_dir, ignore_errors=True)
+            self._discard(entry_dir)
             return None
         entry_dir.touch()
         return cached

@@ -763,3 +763,45 @@ def test_any_other_name_is_pulled_when_it_is_not_here(monkeypatch: pytest.Monkey
         ["pull", "quay.io/pypa/manylinux_2_28_x86_64:2026.11.1"],
         ["pull", "localhost:5000/wheelbarrow/x:1"],
     ]
+
+
+def _someones_folder(root: Path) -> Path:
+    """A folder a cache-dir might name by mistake: unmarked, with files of its owner where the cache keeps
+    its own (tools/, artifacts/, wheels/)."""
+    for inner in ("tools/bookworm-x86_64", "artifacts/" + "a" * 64, "wheels/" + "b" * 64):
+        (root / inner).mkdir(parents=True)
+        (root / inner / "notes.txt").write_text("precious\n")
+    (root / "artifacts" / ("a" * 64) / "x-1.0-py3-none-any.whl").write_bytes(b"not what its name says")
+    (root / "README").write_text("mine\n")
+    return root
+
+
+def test_nothing_in_a_cache_dir_that_is_not_wheelbarrows_is_removed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The bootstrap's tool wheels, a cached file whose sha256 is wrong, an unreadable built-wheel entry:
+    each would discard a folder of the cache; in a folder that is not a wheelbarrow cache, none does."""
+    from wheelbarrow import _bootstrap
+
+    root = _someones_folder(tmp_path / "someone")
+    before = snapshot(root)
+    project = write_project(tmp_path / "project", f'cache-dir = "{root}"\ndebian-suite = "bookworm"\n')
+    config = load_config(project, environ={})
+    monkeypatch.setattr(_bootstrap, "machine", lambda: "x86_64")
+    with pytest.raises(ConfigError, match="cache-dir"):
+        _bootstrap._tool_wheels(config, "bookworm", quiet())  # noqa: SLF001
+    cache = Cache(root, quiet())
+    for discard in (
+        lambda: cache.artifact("x-1.0-py3-none-any.whl", "a" * 64),
+        lambda: cache.wheel("b" * 64),
+    ):
+        with pytest.raises(ConfigError, match="cache-dir"):
+            discard()
+    assert snapshot(root) == before
+    # the same, in wheelbarrow's own cache: the bad entries go
+    own = Cache(tmp_path / "own", quiet())
+    own.store_memo("c" * 64, 1)
+    (own.root / "artifacts" / ("a" * 64)).mkdir(parents=True)
+    (own.root / "artifacts" / ("a" * 64) / "x-1.0-py3-none-any.whl").write_bytes(b"not what its name says")
+    assert own.artifact("x-1.0-py3-none-any.whl", "a" * 64) is None
+    assert not (own.root / "artifacts" / ("a" * 64)).exists()
