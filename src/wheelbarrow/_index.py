@@ -36,8 +36,8 @@ from packaging.utils import canonicalize_name
 from . import _shapes
 from ._cache import writing
 from ._cmd import CommandFailed, run
-from ._log import Log
-from ._sources import Credentials, Index, redact, scrub
+from ._log import Log, scrub
+from ._sources import Credentials, Index, redact
 from .errors import (
     FetchError,
     HashMismatchError,

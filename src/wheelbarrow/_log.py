@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,13 +20,25 @@ from dataclasses import dataclass, field
 Sink = Callable[[str], None]
 
 
+#: The user:password of a URL: up to its first ``@`` with no ``/``, or, when a ``:`` follows the user
+#: name, up to its last ``@`` (a password may hold an unencoded ``/``).
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)(?:[^\s@/:]*:[^\s@]*|[^/?#\s@]*)@")
+
+
+def scrub(text: str) -> str:
+    """``text`` (an exception's words, a lock's line, a log line) with the user:password of every URL in it
+    removed."""
+    return _USERINFO.sub(r"\1", text)
+
+
 def printable(text: str) -> str:
-    """``text`` as any stream can print it: a file name that is not UTF-8 shows as ``caf\\udce9``."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """``text`` as any stream may show it: no URL's credentials (:func:`scrub`), and a file name that is
+    not UTF-8 as ``caf\\udce9``. Every line wheelbarrow prints goes through it."""
+    return scrub(text).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    print(printable(line), file=sys.stderr, flush=True)
 
 
 @dataclass

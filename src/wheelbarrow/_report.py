@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ._log import Log, printable
+from ._log import Log, printable, scrub
 
 
 class ConsoleLog(Log):
@@ -53,4 +53,4 @@ def print_summary(console: Console, rows: list[dict[str, Any]], timings: dict[st
 
 
 def print_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    sys.stdout.write(scrub(json.dumps(payload, indent=2, sort_keys=True)) + "\n")

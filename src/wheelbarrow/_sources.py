@@ -56,7 +56,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.utils import canonicalize_name
 
-from ._log import Log
+from ._log import Log, scrub
 from ._project import read_pyproject
 from .errors import ConfigError
 
@@ -68,14 +68,6 @@ def redact(url: str) -> str:
     except ValueError:  # not a URL urllib can split (a bad IPv6 host): show none of what may be its userinfo
         return scrub(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else url
-
-
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
-
-
-def scrub(text: str) -> str:
-    """``text`` (an exception's words, a log line) with the user:password of every URL in it removed."""
-    return _USERINFO.sub(r"\1", text)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from wheelbarrow._lock import marker_environment
-from wheelbarrow._log import Log
-from wheelbarrow._sources import Credentials, Index, Sources, read_sources, redact, scrub, uv_env_name
+from wheelbarrow._log import Log, scrub
+from wheelbarrow._sources import Credentials, Index, Sources, read_sources, redact, uv_env_name
 from wheelbarrow.errors import ConfigError
 
 PIP = ("https://mirror.invalid/simple", "file:///opt/extra/simple")
@@ -410,3 +410,33 @@ def test_a_failing_or_absent_keyring_is_no_credentials(monkeypatch: pytest.Monke
     ]
     monkeypatch.setitem(sys.modules, "keyring", None)  # import keyring raises ImportError
     assert Credentials((), "/none", quiet()).ask_keyring("https://a.invalid/simple/p/") is None
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("corp-lib @ git+https://x-access-token:ghp_SECRET42@github.example/corp/corp-lib.git@v1.2.0", "ghp_SECRET42"),
+        ("-r https://user:PW-SECRET@files.corp.example/reqs.txt", "PW-SECRET"),
+        ("-e git+https://oauth2:GL-SECRET@gitlab.example/x.git#egg=x", "GL-SECRET"),
+        ("--extra-index-url https://user:pa/ss-SECRET@host.example/simple", "ss-SECRET"),
+        ("--index-url https://TOKEN-SECRET@host.example/simple", "TOKEN-SECRET"),
+    ],
+)
+def test_a_lock_line_with_credentials_never_reaches_the_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, secret: str
+) -> None:
+    """Whatever error a lock's line causes, its URL's user:password is in neither stderr nor --json:
+    every line wheelbarrow prints goes through one scrub."""
+    from wheelbarrow._cli import main
+
+    project = tmp_path / "p"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "1.0"\ndependencies = []\n\n[tool.wheelbarrow]\nlock = "requirements.txt"\n'
+    )
+    (project / "requirements.txt").write_text(line + "\n")
+    code = main(["plan", "--json", "--project", str(project)])
+    out, err = capsys.readouterr()
+    assert (code != 0) is ("ERROR: " in err)
+    assert secret not in out + err
+    assert secret not in scrub(line)
