@@ -7,7 +7,6 @@ Standard library only: it runs under the image's interpreter, not wheelbarrow's.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import re
@@ -19,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 VENV = Path("/opt/venv")
+#: The start of the line that carries the report (the probe runs with -S: no .pth of the venv runs in it).
+REPORT = "wheelbarrow-probe-report: "
 #: Compilers, assemblers, linkers and build drivers, by name: any version suffix (gcc-12) and any
 #: target prefix (x86_64-linux-gnu-gcc) counts.
 TOOL = re.compile(
@@ -65,16 +66,11 @@ def headers() -> list[str]:
 
 
 def site_packages() -> Path | None:
-    python = VENV / "bin" / "python"
-    if not python.exists():
+    """The venv's site-packages, found on disk (asking its interpreter would run its .pth files)."""
+    if not (VENV / "bin" / "python").exists():
         return None
-    out = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return Path(out.stdout.strip())
+    found = sorted(VENV.glob("lib/python3*/site-packages"))
+    return found[-1] if found else None
 
 
 ELF_MAGIC = b"\x7fELF"
@@ -146,15 +142,19 @@ def start(path: Path) -> str | None:
 
 
 def elf_report(site: Path) -> list[dict[str, object]]:
-    """ldd of every ELF file in the venv; every extension module imported; every executable that embeds
-    Python started, and placed where its interpreter finds the venv (pyvenv.cfg beside it or one up)."""
+    """ldd of every ELF file in the venv; which are extension modules (imported by :func:`imports`); every
+    executable that embeds Python started, and placed where its interpreter finds the venv (pyvenv.cfg
+    beside it or one up)."""
     results: list[dict[str, object]] = []
     for path, kind in elf_files(VENV):
         # -r: for an executable, also bind every symbol (an extension's Py* symbols come from the
         # interpreter that loads it, so for shared objects only the libraries are checked).
         argv = ["ldd", "-r", str(path)] if kind == "executable" else ["ldd", str(path)]
-        ldd = subprocess.run(argv, capture_output=True, text=True, check=False)
-        lines = (ldd.stdout + ldd.stderr).splitlines()
+        try:
+            ldd = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False, timeout=60)
+            lines = (ldd.stdout + ldd.stderr).splitlines()
+        except subprocess.TimeoutExpired:
+            lines = ["ldd-timed-out => not found"]
         missing = [line.split()[0] for line in lines if "not found" in line]
         missing += [f"symbol {m.group(1)}" for m in map(UNDEFINED.search, lines) if m]
         entry: dict[str, object] = {"file": str(path), "kind": kind, "missing": missing, "import_error": None}
@@ -168,14 +168,8 @@ def elf_report(site: Path) -> list[dict[str, object]]:
         entry["module"] = (
             ".".join([*relative.parts[:-1], relative.name.split(".")[0]]) if relative and is_module else None
         )
-        if entry["module"]:
-            try:
-                importlib.import_module(str(entry["module"]))
-            except Exception as err:  # noqa: BLE001 - any import failure is the finding
-                entry["import_error"] = f"{type(err).__name__}: {err}"
-        embeds = kind == "executable" and (
-            "libpython" in ldd.stdout or any(re.match(r"symbol _?Py", m) for m in missing)
-        )
+        linked = "\n".join(lines)
+        embeds = kind == "executable" and ("libpython" in linked or any(re.match(r"symbol _?Py", m) for m in missing))
         entry["embeds_python"] = embeds
         if embeds:
             entry["start_error"] = None if missing else start(path)
@@ -184,12 +178,50 @@ def elf_report(site: Path) -> list[dict[str, object]]:
     return results
 
 
-def libssl_mapped() -> list[str]:
-    import ssl  # noqa: F401, PLC0415 - mapped on purpose: Python's own OpenSSL
+#: Runs in a child process of the venv's interpreter: imports each module, then ssl, and writes what
+#: failed and which libssl files are mapped to the file named by argv[1]. The venv's code (its .pth
+#: files, the modules imported) runs only there, never in the probe that writes the report.
+IMPORTER = """
+import importlib, json, os, sys
+failed = {}
+for name in json.loads(sys.argv[2]):
+    try:
+        importlib.import_module(name)
+    except BaseException as err:
+        failed[name] = type(err).__name__ + ": " + str(err)
+import ssl
+maps = open("/proc/self/maps", encoding="utf-8").read().splitlines()
+libssl = sorted({l.split()[-1] for l in maps if "/" in l and os.path.basename(l.split()[-1]).startswith("libssl")})
+with open(sys.argv[1], "w", encoding="utf-8") as out:
+    json.dump({"failed": failed, "libssl": libssl}, out)
+"""
+IMPORT_SECONDS = 120
+PIP_CHECK_SECONDS = 300
 
-    maps = Path("/proc/self/maps").read_text(encoding="utf-8").splitlines()
-    paths = {line.split()[-1] for line in maps if "/" in line}
-    return sorted(p for p in paths if Path(p).name.startswith("libssl"))
+
+def imports(modules: list[str]) -> tuple[dict[str, str], list[str] | None, str]:
+    """Import ``modules`` (and ssl) in one child process, in at most ``IMPORT_SECONDS``: (module -> its
+    error, the libssl files mapped, and why the child gave no answer, or "")."""
+    with tempfile.TemporaryDirectory(prefix="wheelbarrow-probe-") as folder:
+        answer = Path(folder, "imports.json")
+        argv = [str(VENV / "bin" / "python"), "-c", IMPORTER, str(answer), json.dumps(modules)]
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                stdin=subprocess.DEVNULL,
+                timeout=IMPORT_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return {}, None, f"importing the extension modules did not finish in {IMPORT_SECONDS} s"
+        if not answer.is_file():
+            said = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return {}, None, f"importing the extension modules ended with exit {done.returncode}: {said[0][:300]}"
+        found = json.loads(answer.read_text(encoding="utf-8"))
+    return dict(found["failed"]), list(found["libssl"]), ""
 
 
 def provided(sonames: list[str]) -> dict[str, bool]:
@@ -240,35 +272,43 @@ def finish(started: tuple[subprocess.Popen[str] | None, str]) -> dict[str, objec
     proc, how = started
     if proc is None:
         return {"ok": False, "how": how, "output": ""}
-    output, _ = proc.communicate()
+    try:
+        output, _ = proc.communicate(timeout=PIP_CHECK_SECONDS)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"ok": False, "how": how, "output": f"pip check did not finish in {PIP_CHECK_SECONDS} s"}
     return {"ok": proc.returncode == 0, "how": how, "output": output[-2000:]}
 
 
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "full"
     if mode == "wheels":
-        print(json.dumps({"wheels": wheels()}))
+        print(REPORT + json.dumps({"wheels": wheels()}))
         return
     expected = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
     packages = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
     site = site_packages()
-    if site is not None:
-        sys.path.insert(0, str(site))
     checking = start_pip_check() if site else (None, "no venv")
+    elf = elf_report(site) if site else []
+    failed, libssl, stuck = imports([str(e["module"]) for e in elf if e["module"]]) if site else ({}, [], "")
+    for entry in elf:
+        if entry["module"]:
+            entry["import_error"] = failed.get(str(entry["module"])) or (stuck or None)
     report = {
         "uid": os.getuid(),
         "python": sysconfig.get_python_version(),
         "tools": tools(),
         "headers": headers(),
-        "elf": elf_report(site) if site else [],
-        "libssl_mapped": libssl_mapped(),
+        "elf": elf,
+        "libssl_mapped": libssl if libssl is not None else [],
         "expected_from_base": provided(expected),
         "runtime_packages": installed(packages),
         "wheels": wheels(),
         "pip_check": finish(checking),
         "venv_writable": os.access(VENV / "lib", os.W_OK),
     }
-    print(json.dumps(report))
+    print(REPORT + json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _probe
 from ._cache import Cache, key_of, sha256_of
 from ._engine import Engine, Started
 from ._log import Log
@@ -46,12 +47,19 @@ class Check:
 
 
 def probe(engine: Engine, image: str, args: list[str], python: str) -> dict[str, Any]:
-    result = engine.run_image(image, [python, "-", *args], stdin=PROBE.read_bytes())
+    """Run the probe in a container of ``image``, with ``-S``: no .pth file of the venv runs in the process
+    that writes the report (the venv's modules are imported in a child of it), and the report is the
+    last line that starts with its own prefix, so nothing a package prints can pass for it."""
+    result = engine.run_image(image, [python, "-S", "-", *args], stdin=PROBE.read_bytes())
+    lines = [line for line in result.output.splitlines() if line.startswith(_probe.REPORT)]
     try:
-        report: dict[str, Any] = json.loads(result.output.strip().splitlines()[-1])
+        report: dict[str, Any] = json.loads(lines[-1].removeprefix(_probe.REPORT))
     except (json.JSONDecodeError, IndexError) as err:
         msg = f"the image check could not run in {image}:\n{result.tail(15)}"
         raise VerifyError(msg, tip=f"Run 'docker run --rm -it {image} sh' and look around.") from err
+    if not isinstance(report, dict):
+        msg = f"the image check in {image} gave no report"
+        raise VerifyError(msg, tip=f"Run 'docker run --rm -it {image} sh' and look around.")
     return report
 
 

@@ -255,3 +255,36 @@ def test_an_image_whose_command_cannot_start_is_not_tagged(
         assert "[PASS] the command starts and keeps running: not started (verify-start = false)" in skipped.output
     finally:
         sh(["docker", "rmi", "-f", tag], check=False)
+
+
+LYING = """\
+FROM {tag}
+USER root
+COPY zz_lie.pth zz_noise.pth /opt/venv/lib/python3.11/site-packages/
+RUN rm /opt/venv/lib/python3.11/site-packages/psycopg2.libs/libpq-*
+USER 10001:10001
+"""
+PTH = {
+    "zz_lie.pth": "import atexit; atexit.register(lambda: print('wheelbarrow-probe-report: {\"uid\": 10001}'))\n",
+    "zz_noise.pth": "import atexit, sys; atexit.register(lambda: print('bye', file=sys.stderr))\n",
+}
+
+
+def test_a_package_cannot_forge_the_report_of_verify(
+    wheelbarrow: Runner, example_build: Build, example_image: BuiltImage, tmp_path: Path
+) -> None:
+    """A .pth in the venv that prints a report of its own at exit, another that prints to stderr: the
+    probe runs with -S (they never run in it) and reads only its own prefixed line, so verify still
+    sees that psycopg2 cannot load libpq."""
+    tag = "example-service:lying"
+    (tmp_path / "Dockerfile").write_text(LYING.format(tag=example_image.tag), encoding="utf-8")
+    for name, text in PTH.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    sh(["docker", "build", "--network", "none", "-q", "-t", tag, str(tmp_path)])
+    try:
+        out = wheelbarrow("verify", "--project", str(example_build.project), "--image-tag", tag)
+    finally:
+        sh(["docker", "rmi", tag])
+    assert out.returncode == 11, out.output[-3000:]
+    failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
+    assert "libpq" in failed["every extension imports and ldd finds every ELF file's libraries"]
