@@ -291,24 +291,48 @@ def fetch_locked(plan: BuildPlan, cache: Cache, log: Log) -> tuple[tuple[Fetched
     return tuple(found[w] for w in plan.index_wheels), tuple(found[b] for b in plan.sdist_builds)
 
 
+#: The largest pyproject.toml read from an sdist (real ones are a few kB; a member's stated size is checked
+#: before it is read, and no more than this is ever read, so a compressed bomb costs nothing).
+PYPROJECT_BYTES = 1 << 20
+
+
+def _top_pyproject(name: str) -> bool:
+    return name.count("/") == 1 and name.endswith("/pyproject.toml")
+
+
+def _small_enough(sdist: Path, size: int) -> None:
+    if size > PYPROJECT_BYTES:
+        msg = f"{sdist.name}: its pyproject.toml is {size} bytes; wheelbarrow reads at most {PYPROJECT_BYTES}"
+        raise FetchError(msg, tip="This sdist is not a usual one: check it, or lock another version.")
+
+
 def build_requires_of_sdist(sdist: Path) -> tuple[str, ...]:
     """The [build-system] requires of an sdist (.tar.gz or .zip), read without unpacking or running it."""
     data: bytes | None = None
     try:
         if sdist.name.endswith(".zip"):
             with zipfile.ZipFile(sdist) as archive:
-                names = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/pyproject.toml")]
-                data = archive.read(names[0]) if names else None
+                infos = [
+                    i
+                    for i in archive.infolist()
+                    if i.filename.count("/") == 1 and i.filename.endswith("/pyproject.toml")
+                ]
+                if infos:
+                    _small_enough(sdist, infos[0].file_size)
+                    with archive.open(infos[0]) as member:
+                        data = member.read(PYPROJECT_BYTES + 1)
         else:
             with tarfile.open(sdist) as archive:
-                members = [
-                    m for m in archive.getmembers() if m.name.count("/") == 1 and m.name.endswith("/pyproject.toml")
-                ]
+                members = [m for m in archive.getmembers() if _top_pyproject(m.name)]
                 stream = archive.extractfile(members[0]) if members else None
-                data = stream.read() if stream else None
+                if stream is not None:
+                    _small_enough(sdist, members[0].size)
+                    data = stream.read(PYPROJECT_BYTES + 1)
     except ARCHIVE_ERRORS as err:
         msg = f"{sdist.name} cannot be read as an sdist: {err}"
         raise FetchError(msg, tip="This sdist is corrupt: re-lock the project, or pick another version.") from err
+    if data is not None and len(data) > PYPROJECT_BYTES:  # a member larger than its header says
+        _small_enough(sdist, len(data))
     return _requires_from_pyproject(data, f"{sdist.name}: pyproject.toml")
 
 

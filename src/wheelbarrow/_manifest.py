@@ -116,7 +116,7 @@ class Manifest:
     def from_json(cls, text: str) -> Manifest:
         try:
             data = json.loads(text)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             msg = f"the wheelhouse manifest is not JSON: {err}"
             raise WheelhouseError(msg, tip=TIP) from err
         if not isinstance(data, dict):

@@ -21,6 +21,7 @@ import gzip
 import html
 import io
 import json
+import re
 import shutil
 import tarfile
 import uuid
@@ -79,20 +80,40 @@ def wheelhouse_tarball(wheelhouse: Path, manifest: Manifest, dest: Path) -> None
         zipped.write(raw.getvalue())
 
 
+#: The largest auditwheel SBOM read from a wheel (auditwheel's own are a few kB).
+SBOM_BYTES = 1 << 20
+
+
 def _grafted_components(wheel: Path) -> list[Component]:
     """The system packages auditwheel recorded in the wheel's own SBOM (dist-info/sboms/auditwheel.cdx.json)."""
     with zipfile.ZipFile(wheel) as archive:
-        names = [n for n in archive.namelist() if n.endswith("sboms/auditwheel.cdx.json")]
-        data = json.loads(archive.read(names[0])) if names else {}
+        # only auditwheel's own record, in the wheel's .dist-info (a package may ship files of that name)
+        infos = [
+            i for i in archive.infolist() if re.fullmatch(r"[^/]+\.dist-info/sboms/auditwheel\.cdx\.json", i.filename)
+        ]
+        try:
+            data = json.loads(archive.read(infos[0])) if infos and infos[0].file_size <= SBOM_BYTES else {}
+        except (ValueError, RecursionError):
+            data = {}
+    components = data.get("components", []) if isinstance(data, dict) else []
     out = []
-    for item in data.get("components", []):
+    for item in components if isinstance(components, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            continue
         purl = item.get("purl", "")
-        if not purl.startswith("pkg:") or purl.startswith("pkg:pypi/"):
+        version = item.get("version")
+        if not isinstance(purl, str) or not purl.startswith("pkg:") or purl.startswith("pkg:pypi/"):
+            continue
+        if version is not None and not isinstance(version, str):
+            continue
+        try:
+            PackageURL.from_string(purl)
+        except ValueError:
             continue
         out.append(
             Component(
                 name=item["name"],
-                version=item.get("version"),
+                version=version,
                 type=ComponentType.LIBRARY,
                 purl=PackageURL.from_string(purl),
                 bom_ref=f"{wheel.name}/{item['name']}",

@@ -18,10 +18,13 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from packaging.markers import Environment
+from packaging.markers import Environment, InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
 from packaging.pylock import (
+    Package,
+    PackageArchive,
     PackageDirectory,
     PackageSdist,
+    PackageVcs,
     PackageWheel,
     Pylock,
     PylockSelectError,
@@ -64,24 +67,7 @@ def parse_pylock(
             tip = "Regenerate pylock.toml with hashes (pip lock writes them)."
             raise UnhashedRequirementError(msg, tip=tip) from err
         raise LockError(msg, tip=TIP) from err
-    wanted = [g for g in groups if g != "main"] or None  # main alone: the lock's default groups
-    prefer = {canonicalize_name(n) for n in prefer_sdist}
-    try:
-        selected = list(
-            lock.select(
-                environment=cast("Environment", dict(env)),
-                tags=tags,
-                dependency_groups=wanted,
-                prefer_sdist_predicate=lambda name: name in prefer,
-            )
-        )
-    except PylockSelectError as err:
-        msg = f"{source}: nothing to install for the target: {err}"
-        tip = "Check the 'groups' key, 'python' and 'glibc', or regenerate the lock."
-        if "dependency groups" in str(err):
-            declared = ", ".join(lock.dependency_groups or ()) or "none"
-            tip = f"The lock declares the dependency groups: {declared}. Export the ones you need into it."
-        raise LockError(msg, tip=tip) from err
+    selected = _select(lock, env, source, tags, groups, prefer_sdist)
     packages = []
     for package, chosen in selected:
         where = f"{source}: {package.name}"
@@ -103,6 +89,39 @@ def parse_pylock(
         version = _shapes.version(str(package.version), where, LockError, tip=TIP)
         packages.append(LockedPackage(name, version, tuple(f.sha256 for f in locked), locked))
     return tuple(packages)
+
+
+def _select(
+    lock: Pylock,
+    env: Mapping[str, str],
+    source: Path,
+    tags: Sequence[Tag] | None,
+    groups: Collection[str],
+    prefer_sdist: Collection[str],
+) -> list[tuple[Package, PackageVcs | PackageDirectory | PackageArchive | PackageWheel | PackageSdist]]:
+    """What ``packaging.pylock`` selects for the target; a marker it cannot evaluate is a LockError."""
+    wanted = [g for g in groups if g != "main"] or None  # main alone: the lock's default groups
+    prefer = {canonicalize_name(n) for n in prefer_sdist}
+    try:
+        selected = list(
+            lock.select(
+                environment=cast("Environment", dict(env)),
+                tags=tags,
+                dependency_groups=wanted,
+                prefer_sdist_predicate=lambda name: name in prefer,
+            )
+        )
+    except (UndefinedComparison, UndefinedEnvironmentName, InvalidMarker) as err:
+        msg = f"{source}: a marker in it cannot be evaluated: {err}"
+        raise LockError(msg, tip=TIP) from err
+    except PylockSelectError as err:
+        msg = f"{source}: nothing to install for the target: {err}"
+        tip = "Check the 'groups' key, 'python' and 'glibc', or regenerate the lock."
+        if "dependency groups" in str(err):
+            declared = ", ".join(lock.dependency_groups or ()) or "none"
+            tip = f"The lock declares the dependency groups: {declared}. Export the ones you need into it."
+        raise LockError(msg, tip=tip) from err
+    return selected
 
 
 def _file(file: PackageWheel | PackageSdist, where: str, lock_dir: Path, root: Path) -> LockedFile:

@@ -14,7 +14,7 @@ import zipfile
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
-from typing import assert_never
+from typing import IO, assert_never
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
@@ -68,6 +68,18 @@ def base_exclusions(
     return tuple(sorted(single | embedded | (packaged & runtime_sonames)))
 
 
+def _search(stream: IO[bytes], wanted: dict[str, bytes], chunk: int = 1 << 20) -> set[str]:
+    """Which needles occur in ``stream``, read a chunk at a time (a large ELF file is never held whole)."""
+    overlap = max((len(n) for n in wanted.values()), default=1) - 1
+    found: set[str] = set()
+    tail = b""
+    while block := stream.read(chunk):
+        window = tail + block
+        found.update(s for s, needle in wanted.items() if needle in window)
+        tail = window[-overlap:] if overlap else b""
+    return found
+
+
 def referenced_sonames(wheel: Path, sonames: tuple[str, ...]) -> tuple[str, ...]:
     """Which of ``sonames`` the wheel's ELF files (shared objects and executables) name in their dynamic
     string tables."""
@@ -80,8 +92,7 @@ def referenced_sonames(wheel: Path, sonames: tuple[str, ...]) -> tuple[str, ...]
             with archive.open(info) as member:
                 if member.read(4) != ELF_MAGIC:
                     continue
-                data = ELF_MAGIC + member.read()
-            found.update(s for s, needle in wanted.items() if needle in data)
+                found.update(_search(member, wanted))
     return tuple(sorted(found))
 
 

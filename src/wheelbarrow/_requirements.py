@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -180,7 +181,12 @@ def _parse_requirement_file(
         except InvalidRequirement as err:
             msg = f"{where}: cannot parse requirement {spec!r}: {err}"
             raise LockError(msg, tip="Regenerate the requirements file from the lock.") from err
-        if req.marker is not None and not req.marker.evaluate(dict(env)):
+        try:
+            wanted = req.marker is None or req.marker.evaluate(dict(env))
+        except (UndefinedComparison, UndefinedEnvironmentName) as err:
+            msg = f"{where}: its marker cannot be evaluated: {req.marker} ({err})"
+            raise LockError(msg, tip="Regenerate the requirements file from the lock.") from err
+        if not wanted:
             continue
         pins = [s for s in req.specifier if s.operator in ("==", "===")]
         if len(pins) != 1 or "*" in pins[0].version or req.url:

@@ -94,8 +94,14 @@ UserPassword = tuple[str, str]
 
 
 def _host(url: str) -> tuple[str | None, int | None]:
-    parts = urlsplit(url)
-    return parts.hostname, parts.port
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:  # a port that is not a number: often a password with an unencoded "/"
+        msg = f"the index URL {scrub(url)} cannot be read: {scrub(str(err))}"
+        tip = "Percent-encode reserved characters of a user name or password in an index URL ('/' is %2F)."
+        raise ConfigError(msg, tip=tip) from err
+    return parts.hostname, port
 
 
 def _basic(user: str, password: str) -> str:

@@ -186,8 +186,13 @@ def read_wheelhouse(wheelhouse: Path) -> tuple[Manifest, str]:
     if not requirements.is_file() or not manifest_path.is_file():
         msg = f"{wheelhouse} is not a wheelbarrow wheelhouse (no requirements.txt or manifest.json)"
         raise WheelhouseError(msg, tip="Build it first: nox -s build_wheels (or wheelbarrow build).")
-    manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"))
-    pins = read_pins(requirements.read_text(encoding="utf-8"))
+    try:
+        manifest_text, pins_text = manifest_path.read_text(encoding="utf-8"), requirements.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        msg = f"{wheelhouse}: its manifest.json or requirements.txt is not UTF-8 text: {err.reason}"
+        raise WheelhouseError(msg, tip="Build it again: wheelbarrow build.") from err
+    manifest = Manifest.from_json(manifest_text)
+    pins = read_pins(pins_text)
     by_name = {w.name: w for w in manifest.wheels}
     if set(pins) != set(by_name):
         msg = f"requirements.txt pins {sorted(pins)} but the manifest lists {sorted(by_name)}"

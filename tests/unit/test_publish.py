@@ -7,12 +7,13 @@ import hashlib
 import io
 import os
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.unit.conftest import sample_manifest
-from wheelbarrow import _guard, _wheelhouse
+from wheelbarrow import _guard, _publish, _wheelhouse
 from wheelbarrow._manifest import WheelEntry
 from wheelbarrow._publish import normalise_archive, sha256sums, wheelhouse_tarball
 from wheelbarrow.errors import WheelhouseError
@@ -122,3 +123,26 @@ def test_a_wheel_name_over_100_characters_survives_the_tarball_byte_for_byte(tmp
         member = archive.extractfile(f"wheelhouse/{name}")
         assert member is not None
         assert member.read() == b"wheel bytes"
+
+
+@pytest.mark.parametrize(
+    ("path", "content"),
+    [
+        ("pkg/sboms/auditwheel.cdx.json", b'{"components": [{"purl": "pkg:deb/debian/libfoo@1"}]}'),  # not dist-info
+        ("pkg-1.0.dist-info/sboms/auditwheel.cdx.json", b'{"components": [{"purl": "pkg:deb/debian/libfoo@1"}]}'),
+        ("pkg-1.0.dist-info/sboms/auditwheel.cdx.json", b"not json"),
+        ("pkg-1.0.dist-info/sboms/auditwheel.cdx.json", b"[" * 100_000 + b"]" * 100_000),
+        ("pkg-1.0.dist-info/sboms/auditwheel.cdx.json", b'{"components": [{"name": 1, "purl": "pkg:x"}, "x"]}'),
+        ("pkg-1.0.dist-info/sboms/auditwheel.cdx.json", b'{"components": [{"name": "a", "purl": "pkg:::"}]}'),
+        ("pkg-1.0.dist-info/sboms/auditwheel.cdx.json", b'{"components": {"name": "a"}}'),
+    ],
+)
+def test_a_wheels_own_sbom_is_read_only_where_auditwheel_writes_it_and_only_as_it_writes_it(
+    tmp_path: Path, path: str, content: bytes
+) -> None:
+    """A package built from a hostile sdist may ship any file: a malformed record adds no component and
+    never stops publish."""
+    wheel = tmp_path / "pkg-1.0-cp311-cp311-manylinux_2_34_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(path, content)
+    assert _publish._grafted_components(wheel) == []  # noqa: SLF001

@@ -155,3 +155,90 @@ def test_a_second_run_waits_for_the_first(tmp_path: Path) -> None:
     thread.join(5)
     assert order == ["first", "second"]
     assert any("waiting for another wheelbarrow run on this project" in line for line in lines)
+
+
+# The adversary's inputs: each is an ERROR with its exit code, never an internal error, and never a read
+# that grows with what an untrusted file claims.
+
+
+def _sdist_with_pyproject(path: Path, data: bytes) -> Path:
+    import io
+    import tarfile
+    import zipfile
+
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("bomb-1.0/pyproject.toml", data)
+    else:
+        with tarfile.open(path, "w:gz") as archive:
+            info = tarfile.TarInfo("bomb-1.0/pyproject.toml")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("name", ["bomb-1.0.tar.gz", "bomb-1.0.zip"])
+def test_an_sdist_whose_pyproject_is_huge_is_refused_unread(tmp_path: Path, name: str) -> None:
+    """8 MB of zeros (a few kB compressed): refused by its stated size, never read whole."""
+    from wheelbarrow._fetch import PYPROJECT_BYTES, build_requires_of_sdist
+
+    sdist = _sdist_with_pyproject(tmp_path / name, b"\0" * (8 * PYPROJECT_BYTES))
+    assert sdist.stat().st_size < PYPROJECT_BYTES
+    with pytest.raises(FetchError, match="wheelbarrow reads at most"):
+        build_requires_of_sdist(sdist)
+    fine = _sdist_with_pyproject(tmp_path / f"ok-{name}", b'[build-system]\nrequires = ["setuptools>=61"]\n')
+    assert build_requires_of_sdist(fine) == ("setuptools>=61",)
+
+
+def test_the_soname_search_reads_in_chunks_and_misses_nothing_across_them() -> None:
+    import io
+
+    from wheelbarrow._repair import _search
+
+    needles = {"libpython3.11.so.1.0": b"\0libpython3.11.so.1.0\0", "libssl.so.3": b"\0libssl.so.3\0"}
+    data = b"x" * 13 + needles["libpython3.11.so.1.0"] + b"y" * 7 + needles["libssl.so.3"]
+    for chunk in (1, 5, 8, 16, 1 << 20):  # every needle crosses some chunk's edge
+        assert _search(io.BytesIO(data), needles, chunk) == set(needles)
+    assert _search(io.BytesIO(b"\0libssl.so.30\0"), needles, 4) == set()
+
+
+@pytest.mark.parametrize("marker", ['python_version ~= "3"', 'platform_release ~= "5.x"', 'python_version ~= "x"'])
+def test_a_marker_that_cannot_be_evaluated_is_a_lock_error(tmp_path: Path, marker: str) -> None:
+    from wheelbarrow._lock import marker_environment
+    from wheelbarrow._pylock import parse_pylock
+    from wheelbarrow._requirements import parse_requirements
+
+    env = marker_environment("3.11", "x86_64")
+    text = f"six==1.16.0 ; {marker} --hash=sha256:{'0' * 64}\n"
+    with pytest.raises(LockError, match="marker"):
+        parse_requirements(text, env, tmp_path / "requirements.txt")
+    pylock = (
+        'lock-version = "1.0"\ncreated-by = "test"\n\n[[packages]]\nname = "six"\nversion = "1.16.0"\n'
+        f"marker = '{marker}'\n\n[[packages.wheels]]\nname = \"six-1.16.0-py2.py3-none-any.whl\"\n"
+        f'url = "https://files.example.invalid/six-1.16.0-py2.py3-none-any.whl"\nhashes = {{sha256 = "{"0" * 64}"}}\n'
+    )
+    with pytest.raises(LockError, match="marker"):
+        parse_pylock(pylock, env, tmp_path / "pylock.toml")
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[" * 200_000 + b"]" * 200_000, b"\xff\xfe{}", b"0", b'{"manifest_version": "1.2", "wheels": "x"}'],
+)
+def test_a_malformed_manifest_is_a_wheelhouse_error(tmp_path: Path, content: bytes) -> None:
+    wheelhouse = make_wheelhouse(tmp_path)
+    (wheelhouse / "manifest.json").write_bytes(content)
+    with pytest.raises(WheelhouseError):
+        read_wheelhouse(wheelhouse)
+
+
+def test_an_index_url_whose_password_holds_a_slash_is_a_config_error_that_shows_no_password() -> None:
+    from wheelbarrow._sources import Credentials, Index
+    from wheelbarrow.errors import ConfigError
+
+    url = "https://user:pa/ss-SECRET@127.0.0.1:9/simple/"
+    keys = Credentials([Index(url)], "/nonexistent", quiet())
+    with pytest.raises(ConfigError) as caught:
+        keys.lookup("https://127.0.0.1:9/simple/six/")
+    assert "SECRET" not in str(caught.value)
+    assert "%2F" in caught.value.tip
