@@ -178,7 +178,7 @@ def build_sdist(sdist: Fetched, ctx: BuildContext, epoch: int | None = None) -> 
     """Compile and repair one sdist with cibuildwheel; return the repaired wheel."""
     plan, work = ctx.plan, ctx.work
     epoch = sdist_epoch(sdist.path) if epoch is None else epoch
-    out_dir = work / f"out-{sdist.name}"
+    out_dir = work / "out" / sdist.name  # sdists and a project of any name: one folder each, never shared
     out_dir.mkdir(parents=True)
     # wheelbarrow owns the build configuration: an sdist's own [tool.cibuildwheel] table is not read.
     config_file = out_dir.parent / f"cibuildwheel-{sdist.name}.toml"
@@ -260,8 +260,8 @@ def build_project_pure(ctx: BuildContext) -> RepairedWheel:
     plan, work, log = ctx.plan, ctx.work, ctx.log
     staged = work / "project-src" / plan.project.name
     _copy_project(plan.project.source, staged, keep_git=plan.project.version is None)
-    out_dir = work / "out-project"
-    out_dir.mkdir()
+    out_dir = work / "out-pure" / plan.project.name
+    out_dir.mkdir(parents=True)
     python = python_in_builder(plan)
     inside = PurePosixPath("/wheelbarrow/project")
     log.info(f"copying {plan.project.source} into the builder (by copy: no host mount)")
@@ -296,9 +296,11 @@ def build_project_platform(ctx: BuildContext) -> RepairedWheel:
     version = plan.project.version or "dynamic"  # a name for the log; the wheel's own version is the truth
     try:
         return build_sdist(Fetched(plan.project.name, version, staged, ""), ctx, ctx.epoch)
-    except PureWheelBuiltError:
+    except PureWheelBuiltError as err:
         if not plan.project.either:
-            raise
+            msg = f'the project {plan.project.name} built a pure-Python wheel, and project-build is "platform"'
+            tip = 'Set project-build = "pure" (or "auto") in [tool.wheelbarrow].'
+            raise BuildError(msg, tip=tip) from err
     # project-build = "auto" on a backend that may or may not compile (setuptools): it did not.
     ctx.log.info(f"the project {plan.project.name} has no extension modules: building it as pure Python")
     shutil.rmtree(staged)  # in this run's own work folder; build_project_pure stages it afresh

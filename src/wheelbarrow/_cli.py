@@ -231,7 +231,7 @@ def _main(argv: Sequence[str] | None) -> int:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
         tip = "Run the same command again: what finished is in the cache, and nothing was left half-written."
-        _print_error(f"interrupted ({name}); the previous wheelhouse and image are untouched", [], tip)
+        _print_error(f"interrupted ({name}); every output is whole, the previous one or the new one", [], tip)
         return 128 + signum
     except Exception as err:  # noqa: BLE001 - the last resort: every foreseen failure is a WheelbarrowError
         code = _internal_error(err)

@@ -164,3 +164,29 @@ def test_an_executable_that_embeds_python_starts_and_serves_from_the_venv(wheelb
         if container:
             sh(["docker", "rm", "-f", container], check=False)
         sh(["docker", "rmi", "-f", tag, broken], check=False)
+
+
+def test_a_setuptools_project_of_any_name_builds_pure_and_platform_says_what_to_set(
+    wheelbarrow: Runner, tmp_path: Path
+) -> None:
+    """A pure setuptools project named "project" (the name wheelbarrow's own work folders once used):
+    auto tries cibuildwheel, then builds it pure; project-build = "platform" says to set pure or auto."""
+    project = tmp_path / "project"
+    (project / "src" / "project").mkdir(parents=True)
+    (project / "src" / "project" / "__init__.py").write_text("")
+    (project / "requirements.txt").write_text("")
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "project"\nversion = "1.0"\nrequires-python = ">=3.11"\ndependencies = []\n\n'
+        '[tool.wheelbarrow]\ndebian-suite = "bookworm"\n'
+        'builder-base = "localhost/wheelbarrow/builder-base:bookworm"\n'
+        'runtime-base = "localhost/wheelbarrow/runtime-base:bookworm"\nlock = "requirements.txt"\n\n'
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    built = wheelbarrow("build", "--project", str(project))
+    assert built.returncode == 0, built.output[-3000:]
+    assert "the project project has no extension modules: building it as pure Python" in built.output
+    assert (project / "wheelhouse" / "project-1.0-py3-none-any.whl").is_file()
+    platform = wheelbarrow("build", "--project", str(project), "-C", "project-build=platform")
+    assert platform.returncode == 8, platform.output[-3000:]
+    assert 'ERROR: the project project built a pure-Python wheel, and project-build is "platform"' in platform.output
+    assert 'TIP: Set project-build = "pure" (or "auto")' in platform.output
