@@ -10,6 +10,8 @@ libraries auditwheel grafted into ``<package>.libs/``.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from fnmatch import fnmatch
@@ -20,12 +22,13 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
 from ._config import RepairPolicy
+from ._elf import ELF_MAGIC, needed
 from .errors import BuildError, RepairProducedManyWheelsError, RepairProducedNoWheelError, WheelhouseError
 
 #: Libraries of which a process must load only one copy: a second OpenSSL next to
 #: the one Python's ssl module uses can crash (psycopg2's docs warn of it).
 SINGLE_IN_PROCESS = ("libssl.so.*", "libcrypto.so.*")
-ELF_MAGIC = b"\x7fELF"
+SPOOL_BYTES = 8 << 20  # an ELF file up to this size is read in memory, a larger one through a temporary file
 _LIBPYTHON = re.compile(r"libpython3\.\d+t?\.so\.1\.0")
 
 
@@ -81,18 +84,26 @@ def _search(stream: IO[bytes], wanted: dict[str, bytes], chunk: int = 1 << 20) -
 
 
 def referenced_sonames(wheel: Path, sonames: tuple[str, ...]) -> tuple[str, ...]:
-    """Which of ``sonames`` the wheel's ELF files (shared objects and executables) name in their dynamic
-    string tables."""
+    """Which of ``sonames`` the wheel's ELF files (shared objects and executables) link: their DT_NEEDED
+    entries (a name a library only ``dlopen``s is not one). An ELF file without section headers, whose
+    entries cannot be read, counts the names its bytes hold."""
     wanted = {s: b"\0" + s.encode() + b"\0" for s in sonames}
     found: set[str] = set()
     with zipfile.ZipFile(wheel) as archive:
         for info in archive.infolist():
             if info.is_dir():
                 continue
-            with archive.open(info) as member:
+            with archive.open(info) as member, tempfile.SpooledTemporaryFile(SPOOL_BYTES) as copy:
                 if member.read(4) != ELF_MAGIC:
                     continue
-                found.update(_search(member, wanted))
+                copy.write(ELF_MAGIC)
+                shutil.copyfileobj(member, copy)
+                linked = needed(copy)
+                if linked is None:
+                    copy.seek(0)
+                    found.update(_search(copy, wanted))
+                else:
+                    found.update(s for s in sonames if s in linked)
     return tuple(sorted(found))
 
 

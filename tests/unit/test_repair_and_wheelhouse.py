@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import zipfile
 from pathlib import Path
 
@@ -237,3 +238,40 @@ def test_a_base_lacking_what_the_wheels_leave_to_it_is_refused_before_any_image(
     with pytest.raises(WheelhouseError, match=r"libpq\.so\.5") as other:
         check_left_to_base([("psycopg2", wheel("libpq.so.5"))], frozenset(), "base")
     assert "Debian" not in other.value.tip
+
+
+def tiny_elf(linked: tuple[str, ...], *, also: bytes = b"", wide: bool = True, little: bool = True) -> bytes:
+    """An ELF file with a .dynstr, a .dynamic that links ``linked`` (DT_NEEDED), and ``also`` as data."""
+    order = "<" if little else ">"
+    strings = b"\0" + b"".join(s.encode() + b"\0" for s in linked)
+    offsets = [strings.index(b"\0" + s.encode() + b"\0") + 1 for s in linked]
+    entry = order + ("qQ" if wide else "iI")
+    dynamic = b"".join(struct.pack(entry, 1, o) for o in offsets) + struct.pack(entry, 0, 0)
+    header_size, section = (64, order + "IIQQQQIIQQ") if wide else (52, order + "IIIIIIIIII")
+    data = b"\0" * header_size + strings + dynamic + also
+    shoff = len(data)
+    sections = [
+        struct.pack(section, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        struct.pack(section, 0, 3, 0, 0, header_size, len(strings), 0, 0, 1, 0),  # .dynstr
+        struct.pack(section, 0, 6, 0, 0, header_size + len(strings), len(dynamic), 1, 0, 8, 0),  # .dynamic
+    ]
+    ident = b"\x7fELF" + bytes([2 if wide else 1, 1 if little else 2, 1]) + b"\0" * 9
+    if wide:
+        head = ident + struct.pack(order + "HHIQQQIHHHHHH", 3, 62, 1, 0, 0, shoff, 0, 64, 56, 0, 64, 3, 0)
+    else:
+        head = ident + struct.pack(order + "HHIIIIIHHHHHH", 3, 3, 1, 0, 0, shoff, 0, 52, 32, 0, 40, 3, 0)
+    return head + data[len(head) :] + b"".join(sections)
+
+
+@pytest.mark.parametrize(("wide", "little"), [(True, True), (False, False)])
+def test_only_what_an_elf_file_links_is_expected_from_the_base(tmp_path: Path, wide: bool, little: bool) -> None:
+    """A library that dlopens libpython by name holds the string, and does not link it: not expected."""
+    wheel = tmp_path / "jep-1.0-cp311-cp311-manylinux_2_34_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(
+            "jep/_jep.so",
+            tiny_elf(("libssl.so.3", "libc.so.6"), also=b"\0libpython3.11.so.1.0\0", wide=wide, little=little),
+        )
+        archive.writestr("jep/notes.txt", b"\0libcrypto.so.3\0")
+    repaired = one_repaired_wheel(tmp_path, "jep", ("libcrypto.so.3", "libpython3.11.so.1.0", "libssl.so.3"))
+    assert repaired.expected_from_base == ("libssl.so.3",)
