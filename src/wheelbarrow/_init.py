@@ -49,6 +49,13 @@ SYSTEM_PACKAGE_HINTS = {
     "mysqlclient": ("default-libmysqlclient-dev pkg-config", "mysql-devel pkgconf-pkg-config"),
     "pycurl": ("libcurl4-openssl-dev", "libcurl-devel"),
 }
+#: What a compiled package loads at run time that its wheel cannot carry (plugins it dlopens, the
+#: interpreter an executable embeds): Debian packages for runtime-packages. {python}: the target's.
+RUNTIME_PACKAGE_HINTS = {
+    "python-ldap": "libsasl2-modules",
+    "mysqlclient": "libmariadb3",
+    "uwsgi": "libpython{python}",
+}
 #: Why a package is compiled, as the table's comment says it.
 REASONS = {"no compatible wheel": "the lock has no wheel of it for this target", "build-from-source": "asked for"}
 #: Keys that say what the target is: written when this run's configuration sets them, so the table keeps it.
@@ -205,6 +212,12 @@ def table(config: Config, builds: tuple[SdistBuild, ...], machine: str) -> tuple
         values["system-packages"] = []
         lines += [f"# TODO: the system packages {name} needs to compile{_hint(name, config)}" for name in names]
         lines.append("system-packages = []")
+    needs = {n: RUNTIME_PACKAGE_HINTS[n].format(python=config.python) for n in names if n in RUNTIME_PACKAGE_HINTS}
+    lines += [
+        f"# TODO: {name} loads at run time what its wheel cannot carry: on Debian, add runtime-packages = "
+        f'["{package}"] (see the README, "Libraries loaded at run time")'
+        for name, package in needs.items()
+    ]
     return "\n".join(line for line in lines if line) + "\n", values
 
 

@@ -531,3 +531,24 @@ def test_an_install_override_gets_the_lock_tools(monkeypatch: pytest.MonkeyPatch
     assert with_tools(given) == expected
     monkeypatch.setenv("NOX_WHEELBARROW_INSTALL", given)
     assert wheelbarrow_nox.install_spec() == expected
+
+
+def test_the_table_says_which_compiled_packages_need_runtime_packages(tmp_path: Path) -> None:
+    """python-ldap loads SASL plugins, mysqlclient its client plugins, uWSGI embeds the interpreter: the
+    wheels cannot carry those, and init says which Debian package gives each."""
+    from wheelbarrow._plan import SdistBuild
+
+    root = project(tmp_path / "svc")
+    config = load_config(root, environ={}, overrides={"python": "3.13"})
+    builds = tuple(
+        SdistBuild(name, "1.0", LockedFile(f"{name}-1.0.tar.gz", "0" * 64), ("0" * 64,), "no compatible wheel")
+        for name in ("python-ldap", "uwsgi", "six")
+    )
+    text, values = _init.table(config, builds, "x86_64")
+    todos = [line for line in text.splitlines() if "runtime-packages" in line]
+    said = "loads at run time what its wheel cannot carry: on Debian, add runtime-packages"
+    assert todos == [
+        f'# TODO: python-ldap {said} = ["libsasl2-modules"] (see the README, "Libraries loaded at run time")',
+        f'# TODO: uwsgi {said} = ["libpython3.13"] (see the README, "Libraries loaded at run time")',
+    ]
+    assert "runtime-packages" not in values  # a hint, never a guess written as a value
