@@ -22,6 +22,7 @@ Two mechanisms, used by every stage:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -60,9 +61,13 @@ def run_id() -> str:
     global _LEASE  # noqa: PLW0603 - one lease per process, held by an open descriptor
     with _LEASE_LOCK:  # build threads ask at once; only one of them takes the lease
         if _LEASE is None:
-            fd = _open_private(runtime_dir() / "runs" / f"{_RUN}.lock")
+            path = runtime_dir() / "runs" / f"{_RUN}.lock"
+            fd = _open_private(path)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _LEASE = fd
+            # A run that ends normally takes its lease file with it (a killed one leaves it, unlocked:
+            # that is how its leftovers are known to be a dead run's).
+            atexit.register(path.unlink, missing_ok=True)
     return _RUN
 
 

@@ -404,3 +404,16 @@ def test_sigint_mid_image_stops_cleanly(example_build: Build, example_image: Bui
     assert "ERROR: interrupted" in output
     assert leftover_containers() == []
     assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0  # the tag moves only on success
+
+
+def test_a_run_that_ends_takes_its_lease_file_with_it(wheelbarrow: Runner, example_build: Build) -> None:
+    """Each run holds a lease (a locked file) for its life; one that ends normally, even with an error,
+    leaves no file behind (a killed one leaves it unlocked: that is how its leftovers are found)."""
+    from wheelbarrow._guard import runtime_dir
+
+    no_engine = {"DOCKER_HOST": "unix:///nonexistent.sock"}
+    for command, env in (("plan", {}), ("build", no_engine)):  # the second ends with an engine error
+        out = wheelbarrow(command, "--project", str(example_build.project), env=env)
+        assert (out.returncode == 0) is (not env), out.output[-2000:]
+        run = run_id_of(out.output)
+        assert not (runtime_dir() / "runs" / f"{run}.lock").exists(), out.output[-2000:]
