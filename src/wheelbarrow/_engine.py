@@ -144,6 +144,12 @@ class Engine:
             return []
         return [d for d in digests if isinstance(d, str)] if isinstance(digests, list) else []
 
+    def label(self, ref: str, key: str) -> str:
+        """The value of the label ``key`` on the image ``ref`` ("" when it has none, or there is no image)."""
+        text = self._run("image", "inspect", "--format", f'{{{{ index .Config.Labels "{key}" }}}}', ref, check=False)
+        value = text.output.strip() if text.returncode == 0 else ""
+        return "" if value == "<no value>" else value
+
     def image_id(self, ref: str) -> str | None:
         result = self._run("image", "inspect", "--format", "{{.Id}}", ref, check=False)
         return result.output.strip() if result.returncode == 0 else None

@@ -132,6 +132,17 @@ def packaged_sonames(engine: Engine, base: str, packages: tuple[str, ...], cache
     return frozenset(cache.remember(key, list, ask))
 
 
+def check_built_from(engine: Engine, tag: str, wheelhouse_sha: str) -> None:
+    """Refuse an image that was built from another wheelhouse than the one here (its label says which):
+    verifying or publishing it would vouch for code the wheelhouse does not hold."""
+    label = engine.label(tag, WHEELHOUSE_LABEL)
+    if label == wheelhouse_sha:
+        return
+    said = f"another wheelhouse (requirements.txt {label[:12]})" if label else f"no wheelhouse (no {WHEELHOUSE_LABEL})"
+    msg = f"the image {tag} was built from {said}, not from this one (requirements.txt {wheelhouse_sha[:12]})"
+    raise WheelhouseError(msg, tip="Build the image from this wheelhouse first: wheelbarrow image (nox -s image).")
+
+
 def check_base_fits(facts: str, base: str, manifest: Manifest) -> None:
     """Refuse, before building, a base the wheelhouse was not made for: Python, machine, glibc, libraries."""
     lines = facts.splitlines()

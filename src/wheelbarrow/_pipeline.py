@@ -249,11 +249,13 @@ def stage_verify(run: Run) -> None:
     if run.image is not None:
         tag, manifest = run.image.candidate, run.image.manifest
     else:
-        manifest, _ = _wheelhouse.read_wheelhouse(run.config.wheelhouse)
+        manifest, wheelhouse_sha = _wheelhouse.read_wheelhouse(run.config.wheelhouse)
         tag = _image.tag_of(run.config, manifest)
     if run.engine.image_id(tag) is None:
         msg = f"there is no image {tag} to verify"
         raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
+    if run.image is None:
+        _image.check_built_from(run.engine, tag, wheelhouse_sha)
     base = run.image.base if run.image else _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     config = run.config
     checks = _verify.verify_image(

@@ -43,7 +43,7 @@ from ._cache import sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER
-from ._image import tag_of
+from ._image import check_built_from, tag_of
 from ._log import Log
 from ._manifest import Manifest, WheelEntry
 from ._wheelhouse import read_wheelhouse
@@ -294,6 +294,7 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
             simple_index(config.wheelhouse, manifest, stage / "simple")
         if not skip_image:
             tag = tag_of(config, manifest)
+            check_built_from(engine, tag, requirements_sha)
             log.info(f"saving image {tag}")
             image_tar = stage / f"image-{project}-{version}.tar"
             info = save_image(engine, tag, image_tar, manifest.source_date_epoch)

@@ -288,3 +288,28 @@ def test_a_package_cannot_forge_the_report_of_verify(
     assert out.returncode == 11, out.output[-3000:]
     failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
     assert "libpq" in failed["every extension imports and ldd finds every ELF file's libraries"]
+
+
+def test_an_image_from_another_wheelhouse_is_neither_verified_nor_published(
+    wheelbarrow: Runner, example_build: Build, tmp_path: Path
+) -> None:
+    """The image says which wheelhouse it was built from; after the code changes and the wheelhouse is
+    built again, verify and publish refuse the old image until `image` makes it anew."""
+    project = tmp_path / "service"
+    shutil.copytree(example_build.project, project)
+    env = {"WHEELBARROW_IMAGE_TAG": "example-service:other-wheelhouse"}
+    try:
+        assert wheelbarrow("image", "--project", str(project), env=env).returncode == 0
+        app = project / "src" / "example_service" / "app.py"
+        app.write_text(app.read_text(encoding="utf-8") + "\n# a change\n", encoding="utf-8")
+        assert wheelbarrow("build", "--project", str(project), env=env).returncode == 0
+        for command in ("verify", "publish"):
+            out = wheelbarrow(command, "--project", str(project), env=env)
+            assert out.returncode == 10, out.output[-3000:]
+            assert "ERROR: the image example-service:other-wheelhouse was built from another wheelhouse" in out.output
+            assert "TIP: Build the image from this wheelhouse first" in out.output
+        assert not (project / "dist").exists()
+        assert wheelbarrow("image", "--project", str(project), env=env).returncode == 0
+        assert wheelbarrow("verify", "--project", str(project), env=env).returncode == 0
+    finally:
+        sh(["docker", "rmi", "-f", "example-service:other-wheelhouse"], check=False)
