@@ -231,7 +231,10 @@ def _main(argv: Sequence[str] | None) -> int:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
         tip = "Run the same command again: what finished is in the cache, and nothing was left half-written."
-        _print_error(f"interrupted ({name}); every output is whole, the previous one or the new one", [], tip)
+        said = f"interrupted ({name}); every output is whole, the previous one or the new one"
+        _print_error(said, [], tip)
+        if args.json:
+            print(json.dumps({"error": said, "tip": tip, "exit_code": 128 + signum}))
         return 128 + signum
     except Exception as err:  # noqa: BLE001 - the last resort: every foreseen failure is a WheelbarrowError
         code = _internal_error(err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,18 @@ def test_several_failed_builds_are_one_error_naming_each() -> None:
     assert one_error([("a", pg), ("b", stopped)]) is stopped  # one cause for all: the engine's
     bug = KeyError("x")
     assert one_error([("a", pg), ("b", bug)]) is bug  # a bug is shown as the bug it is
+
+
+def test_an_interrupted_json_run_still_prints_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wheelbarrow import _pipeline
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_pipeline, "execute", interrupted)
+    assert main(["plan", "--json", "--project", str(write_project(tmp_path))]) == 130
+    out, err = capsys.readouterr()
+    assert json.loads(out)["exit_code"] == 130
+    assert "ERROR: interrupted (SIGINT)" in err
