@@ -16,6 +16,7 @@ with the network off; every pip call here has that flag, so pip never builds.
 
 from __future__ import annotations
 
+import functools
 import lzma
 import os
 import re
@@ -25,7 +26,6 @@ import tarfile
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from ._guard import scratch
 from ._index import RELOCK, Client, IndexFile, read_settings
 from ._lock import LockedFile, marker_environment
 from ._log import Log
+from ._parallel import in_threads
 from ._plan import BuildPlan, IndexWheel, SdistBuild, best_wheel, manylinux_platforms, sdist_of, target_tags
 from ._sources import Index, Sources, read_sources
 from .errors import (
@@ -242,13 +243,11 @@ def _download(items: Sequence[Wanted], plan: BuildPlan, cache: Cache, log: Log) 
         return Fetched(item.name, item.version, cache.store_artifact(path, sha), sha)
 
     with scratch("fetch", cache.root) as tmp:
-        pool = ThreadPoolExecutor(max_workers=min(WORKERS, len(items)), thread_name_prefix="wheelbarrow-fetch")
         try:
-            futures = [pool.submit(one, item, tmp / str(n)) for n, item in enumerate(items)]
-            return {item: future.result() for item, future in zip(items, futures, strict=True)}
+            jobs = [(item, functools.partial(one, item, tmp / str(n))) for n, item in enumerate(items)]
+            return in_threads(jobs, WORKERS)
         finally:
             client.stopping.set()  # after a failure or Ctrl-C, the other downloads stop at their next block
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _from_cache_or_path(item: Wanted, cache: Cache) -> Fetched | None:

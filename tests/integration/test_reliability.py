@@ -3,11 +3,13 @@ an unreachable index, absent bases, unrepairable policies, and the security of w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -417,3 +419,50 @@ def test_a_run_that_ends_takes_its_lease_file_with_it(wheelbarrow: Runner, examp
         assert (out.returncode == 0) is (not env), out.output[-2000:]
         run = run_id_of(out.output)
         assert not (runtime_dir() / "runs" / f"{run}.lock").exists(), out.output[-2000:]
+
+
+@contextlib.contextmanager
+def index_that_never_answers() -> Iterator[str]:
+    """A server on a loopback port that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/simple"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+def test_ctrl_c_while_an_index_never_answers_ends_the_run_at_once(tmp_path: Path) -> None:
+    """A download blocked on a silent index (for pip's timeout: minutes) cannot hold the run: Ctrl-C ends
+    it within seconds, exit 130, with nothing left in the cache folder but the cache."""
+    project = copy_project(PROJECTS / "req-app", tmp_path / "req-app")
+    cache = tmp_path / "cache"
+    with index_that_never_answers() as url:
+        env = {"PIP_INDEX_URL": url, "PIP_EXTRA_INDEX_URL": "", "PIP_DEFAULT_TIMEOUT": "300", "PIP_RETRIES": "0"}
+        run = Background("build", "--project", str(project), "--cache-dir", str(cache), env=env)
+        run.wait_for("to download")
+        time.sleep(2)  # the download is now blocked on the silent index
+        started = time.monotonic()
+        os.kill(run.proc.pid, signal.SIGINT)
+        code, output = run.finish(timeout=120)
+    assert code == 130, output[-3000:]
+    assert time.monotonic() - started < 15, output[-3000:]
+    assert "ERROR: interrupted (SIGINT)" in output
+    assert "Traceback" not in output
+    assert not [p for p in cache.rglob("*") if "fetch" in p.name], sorted(cache.rglob("*"))
