@@ -177,6 +177,10 @@ class BuildContext:
 def build_sdist(sdist: Fetched, ctx: BuildContext, epoch: int | None = None) -> RepairedWheel:
     """Compile and repair one sdist with cibuildwheel; return the repaired wheel."""
     plan, work = ctx.plan, ctx.work
+    if sdist.path.is_file() and not sdist.path.name.endswith(".tar.gz"):
+        msg = f"{sdist.filename} is a {sdist.path.suffix} sdist, and cibuildwheel builds .tar.gz sdists only"
+        tip = f"Lock a version of {sdist.name} that has a .tar.gz sdist (or a wheel for the target)."
+        raise BuildError(msg, tip=tip)
     epoch = sdist_epoch(sdist.path) if epoch is None else epoch
     out_dir = work / "out" / sdist.name  # sdists and a project of any name: one folder each, never shared
     out_dir.mkdir(parents=True)

@@ -255,3 +255,15 @@ def test_an_interrupted_json_run_still_prints_json(
     out, err = capsys.readouterr()
     assert json.loads(out)["exit_code"] == 130
     assert "ERROR: interrupted (SIGINT)" in err
+
+
+def test_a_zip_sdist_is_refused_before_cibuildwheel_with_what_to_do(tmp_path: Path) -> None:
+    from wheelbarrow._build import BuildContext, Builder, build_sdist
+
+    zipped = tmp_path / "oldpkg-1.0.zip"
+    zipped.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    ctx = BuildContext(
+        demo_plan(tmp_path / "p"), Builder("b", "sha256:0"), _engine.Engine(quiet()), tmp_path, quiet(), 0
+    )
+    with pytest.raises(BuildError, match=r"oldpkg-1\.0\.zip is a \.zip sdist, and cibuildwheel builds \.tar\.gz"):
+        build_sdist(Fetched("oldpkg", "1.0", zipped, "0" * 64), ctx)
