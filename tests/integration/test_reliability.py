@@ -212,7 +212,7 @@ def test_an_absent_base_that_cannot_be_bootstrapped(wheelbarrow: Runner, example
         "debian-suite=",
     )
     assert out.returncode == 7, out.output[-3000:]
-    assert "ERROR: the builder base wheelbarrow-test/absent:1 is not local and cannot be pulled" in out.output
+    assert "ERROR: the builder base wheelbarrow-test/absent:1 is not on this machine and cannot be pulled" in out.output
     assert 'debian-suite = "bookworm"' in out.output
 
 
