@@ -65,21 +65,54 @@ def pinned_manylinux_image(policy: str, arch: str) -> str | None:
     return None
 
 
-def host_debian_mirror(root: Path = Path("/etc/apt")) -> str | None:
-    """The Debian mirror the host's apt uses (deb822 .sources or sources.list)."""
+#: Debian's suite names (and their aliases): an apt source for one of them is a Debian mirror.
+DEBIAN_SUITES = frozenset(
+    {"buster", "bullseye", "bookworm", "trixie", "forky", "duke", "sid", "oldstable", "stable", "testing", "unstable"}
+)
+
+
+def apt_sources(root: Path = Path("/etc/apt")) -> list[tuple[str, str]]:
+    """(URI, first suite) of each of the host's apt sources (deb822 .sources, then sources.list)."""
+    found: list[tuple[str, str]] = []
     for sources in sorted((root / "sources.list.d").glob("*.sources")):
-        for block in sources.read_text(encoding="utf-8").split("\n\n"):
+        for block in sources.read_text(encoding="utf-8", errors="replace").split("\n\n"):
             uris = re.search(r"^URIs:\s*(\S+)", block, re.MULTILINE)
-            suites = re.search(r"^Suites:\s*(.+)$", block, re.MULTILINE)
-            if uris and suites and "security" not in suites[1] and "security" not in uris[1]:
-                return uris[1]
+            suites = re.search(r"^Suites:\s*(\S+)", block, re.MULTILINE)
+            if uris and suites:
+                found.append((uris[1], suites[1]))
     listing = root / "sources.list"
     if listing.is_file():
-        for line in listing.read_text(encoding="utf-8").splitlines():
-            found = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
-            if found and "security" not in found[2]:
-                return found[1]
+        for line in listing.read_text(encoding="utf-8", errors="replace").splitlines():
+            entry = re.match(r"\s*deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", line)
+            if entry:
+                found.append((entry[1], entry[2]))
+    return found
+
+
+def host_debian_mirror(root: Path = Path("/etc/apt")) -> str | None:
+    """The Debian mirror the host's apt uses: a source for a Debian suite, not its security archive."""
+    for uri, suite in apt_sources(root):
+        if suite.split("-")[0].split("/")[0] in DEBIAN_SUITES and "security" not in suite + uri:
+            return uri
     return None
+
+
+def bootstrap_mirror(config: Config, root: Path = Path("/etc/apt")) -> str:
+    """The mirror debootstrap fetches from: ``debian-mirror``, else the host's when it is Debian's."""
+    if config.debian_mirror:
+        return config.debian_mirror
+    mirror = host_debian_mirror(root)
+    if mirror:
+        return mirror
+    tip = 'Set debian-mirror = "http://<a Debian mirror>/debian" in [tool.wheelbarrow] (or WHEELBARROW_DEBIAN_MIRROR).'
+    others = sorted({suite for _uri, suite in apt_sources(root)})
+    if others:
+        msg = (
+            f"the host's apt sources are not Debian's (suites {', '.join(others)}), and debootstrap of a Debian "
+            "suite needs a Debian mirror"
+        )
+        raise BootstrapError(msg, tip=tip)
+    raise BootstrapError("no Debian mirror to bootstrap from: the host's apt sources name none", tip=tip)
 
 
 def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
@@ -87,10 +120,7 @@ def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
     if engine.image_id(tag):
         log.info(f"{tag} exists; reusing it (remove it to bootstrap afresh)")
         return tag
-    mirror = config.debian_mirror or host_debian_mirror()
-    if not mirror:
-        msg = "no Debian mirror to bootstrap from: the host's apt sources name none"
-        raise BootstrapError(msg, tip='Set debian-mirror = "http://<your mirror>/debian" in [tool.wheelbarrow].')
+    mirror = bootstrap_mirror(config)
     if os.geteuid() != 0:
         msg = "debootstrap needs root to make a Debian root file system"
         raise BootstrapError(msg, tip="Run 'sudo wheelbarrow bootstrap' once, or 'docker load' a base image.")

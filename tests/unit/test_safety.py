@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -805,3 +806,59 @@ def test_nothing_in_a_cache_dir_that_is_not_wheelbarrows_is_removed(
     (own.root / "artifacts" / ("a" * 64) / "x-1.0-py3-none-any.whl").write_bytes(b"not what its name says")
     assert own.artifact("x-1.0-py3-none-any.whl", "a" * 64) is None
     assert not (own.root / "artifacts" / ("a" * 64)).exists()
+
+
+def _apt(root: Path, sources: dict[str, str]) -> Path:
+    for name, text in sources.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+DEB822 = "Types: deb\nURIs: {uri}\nSuites: {suite} {suite}-updates\nComponents: main\n"
+
+
+@pytest.mark.parametrize(
+    ("sources", "mirror"),
+    [
+        ({"sources.list.d/debian.sources": DEB822.format(uri="http://mirror.example/debian", suite="bookworm")},
+         "http://mirror.example/debian"),
+        ({"sources.list": "deb http://mirror.example/debian trixie main\n"}, "http://mirror.example/debian"),
+        ({"sources.list.d/a.sources": DEB822.format(uri="http://security.example/debian-security",
+                                                   suite="bookworm-security")
+          + "\n" + DEB822.format(uri="http://mirror.example/debian", suite="bookworm")},
+         "http://mirror.example/debian"),
+    ],
+)  # fmt: skip
+def test_a_debian_host_gives_its_mirror(tmp_path: Path, sources: dict[str, str], mirror: str) -> None:
+    from wheelbarrow._bootstrap import bootstrap_mirror
+
+    config = load_config(write_project(tmp_path / "p"), environ={})
+    assert bootstrap_mirror(config, _apt(tmp_path / "apt", sources)) == mirror
+
+
+@pytest.mark.parametrize(
+    ("sources", "said"),
+    [
+        ({"sources.list.d/ubuntu.sources": DEB822.format(uri="http://archive.example/ubuntu", suite="noble")},
+         "the host's apt sources are not Debian's (suites noble)"),
+        ({"sources.list": "deb http://archive.example/ubuntu jammy main\n"}, "not Debian's (suites jammy)"),
+        ({}, "the host's apt sources name none"),
+    ],
+)  # fmt: skip
+def test_a_host_whose_apt_is_not_debians_is_told_to_set_debian_mirror(
+    tmp_path: Path, sources: dict[str, str], said: str
+) -> None:
+    """On an Ubuntu runner debootstrap of a Debian suite from Ubuntu's archive fails deep inside; say so
+    first, and name the key; debian-mirror wins over the host's sources."""
+    from wheelbarrow._bootstrap import bootstrap_mirror
+    from wheelbarrow.errors import BootstrapError
+
+    apt = _apt(tmp_path / "apt", sources)
+    (apt / "sources.list.d").mkdir(parents=True, exist_ok=True)
+    config = load_config(write_project(tmp_path / "p"), environ={})
+    with pytest.raises(BootstrapError, match=re.escape(said)) as caught:
+        bootstrap_mirror(config, apt)
+    assert "debian-mirror" in caught.value.tip
+    chosen = load_config(write_project(tmp_path / "q", 'debian-mirror = "http://mine.example/debian"'), environ={})
+    assert bootstrap_mirror(chosen, apt) == "http://mine.example/debian"
