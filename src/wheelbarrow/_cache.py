@@ -148,9 +148,6 @@ class Cache:
 
     def section(self, name: str) -> Path:
         """A folder of the cache (``artifacts``, ``tools`` ...), made, in a claimed cache."""
-        return self._section(name)
-
-    def _section(self, name: str) -> Path:
         self._claim()
         path = self.root / name
         with writing(path):
@@ -178,7 +175,7 @@ class Cache:
 
     def store_artifact(self, path: Path, sha256: str) -> Path:
         """Store a verified file under its sha256; the entry appears whole or not at all."""
-        target_dir = self._section("artifacts") / _key(sha256, "cache artifact")
+        target_dir = self.section("artifacts") / _key(sha256, "cache artifact")
         target = target_dir / _shapes.filename(path.name, "cache artifact", FetchError)
         with writing(target_dir):
             target_dir.mkdir(exist_ok=True)
@@ -221,7 +218,7 @@ class Cache:
     def store_wheel(self, key: str, wheel: Path, meta: Mapping[str, Any]) -> CachedWheel:
         """Store a built wheel under ``key``. Two runs that store one key at once both succeed: the entry
         appears whole (a rename), and a valid entry already there is kept."""
-        section = self._section("wheels")
+        section = self.section("wheels")
         target = section / _key(key, "cache key")
         with writing(section):
             staging = tempdir("wheel", section)
@@ -259,7 +256,7 @@ class Cache:
         return value
 
     def store_memo(self, key: str, value: object) -> None:
-        section = self._section("memo")
+        section = self.section("memo")
         target = section / f"{_key(key, 'cache key')}.json"
         with writing(section):
             partial = _partial(section, key)

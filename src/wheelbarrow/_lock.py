@@ -29,6 +29,7 @@ from ._cmd import CommandFailed, run, which
 from ._config import Config
 from ._guard import scratch
 from ._log import Log
+from ._project import dynamic_fields, read_pyproject
 from ._pylock import parse_pylock
 from ._requirements import LockedFile, LockedPackage, parse_requirements, read_text
 from ._tags import target_tags
@@ -278,7 +279,7 @@ def _check_then_export(
     program = which(tool, hint=hint)
     lock = "poetry.lock" if tool == "poetry" else "uv.lock"
     check = ["--no-plugins", "check", "--lock"] if tool == "poetry" else ["lock", "--check", "--no-build"]
-    dynamic = _dynamic_fields(config) & _BUILT_METADATA if tool == "uv" else frozenset()
+    dynamic = dynamic_fields(read_pyproject(config.project_dir)) & _BUILT_METADATA if tool == "uv" else frozenset()
     if dynamic:
         log.warning(
             f"not checking that uv.lock is fresh: pyproject.toml declares {', '.join(sorted(dynamic))} dynamic, "
@@ -305,14 +306,6 @@ def _check_then_export(
     except CommandFailed as err:
         msg = f"{tool} export failed:\n{err.result.tail(8)}"
         raise LockError(msg, tip=tip) from err
-
-
-def _dynamic_fields(config: Config) -> frozenset[str]:
-    path = config.project_dir / "pyproject.toml"
-    data = _shapes.toml(path.read_bytes(), str(path), LockError, tip="Fix the syntax error it names.")
-    project = data.get("project")
-    dynamic = project.get("dynamic", []) if isinstance(project, dict) else []
-    return frozenset(d for d in dynamic if isinstance(d, str)) if isinstance(dynamic, list) else frozenset()
 
 
 def poetry_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...]]:

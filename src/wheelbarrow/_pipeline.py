@@ -246,15 +246,14 @@ def stage_image(run: Run) -> None:
 
 
 def stage_verify(run: Run) -> None:
-    if run.image is not None:
+    if run.image is not None:  # the candidate this run built, from this wheelhouse
         tag, manifest = run.image.candidate, run.image.manifest
-    else:
+    else:  # an image built before: it must exist, and be built from the wheelhouse that is here
         manifest, wheelhouse_sha = _wheelhouse.read_wheelhouse(run.config.wheelhouse)
         tag = _image.tag_of(run.config, manifest)
-    if run.engine.image_id(tag) is None:
-        msg = f"there is no image {tag} to verify"
-        raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
-    if run.image is None:
+        if run.engine.image_id(tag) is None:
+            msg = f"there is no image {tag} to verify"
+            raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
         _image.check_built_from(run.engine, tag, wheelhouse_sha)
     base = run.image.base if run.image else _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     config = run.config

@@ -38,20 +38,26 @@ def read_pyproject(project_dir: Path) -> dict[str, object]:
     return _shapes.toml(data, str(path), ConfigError, tip="Fix the syntax error it names.")
 
 
+def dynamic_fields(data: Mapping[str, object]) -> frozenset[str]:
+    """The [project] fields pyproject.toml leaves to the build backend (``dynamic``)."""
+    project = data.get("project")
+    dynamic = project.get("dynamic", []) if isinstance(project, dict) else []
+    return frozenset(d for d in dynamic if isinstance(d, str)) if isinstance(dynamic, list) else frozenset()
+
+
 def name_and_version(data: Mapping[str, object], path: Path) -> tuple[str, str | None]:
     """The project's name, and its version: None when it is dynamic (setuptools-scm, hatch-vcs ...), and
     then read from the wheel the build makes."""
     tool = data.get("tool")
     poetry = tool.get("poetry") if isinstance(tool, dict) else None
     project = data.get("project")
-    dynamic = project.get("dynamic", []) if isinstance(project, dict) else []
     for table in (project, poetry):
         if isinstance(table, dict) and isinstance(table.get("name"), str):
             _shapes.name(table["name"], f"{path}: [project] name", ConfigError, tip="Fix the project's name.")
             version = table.get("version")
             if version is None and isinstance(poetry, dict) and isinstance(poetry.get("version"), str):
                 version = poetry["version"]  # Poetry 2: [project] dynamic = ["version"], [tool.poetry] version
-            if version is None and isinstance(dynamic, list) and "version" in dynamic:
+            if version is None and "version" in dynamic_fields(data):
                 return table["name"], None
             if not isinstance(version, str):
                 msg = f"{path}: the project has no version, static or dynamic"

@@ -92,9 +92,14 @@ def copy_project(source: Path, dest: Path) -> Path:
     return dest
 
 
-def uv(project: Path, *args: str) -> None:
-    """The real uv, next to this interpreter (its locks name the index: made here, never committed)."""
-    sh([str(Path(sys.executable).with_name("uv")), "--directory", str(project), *args])
+def tool(name: str) -> str:
+    """A lock tool installed next to this interpreter (uv, poetry)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+def uv(project: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    """The real uv (its locks name the index: made here, never committed)."""
+    sh([tool("uv"), "--directory", str(project), *args], env=env)
 
 
 def get_inside(container: str, url: str, tries: int = 30) -> str:

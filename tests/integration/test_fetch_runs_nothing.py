@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PROJECTS, Runner, copy_project, run_installed, sh
+from tests.integration.conftest import PROJECTS, Runner, copy_project, run_installed, sh, tool, uv
 
 FIXTURE = PROJECTS / "hostile-sdist"
 SDIST_NAME = "wheelbarrow_hostile-1.0"
@@ -201,10 +201,6 @@ def _writes_marker(marker: Path) -> str:
     return f"from pathlib import Path\nwith Path({str(marker)!r}).open('a') as f:\n    f.write('ran on the host\\n')\n"
 
 
-def _lock_tool(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
-
-
 def test_checking_a_uv_lock_builds_no_sdist_on_the_host(wheelbarrow: Runner, tmp_path: Path, marker: Path) -> None:
     """A locked sdist (a uv path source) whose setup.py runs wherever it is built: uv lock builds it (the
     user's own step), then wheelbarrow's check with a cold uv cache must not; it says why it stops."""
@@ -222,7 +218,7 @@ def test_checking_a_uv_lock_builds_no_sdist_on_the_host(wheelbarrow: Runner, tmp
         '[tool.uv.sources]\nevil = { path = "vendor/evil-1.0.tar.gz" }\n\n'
         '[build-system]\nrequires = ["hatchling"]\nbuild-backend = "hatchling.build"\n'
     )
-    sh([_lock_tool("uv"), "--directory", str(project), "lock"], env={"UV_CACHE_DIR": str(tmp_path / "uv-lock")})
+    uv(project, "lock", env={"UV_CACHE_DIR": str(tmp_path / "uv-lock")})
     assert marker.exists()  # uv lock ran it: the sdist is what it claims to be
     marker.unlink()
     out = wheelbarrow("plan", "--project", str(project), env={"UV_CACHE_DIR": str(tmp_path / "uv-cold")})
@@ -245,7 +241,7 @@ def test_a_uv_project_with_dynamic_dependencies_is_not_built_on_the_host(
         'dynamic = ["dependencies"]\n\n[build-system]\nrequires = ["setuptools>=61"]\n'
         'build-backend = "setuptools.build_meta"\n'
     )
-    sh([_lock_tool("uv"), "--directory", str(project), "lock"], env={"UV_CACHE_DIR": str(tmp_path / "uv-lock")})
+    uv(project, "lock", env={"UV_CACHE_DIR": str(tmp_path / "uv-lock")})
     marker.unlink(missing_ok=True)
     (project / "setup.py").touch()  # newer than anything uv remembers
     out = wheelbarrow("plan", "--project", str(project), env={"UV_CACHE_DIR": str(tmp_path / "uv-cold")})
@@ -278,7 +274,7 @@ def test_poetry_loads_no_project_plugin_on_the_host(wheelbarrow: Runner, tmp_pat
         '[tool.poetry]\npackages = [{ include = "poetry_plugin", from = "src" }]\n\n'
         '[build-system]\nrequires = ["poetry-core>=2.0.0,<3.0.0"]\nbuild-backend = "poetry.core.masonry.api"\n'
     )
-    sh([_lock_tool("poetry"), "lock", "--directory", str(project)])
+    sh([tool("poetry"), "lock", "--directory", str(project)])
     assert marker.exists()  # Poetry itself loads it: the plugin is real
     marker.unlink()
     out = wheelbarrow("plan", "--project", str(project))
