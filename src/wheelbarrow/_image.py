@@ -19,7 +19,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ._bootstrap import docker_dir, resolve_runtime_base
+from ._bootstrap import docker_dir, pulled_digest, resolve_runtime_base
 from ._cache import Cache, key_of
 from ._config import Config
 from ._engine import Engine, local_name
@@ -173,6 +173,23 @@ def check_base_fits(facts: str, base: str, manifest: Manifest) -> None:
         raise WheelhouseError(msg, tip=tip)
 
 
+def check_same_base(manifest: Manifest, base: str, base_id: str, digest: str) -> None:
+    """Refuse to install a wheelhouse into a base other than the one it was repaired against (a tag that
+    moved since, a rebuilt local base): its wheels leave libraries to that base, not to this one."""
+    recorded = manifest.runtime_base
+    if not recorded.image_id or base_id == recorded.image_id:
+        return
+    if recorded.digest and digest and digest != recorded.digest:
+        said = f"{base} has moved: it is now {digest}, and the wheelhouse was repaired against {recorded.digest}"
+        pin = f' or pin runtime-base = "{recorded.digest}" (the base it was built for)'
+    else:
+        now, then = base_id[:19], recorded.image_id[:19]
+        said = f"the runtime base {base} is image {now}, and the wheelhouse was repaired against {then}"
+        pin = f" or set runtime-base to the image it was built for ({recorded.digest or recorded.image})"
+    tip = f"Rebuild the wheelhouse against the base as it is now (wheelbarrow build, nox -s build_wheels){pin}."
+    raise WheelhouseError(said, tip=tip)
+
+
 def _glibc_of(platform_tag: str) -> tuple[int, int]:
     found = [(int(major), int(minor)) for major, minor in re.findall(r"manylinux_(\d+)_(\d+)", platform_tag)]
     legacy = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
@@ -185,10 +202,7 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
     log.info(f"wheelhouse {config.wheelhouse}: {len(manifest.wheels)} wheels, every sha256 checked")
     base = resolve_runtime_base(config, engine, log)
     check_base_fits(base_facts(engine, base, cache), base, manifest)
-    repaired_for = manifest.runtime_base.image_id
-    base_id = engine.image_id(base)
-    if repaired_for and base_id != repaired_for:
-        log.warning(f"the wheelhouse was repaired against runtime base {repaired_for[:19]}, not {base} ({base_id})")
+    check_same_base(manifest, base, engine.image_id(base) or "", pulled_digest(config.runtime_base, engine))
     dockerfile, ours = _dockerfile(config)
     buildkit = use_buildkit(config, engine)
     with scratch("image") as tmp:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import _lock, _shapes
-from ._config import OPTIONS, Config, load_config
+from ._config import DERIVED_BUILDER, OPTIONS, Config, load_config
 from ._engine import is_local_only
 from ._fetch import belongs, open_indexes
 from ._index import Client
@@ -183,8 +183,9 @@ def _hint(name: str, config: Config) -> str:
     debian, alma = SYSTEM_PACKAGE_HINTS.get(name, ("", ""))
     if not debian:
         return ""
-    if config.debian_suite or is_local_only(config.builder_base):
-        return f" (e.g. {debian} on Debian)"
+    derived_from_debian = config.builder_base == DERIVED_BUILDER and config.runtime_base.startswith("python:")
+    if config.debian_suite or is_local_only(config.builder_base) or derived_from_debian:
+        return f" (e.g. {debian} on Debian, the runtime base's distribution)"
     if "manylinux" in config.builder_base:
         return f" (e.g. {alma} on AlmaLinux, the manylinux builder)"
     return f" (e.g. {debian} on Debian, {alma} on AlmaLinux)"

@@ -28,7 +28,7 @@ from .errors import WheelhouseError
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-MANIFEST_VERSION = "1.2"
+MANIFEST_VERSION = "1.3"
 Origin = Literal["index", "built"]
 D = TypeVar("D", bound="DataclassInstance")
 TIP = "Rebuild the wheelhouse (wheelbarrow build); it was edited, or written by another wheelbarrow."
@@ -62,6 +62,7 @@ class RuntimeBase:
     repair_policy: str
     provides: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()  # runtime-packages installed into it (since 1.2)
+    digest: str = ""  # the configured base as pulled, name@sha256:... ("" for a local image; since 1.3)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class BuilderInfo:
     image_id: str
     base: str
     system_packages: tuple[str, ...] = ()
+    base_digest: str = ""  # the builder base as pulled ("" for a local or derived one; since 1.3)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ class Run:
     builder_base: str = ""
     runtime_base: str = ""
     runtime_base_id: str = ""
+    runtime_base_digest: str = ""  # the configured runtime base as pulled ("" when it is local)
+    builder_base_digest: str = ""
     exclude: tuple[str, ...] = ()
     base_sonames: frozenset[str] = frozenset()  # what the runtime base (with its runtime-packages) provides
     epoch: int = 0
@@ -142,9 +144,11 @@ def stage_fetch(run: Run) -> None:
 
 def stage_bases(run: Run) -> None:
     """Both base images, and what the runtime base provides that the repair must not graft."""
-    run.builder_base = _bootstrap.resolve_builder_base(run.config, run.engine, run.log)
     run.runtime_base = _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
     run.runtime_base_id = run.engine.image_id(run.runtime_base) or ""
+    run.builder_base = _bootstrap.resolve_builder_base(run.config, run.engine, run.log, runtime=run.runtime_base)
+    run.runtime_base_digest = _bootstrap.pulled_digest(run.config.runtime_base, run.engine)
+    run.builder_base_digest = _bootstrap.pulled_digest(run.builder_base, run.engine)
 
     facts = _image.base_facts(run.engine, run.runtime_base, run.cache)  # asked once per base, one cache key
     provided = _repair.parse_ldconfig(facts)
@@ -218,8 +222,11 @@ def stage_wheelhouse(run: Run) -> None:
             run.config.repair_policy,
             tuple(run.exclude),
             run.config.runtime_packages,
+            run.runtime_base_digest,
         ),
-        builder=_manifest.BuilderInfo(builder.tag, builder.image_id, run.builder_base, tuple(plan.system_packages)),
+        builder=_manifest.BuilderInfo(
+            builder.tag, builder.image_id, run.builder_base, tuple(plan.system_packages), run.builder_base_digest
+        ),
         source_date_epoch=run.epoch,
         build_requirements=tuple(_manifest.FileRef(p.name, sha256_of(p)) for p in run.build_requirements),
         wheels=tuple(e for _, e, _ in entries),

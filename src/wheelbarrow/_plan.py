@@ -16,7 +16,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidSdistFilename, InvalidWheelFilename, parse_sdist_filename, parse_wheel_filename
 
 from . import _shapes
-from ._config import Config
+from ._config import DERIVED_BUILDER, Config
 from ._lock import Lock, LockedFile, LockedPackage
 from ._tags import manylinux_platforms, target_tags
 from .errors import ConfigError, LockError
@@ -97,7 +97,9 @@ class BuildPlan:
                 f"glibc <= {self.glibc[0]}.{self.glibc[1]}"
             ),
             f"lock: {self.lock}",
-            f"builder: {self.builder_base}" + (f" (Debian {self.debian_suite} fallback)" if self.debian_suite else ""),
+            "builder: "
+            + ("derived from the runtime base" if self.builder_base == DERIVED_BUILDER else self.builder_base)
+            + (f" (Debian {self.debian_suite} fallback)" if self.debian_suite else ""),
             f"  system packages: {' '.join(self.system_packages) or '(none)'}",
             f"from the index ({len(self.index_wheels)}):",
             *(

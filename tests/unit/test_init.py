@@ -105,9 +105,9 @@ def test_a_fresh_project_gets_the_table_with_the_sdist_only_package_and_a_todo(t
     assert (done.table_written, done.noxfile_written, done.build_from_source) == (True, True, ("psycopg2",))
     assert the_table(root) == {"python": "3.11", "build-from-source": ["psycopg2"], "system-packages": []}
     text = (root / "pyproject.toml").read_text(encoding="utf-8")
-    # The default builder is manylinux_2_28 (AlmaLinux): the hint names its package.
-    todo = "# TODO: the system packages psycopg2 needs to compile (e.g. libpq-devel on AlmaLinux, the manylinux "
-    todo += "builder)"
+    # The default builder is the runtime base (python:3.11-slim, Debian) plus a compiler: Debian's package.
+    todo = "# TODO: the system packages psycopg2 needs to compile (e.g. libpq-dev on Debian, the runtime base's "
+    todo += "distribution)"
     assert todo in text.splitlines()
     assert "#   psycopg2: the lock has no wheel of it for this target" in text
     assert any("fill in system-packages" in line for line in lines)
@@ -241,7 +241,9 @@ def test_the_glibc_of_the_target_decides_and_the_table_keeps_the_target(tmp_path
         "build-from-source": ["psycopg2"],
         "system-packages": [],
     }
-    assert "(e.g. libpq-dev on Debian)" in (debian / "pyproject.toml").read_text(encoding="utf-8")
+    assert "(e.g. libpq-dev on Debian, the runtime base's distribution)" in (debian / "pyproject.toml").read_text(
+        encoding="utf-8"
+    )
     assert load_config(debian, environ={}).glibc == "2.36"  # the table alone gives the same target
     pinned = project(tmp_path / "pinned", pyproject, lock)
     run_init(pinned, glibc="2.34")

@@ -31,7 +31,7 @@ def test_pyproject_without_a_wheelbarrow_table_uses_the_defaults(tmp_path: Path)
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "plain"\nversion = "1"\n', encoding="utf-8")
     config = load_config(tmp_path, environ={})
     assert config.python == "3.11"
-    assert config.builder_base == "manylinux_2_28"
+    assert config.builder_base == "runtime"  # derived from the runtime base
 
 
 def test_two_files_with_one_name_and_two_hashes(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     assert entry.size == wheel.stat().st_size
     original = manifest(entry)
     text = original.to_json()
-    assert text.startswith('{\n  "manifest_version": "1.2"')
+    assert text.startswith('{\n  "manifest_version": "1.3"')
     assert Manifest.from_json(text) == original
 
 

@@ -790,7 +790,7 @@ def test_nothing_in_a_cache_dir_that_is_not_wheelbarrows_is_removed(
     config = load_config(project, environ={})
     monkeypatch.setattr(_bootstrap, "machine", lambda: "x86_64")
     with pytest.raises(ConfigError, match="cache-dir"):
-        _bootstrap._tool_wheels(config, "bookworm", quiet())  # noqa: SLF001
+        _bootstrap._tool_wheels(config, "3.11", "2.36", quiet())  # noqa: SLF001
     cache = Cache(root, quiet())
     for discard in (
         lambda: cache.artifact("x-1.0-py3-none-any.whl", "a" * 64),
