@@ -64,7 +64,8 @@ class StandIn:
         return f"{self.registry}/library/{ref}"
 
     def rewrite(self, value: str) -> str:
-        return re.sub(r"(?<![\w./-])(python:[\w.-]+)", lambda m: self.image(m[1]), value)
+        """``python:3.11-slim`` (or ``python:${WHEELBARROW_PYTHON}-slim`` in a shell line) -> the stand-in's."""
+        return re.sub(r"(?<![\w./-])(python:[\w.${}-]+)", lambda m: self.image(m[1]), value)
 
 
 @pytest.fixture(scope="module")
@@ -275,6 +276,56 @@ def test_the_runtime_derived_builder_leaves_one_libssl_in_the_image(
         ]
     ).output.split()
     assert [Path(f).name for f in found if "libssl" in f] == ["libssl.so.3"], found
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The GitLab example
+
+
+def gitlab_variables(text: str, known: Mapping[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match[1] or match[2]
+        if name not in known:
+            pytest.fail(f"the emulation does not know the GitLab variable {name!r} in {text!r}")
+        return known[name]
+
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, text)
+
+
+def test_the_gitlab_job_runs_its_script_lines_with_bases_from_the_registry(stand_in: StandIn, tmp_path: Path) -> None:
+    """As a GitLab job's container runs them: as root, before_script then script in one shell, with the
+    job's variables; the local engine stands in for the dind service (DOCKER_HOST is not set)."""
+    config = yaml.safe_load(GITLAB.read_text(encoding="utf-8"))
+    job = config["wheelhouse"]
+    workspace, tool = tmp_path / "project", tmp_path / "python"
+    workspace.mkdir()
+    checkout(workspace, None)
+    sh(["/usr/bin/python3", "-m", "venv", str(tool)])  # the job image's Python, root's to install into
+    known = {"CI_PROJECT_DIR": str(workspace), "CI_RUNNER_EXECUTABLE_ARCH": f"linux/{os.uname().machine}"}
+    known |= {k: str(v[0]) for k, v in job["parallel"]["matrix"][0].items()}
+    env = {k: gitlab_variables(str(v), known) for k, v in config["variables"].items() if k != "DOCKER_HOST"}
+    env |= known | {
+        "HOME": str(tmp_path / "home"),
+        "PATH": f"{tool}/bin:{RUNNER_PATH}",
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "WHEELBARROW_IMAGE_TAG": "gitlab-example-service:0.1.0",  # not the tag the rest of the suite checks
+    }
+    assert shutil.which("debootstrap", path=env["PATH"]) is None
+    script = "\n".join(stand_in.rewrite(line) for line in [*job["before_script"], *job["script"]])
+    sh(["docker", "rmi", stand_in.image("python:3.11-slim")], check=False)  # pulled by an earlier test
+    out = as_user(None, script, workspace, env)
+    assert out.returncode == 0, out.output[-6000:]
+    assert "pulling the runtime base" in out.output
+    assert "bootstrapping" not in out.output
+    assert "all 12 checks passed" in out.output
+    for path in job["artifacts"]["paths"]:
+        dist = workspace / path
+        assert sorted(p.name for p in dist.iterdir() if p.suffix in (".gz", ".tar"))
+        assert "OK" in sh(["sh", "-c", f"cd {dist} && sha256sum -c SHA256SUMS"]).output
+    for path in job["cache"]["paths"]:
+        assert (workspace / path).is_dir()
+    sh(["docker", "rmi", "gitlab-example-service:0.1.0"], check=False)
 
 
 # ---------------------------------------------------------------------------------------------------------

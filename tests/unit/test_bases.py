@@ -149,3 +149,15 @@ def test_a_base_no_builder_can_be_derived_from_says_what_to_set(
     assert "neither apt-get nor dnf" in caught.value.message
     assert "builder-base" in caught.value.tip
     assert "manylinux_2_28" in caught.value.tip
+
+
+def test_a_builder_whose_openssl_is_not_the_runtimes_leaves_its_own_to_be_grafted() -> None:
+    """A manylinux_2_28 builder links libssl.so.1.1; python:3.11-slim has libssl.so.3. exclude-base leaves to
+    the base only the sonames it has, so the repair grafts 1.1 (and verify's one-libssl check then fails)."""
+    from wheelbarrow._repair import base_exclusions
+
+    runtime = frozenset({"libssl.so.3", "libcrypto.so.3", "libc.so.6", "libz.so.1"})
+    left = base_exclusions("exclude-base", runtime, python="3.11")
+    assert left == ("libcrypto.so.3", "libpython3.11.so.1.0", "libssl.so.3")
+    assert "libssl.so.1.1" not in left
+    assert base_exclusions("vendor-all", runtime, python="3.11") == ("libpython3.11.so.1.0",)
