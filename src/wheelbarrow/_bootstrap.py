@@ -158,8 +158,18 @@ def _tool_wheels(config: Config, python: str, glibc: str, log: Log) -> Path:
     return dest
 
 
-def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = None) -> BaseImages:
-    """Make (or reuse) the Debian builder and runtime bases."""
+Role = Literal["builder", "runtime"]
+
+
+def bootstrap(
+    config: Config,
+    engine: Engine,
+    log: Log,
+    *,
+    suite: str | None = None,
+    roles: tuple[Role, ...] = ("builder", "runtime"),
+) -> BaseImages:
+    """Make (or reuse) the Debian bases of ``roles`` (both by default; a role not asked for is "")."""
     suite = suite or config.debian_suite
     if not suite:
         msg = "no Debian suite to bootstrap from"
@@ -170,33 +180,37 @@ def bootstrap(config: Config, engine: Engine, log: Log, *, suite: str | None = N
         raise ConfigError(msg, tip=f"Pass one of {known}.")
     rootfs = _rootfs_image(config, suite, engine, log)
     python_tag = "cp" + DEBIAN_PYTHON[suite].replace(".", "")
+    builder = runtime = ""
     with scratch("context") as tmp:
         context = Path(tmp)
-        tools = _tool_wheels(config, DEBIAN_PYTHON[suite], DEBIAN_GLIBC[suite], log)
-        shutil.copytree(tools, context / "tools", ignore=shutil.ignore_patterns(".*"))
         dockerfiles = docker_dir()
         for name in ("debian-builder-base.Dockerfile", "debian-runtime-base.Dockerfile"):
             shutil.copy(dockerfiles / name, context / name)
-        builder = bootstrapped_name("builder", suite)
-        engine.build(
-            context,
-            builder,
-            dockerfile=context / "debian-builder-base.Dockerfile",
-            build_args={"BASE": rootfs, "PYTHON_TAG": f"{python_tag}-{python_tag}"},
-        )
-        runtime = bootstrapped_name("runtime", suite)
-        engine.build(
-            context, runtime, dockerfile=context / "debian-runtime-base.Dockerfile", build_args={"BASE": rootfs}
-        )
-    log.info(f"builder base: {builder}\nruntime base: {runtime}")
+        if "builder" in roles:
+            tools = _tool_wheels(config, DEBIAN_PYTHON[suite], DEBIAN_GLIBC[suite], log)
+            shutil.copytree(tools, context / "tools", ignore=shutil.ignore_patterns(".*"))
+            builder = bootstrapped_name("builder", suite)
+            engine.build(
+                context,
+                builder,
+                dockerfile=context / "debian-builder-base.Dockerfile",
+                build_args={"BASE": rootfs, "PYTHON_TAG": f"{python_tag}-{python_tag}"},
+            )
+            log.info(f"builder base: {builder}")
+        if "runtime" in roles:
+            runtime = bootstrapped_name("runtime", suite)
+            engine.build(
+                context, runtime, dockerfile=context / "debian-runtime-base.Dockerfile", build_args={"BASE": rootfs}
+            )
+            log.info(f"runtime base: {runtime}")
     return BaseImages(builder, runtime)
 
 
-def bootstrapped_name(role: Literal["builder", "runtime"], suite: str) -> str:
+def bootstrapped_name(role: Role, suite: str) -> str:
     return local_name(f"{role}-base:{suite}")
 
 
-def _resolve(ref: str, role: Literal["builder", "runtime"], config: Config, engine: Engine, log: Log) -> str:
+def _resolve(ref: str, role: Role, config: Config, engine: Engine, log: Log) -> str:
     """A base image that is local, pulled, or bootstrapped when a Debian suite is configured. A name only
     wheelbarrow makes (``localhost/wheelbarrow/...``, or 0.1's ``wheelbarrow/...``) is never pulled."""
     if engine.image_id(ref):
@@ -215,7 +229,7 @@ def _resolve(ref: str, role: Literal["builder", "runtime"], config: Config, engi
         tip = 'Set debian-suite = "bookworm" to bootstrap one from Debian packages, or docker load the image.'
         raise BootstrapError(msg, tip=tip)
     log.info(f"{ref} is not here; bootstrapping a local {role} base from Debian {config.debian_suite}")
-    bases = bootstrap(config, engine, log)
+    bases = bootstrap(config, engine, log, roles=(role,))  # the other base may never be needed (derived)
     return bases.builder if role == "builder" else bases.runtime
 
 

@@ -734,7 +734,7 @@ def test_a_name_only_wheelbarrow_makes_is_never_pulled(
     assert "debian-suite" in caught.value.tip
     bootstrapped: list[str] = []
 
-    def bootstrap(config: Config, *_args: object) -> _bootstrap.BaseImages:
+    def bootstrap(config: Config, *_args: object, **_kwargs: object) -> _bootstrap.BaseImages:
         bootstrapped.append(config.debian_suite)
         return _bootstrap.BaseImages("localhost/wheelbarrow/builder-base:bookworm", "r")
 
