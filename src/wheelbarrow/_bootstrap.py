@@ -211,22 +211,38 @@ def bootstrapped_name(role: Role, suite: str) -> str:
 
 
 def _resolve(ref: str, role: Role, config: Config, engine: Engine, log: Log) -> str:
-    """A base image that is local, pulled, or bootstrapped when a Debian suite is configured. A name only
-    wheelbarrow makes (``localhost/wheelbarrow/...``, or 0.1's ``wheelbarrow/...``) is never pulled."""
-    if engine.image_id(ref):
+    """A base image that is local (pulled again first with ``pull-bases = "always"``), pulled, or
+    bootstrapped when a Debian suite is configured. A name only wheelbarrow makes
+    (``localhost/wheelbarrow/...``, or 0.1's ``wheelbarrow/...``) is never pulled; a base pinned by digest
+    is that image or an error, never a stand-in."""
+    local = engine.image_id(ref) is not None
+    pinned = "@sha256:" in ref
+    if local and (pinned or is_local_only(ref) or config.pull_bases == "missing"):
         return ref
+    why = "a name only wheelbarrow makes is never pulled"
     if not is_local_only(ref):
         log.info(f"pulling the {role} base {ref}")
-        if engine.pull(ref):
+        pulled = engine.pull(ref)
+        if pulled:
             return ref
+        why = pulled.why or "the engine gave no reason"
+        if local:
+            log.warning(f"pulling {ref} failed ({why}); using the image of that name on this machine")
+            return ref
+    if pinned:
+        msg = f"the {role} base {ref} is pinned by digest, is not on this machine and cannot be pulled:\n{why}"
+        raise BootstrapError(msg, tip=f"Check that the registry serves it (docker pull {ref}), or docker load it.")
     bootstrapped = bootstrapped_name(role, config.debian_suite)
     if config.debian_suite and engine.image_id(bootstrapped):
         log.info(f"{ref} cannot be pulled; using {bootstrapped} (run 'wheelbarrow bootstrap' to refresh it)")
         return bootstrapped
     if not config.debian_suite:
-        how = "is a name only wheelbarrow makes, never pulled" if is_local_only(ref) else "cannot be pulled"
+        how = "is a name only wheelbarrow makes, never pulled" if is_local_only(ref) else f"cannot be pulled:\n{why}"
         msg = f"the {role} base {ref} is not on this machine and {how}"
-        tip = 'Set debian-suite = "bookworm" to bootstrap one from Debian packages, or docker load the image.'
+        tip = (
+            f"Check the name and that its registry is reachable (docker pull {ref}); or docker load the image; or, "
+            'as root with debootstrap, set debian-suite = "bookworm" to bootstrap one from Debian packages.'
+        )
         raise BootstrapError(msg, tip=tip)
     log.info(f"{ref} is not here; bootstrapping a local {role} base from Debian {config.debian_suite}")
     bases = bootstrap(config, engine, log, roles=(role,))  # the other base may never be needed (derived)
@@ -282,17 +298,23 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
     return tag
 
 
+def _repository(name: str) -> str:
+    """A repository name as the engine lists it: ``docker.io/library/python`` and ``python`` are one."""
+    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
+        name = name.removeprefix(prefix)
+    return name.removeprefix("library/")
+
+
 def pulled_digest(ref: str, engine: Engine) -> str:
     """``name@sha256:...`` of a base as its registry serves it; "" for an image that was never pulled
     (bootstrapped, derived, loaded) or that is not on this machine."""
-    if "@sha256:" in ref:
-        return ref
     if is_local_only(ref) or not engine.image_id(ref):
         return ""
+    if "@sha256:" in ref:
+        return ref
     last = ref.rsplit("/", 1)
-    repository = ref.rsplit(":", 1)[0] if ":" in last[-1] else ref
-    digests = engine.repo_digests(ref)
-    same = [d for d in digests if d.split("@")[0] in (repository, f"docker.io/library/{repository}")]
+    repository = _repository(ref.rsplit(":", 1)[0] if ":" in last[-1] else ref)
+    same = [d for d in engine.repo_digests(ref) if _repository(d.split("@")[0]) == repository]
     return (same or [""])[0]
 
 

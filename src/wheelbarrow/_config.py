@@ -28,6 +28,7 @@ ProjectBuild = Literal["auto", "pure", "platform"]
 RepairPolicy = Literal["exclude-base", "vendor-all"]
 ImageBuilder = Literal["auto", "buildkit", "legacy"]
 EngineName = Literal["docker", "podman"]
+PullBases = Literal["missing", "always"]
 
 
 #: builder-base's default: a builder derived from the runtime base (the runtime base plus a compiler).
@@ -58,6 +59,16 @@ class Config:
             "Builder base: runtime (the runtime base plus a compiler, so both share every library), an image "
             "reference, or a manylinux policy name that cibuildwheel pins (manylinux_2_28, manylinux_2_34 ...).",
             flag=True,
+        )
+    )
+    pull_bases: PullBases = field(
+        metadata=opt(
+            "pull-bases",
+            "choice",
+            "missing",
+            "When to pull a base: missing (only when it is not on this machine), or always (a persistent "
+            "runner picks up a moved tag; a failed pull then falls back to the local image, with a warning).",
+            choices=get_args(PullBases),
         )
     )
     debian_suite: str = field(

@@ -77,6 +77,17 @@ class Started:
         return running, code, logs.output.strip()
 
 
+@dataclass(frozen=True)
+class Pulled:
+    """What a pull did: true when the image was pulled; ``why`` holds the engine's last lines otherwise."""
+
+    ok: bool
+    why: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
 @dataclass
 class Engine:
     log: Log
@@ -154,12 +165,14 @@ class Engine:
         result = self._run("image", "inspect", "--format", "{{.Id}}", ref, check=False)
         return result.output.strip() if result.returncode == 0 else None
 
-    def pull(self, ref: str) -> bool:
-        """Pull ``ref``; never a name only wheelbarrow makes (:func:`is_local_only`): that is not pulled."""
+    def pull(self, ref: str) -> Pulled:
+        """Pull ``ref``; never a name only wheelbarrow makes (:func:`is_local_only`): that is not pulled.
+        The answer is true when it was pulled, and says why not when it was not."""
         if is_local_only(ref):
             self.log.info(f"not pulling {ref}: wheelbarrow makes images of that name on this machine only")
-            return False
-        return self._run("pull", ref, check=False, stream=True).returncode == 0
+            return Pulled(ok=False, why="a name only wheelbarrow makes is never pulled")
+        result = self._run("pull", ref, check=False, stream=True)
+        return Pulled(ok=result.returncode == 0, why=result.tail(3))
 
     def build(
         self,
@@ -168,13 +181,15 @@ class Engine:
         *,
         dockerfile: Path,
         build_args: Mapping[str, str] | None = None,
-        network: str = "host",
+        network: str = "default",
         labels: Mapping[str, str] | None = None,
         buildkit: bool | None = None,
     ) -> str:
         """``docker build`` a context (sent through the API) and return the image id.
 
-        ``buildkit`` picks the builder (None: the client's default).
+        ``network`` is the engine's own (bridge) network unless a caller says otherwise: a step of the
+        Dockerfile, or one its base brings (an ONBUILD trigger, an apt hook), reaches package mirrors but
+        not the host's loopback. ``buildkit`` picks the builder (None: the client's default).
         """
         argv: list[str] = ["build", "--network", network, "-t", tag, "-f", str(dockerfile)]
         env: dict[str, str] = {}

@@ -197,12 +197,19 @@ def _glibc_of(platform_tag: str) -> tuple[int, int]:
     return min(found) if found else (0, 0)  # a wheel with several tags needs only the lowest
 
 
+def runtime_base_of(config: Config, manifest: Manifest, engine: Engine, log: Log) -> str:
+    """The runtime base the wheelhouse was repaired against, resolved as a build resolves it; another image
+    under that name (a tag that moved) is refused. image, verify and publish (its SBOM) all take it here."""
+    base = resolve_runtime_base(config, engine, log)
+    check_same_base(manifest, base, engine.image_id(base) or "", pulled_digest(config.runtime_base, engine))
+    return base
+
+
 def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image:
     manifest, wheelhouse_sha = read_wheelhouse(config.wheelhouse)
     log.info(f"wheelhouse {config.wheelhouse}: {len(manifest.wheels)} wheels, every sha256 checked")
-    base = resolve_runtime_base(config, engine, log)
+    base = runtime_base_of(config, manifest, engine, log)
     check_base_fits(base_facts(engine, base, cache), base, manifest)
-    check_same_base(manifest, base, engine.image_id(base) or "", pulled_digest(config.runtime_base, engine))
     dockerfile, ours = _dockerfile(config)
     buildkit = use_buildkit(config, engine)
     with scratch("image") as tmp:

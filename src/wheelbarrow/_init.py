@@ -183,7 +183,8 @@ def _hint(name: str, config: Config) -> str:
     debian, alma = SYSTEM_PACKAGE_HINTS.get(name, ("", ""))
     if not debian:
         return ""
-    derived_from_debian = config.builder_base == DERIVED_BUILDER and config.runtime_base.startswith("python:")
+    official = config.runtime_base.rsplit("/", 1)[-1].startswith("python:")  # python:3.X-slim: Debian
+    derived_from_debian = config.builder_base == DERIVED_BUILDER and official
     if config.debian_suite or is_local_only(config.builder_base) or derived_from_debian:
         return f" (e.g. {debian} on Debian, the runtime base's distribution)"
     if "manylinux" in config.builder_base:

@@ -31,10 +31,20 @@ def scrub(text: str) -> str:
     return _USERINFO.sub(r"\1", text)
 
 
+#: A terminal's escape sequences (CSI: colours, cursor moves; OSC: window titles, links) and every other
+#: control character but newline and tab.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _control(match: re.Match[str]) -> str:
+    return "" if match[0].startswith("\x1b") and len(match[0]) > 1 else f"\\x{ord(match[0]):02x}"
+
+
 def printable(text: str) -> str:
-    """``text`` as any stream may show it: no URL's credentials (:func:`scrub`), and a file name that is
-    not UTF-8 as ``caf\\udce9``. Every line wheelbarrow prints goes through it."""
-    return scrub(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    """``text`` as any stream may show it: no URL's credentials (:func:`scrub`), no terminal escape
+    sequence (a colour is dropped, any other control character shown as ``\\x0d``), and a file name that
+    is not UTF-8 as ``caf\\udce9``. Every line wheelbarrow prints goes through it."""
+    return _CONTROL.sub(_control, scrub(text)).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _stderr(line: str) -> None:

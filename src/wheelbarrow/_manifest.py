@@ -19,6 +19,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, get_args, get_origin
 
@@ -139,8 +140,39 @@ class Manifest:
 _TAG = re.compile(r"[a-z0-9_.]{1,200}")
 
 
+#: The longest string a manifest may hold (a soname, a reference, a file name are far shorter).
+_LONGEST = 1024
+
+
+def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, tuple):
+        for n, item in enumerate(value):
+            yield from _strings(item, f"{where}[{n}]")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            yield from _strings(getattr(value, field.name), f"{where}.{field.name}" if where else field.name)
+
+
 def _check_shapes(manifest: Manifest) -> None:
-    """Every value that becomes a file name, an image tag or a time: checked here, where it is read."""
+    """Every value that becomes a file name, an image tag or a time: checked here, where it is read. No
+    string holds a control character (a manifest's words reach messages and a terminal) or is longer than
+    any real value; the image references are references."""
+    for where, text in _strings(manifest, ""):
+        if len(text) > _LONGEST or re.search(r"[\x00-\x1f\x7f]", text):
+            shown = text[:60].encode("unicode_escape").decode("ascii")
+            msg = f"manifest: {where} is not a plain value ({len(text)} characters: {shown}...)"
+            raise WheelhouseError(msg, tip=TIP)
+    references = [("runtime_base.image", manifest.runtime_base.image), ("builder.image", manifest.builder.image)]
+    references += [("builder.base", manifest.builder.base)]
+    references += [
+        ("runtime_base.digest", manifest.runtime_base.digest),
+        ("builder.base_digest", manifest.builder.base_digest),
+    ]
+    for where, ref in references:
+        if ref:
+            _shapes.image_reference(ref, f"manifest: {where}", WheelhouseError, tip=TIP)
     _shapes.name(manifest.project.name, "manifest: project.name", WheelhouseError, tip=TIP)
     _shapes.version(manifest.project.version, "manifest: project.version", WheelhouseError, tip=TIP)
     tags = [("target.python_tag", manifest.target.python_tag)]

@@ -262,7 +262,7 @@ def stage_verify(run: Run) -> None:
             msg = f"there is no image {tag} to verify"
             raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
         _image.check_built_from(run.engine, tag, wheelhouse_sha)
-    base = run.image.base if run.image else _bootstrap.resolve_runtime_base(run.config, run.engine, run.log)
+    base = run.image.base if run.image else _image.runtime_base_of(run.config, manifest, run.engine, run.log)
     config = run.config
     checks = _verify.verify_image(
         run.engine, tag, base, manifest, run.log, run.cache, config.command, start=config.verify_start

@@ -38,12 +38,11 @@ from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
 from . import _wheelhouse
-from ._bootstrap import resolve_runtime_base
 from ._cache import sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER
-from ._image import check_built_from, tag_of
+from ._image import check_built_from, runtime_base_of, tag_of
 from ._log import Log
 from ._manifest import Manifest, WheelEntry
 from ._wheelhouse import read_wheelhouse
@@ -281,7 +280,7 @@ def sha256sums(dist: Path) -> str:
 def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simple: bool, push: str | None) -> Published:
     manifest, requirements_sha = read_wheelhouse(config.wheelhouse)
     project, version = manifest.project.name, manifest.project.version
-    base = resolve_runtime_base(config, engine, log)
+    base = runtime_base_of(config, manifest, engine, log)  # the SBOM reads the base the image was built over
     pushed = None
     protected = (config.project_dir, config.cache_dir, config.wheelhouse)
     with _wheelhouse.replacing(config.dist_dir, "dist/ directory", key="dist-dir", protected=protected) as stage:
@@ -301,6 +300,7 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
             if push:
                 pushed = push_image(engine, tag, push, log)
                 info["pushed"] = pushed
+                info["repo_digests"] = engine.repo_digests(tag)  # the push added one
             (stage / f"image-{project}-{version}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")
         files = tuple(

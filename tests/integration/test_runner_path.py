@@ -21,6 +21,7 @@ apart from the one the rest of the suite builds and checks.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import pwd
@@ -28,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -363,9 +365,9 @@ def test_both_bases_are_pulled_recorded_by_digest_and_a_moved_tag_is_refused(
         "publish", "--project", str(project), "--dist-dir", str(tmp_path / "dist"), "--push", pushed_ref, env=env
     )
     assert published.returncode == 0, published.output[-6000:]
-    assert json.loads((tmp_path / "dist" / "image-example-service-0.1.0.json").read_text())["pushed"].startswith(
-        f"{pushed_ref}@sha256:"
-    )
+    record = json.loads((tmp_path / "dist" / "image-example-service-0.1.0.json").read_text())
+    assert record["pushed"].startswith(f"{pushed_ref}@sha256:")
+    assert record["pushed"] in [f"{pushed_ref}@{d.split('@')[1]}" for d in record["repo_digests"]]
 
     # The tag moves on the registry (a new release of the base), and the runner pulls it again.
     moved = subprocess.run(
@@ -387,3 +389,81 @@ def test_both_bases_are_pulled_recorded_by_digest_and_a_moved_tag_is_refused(
     )
     assert pinned.returncode == 0, pinned.output[-4000:]
     sh(["docker", "rmi", runtime, builder, pushed_ref, "registry-example-service:0.1.0"], check=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A runtime base that is hostile to a builder derived from it
+
+HOSTILE = """\
+FROM {base}
+# A loopback service the builds must not reach: it records any request.
+ONBUILD RUN python3 -c "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/onbuild', timeout=3)" || true
+ENTRYPOINT ["/bin/sh", "-c", "echo hijacked by the base >&2; exit 7"]
+ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin
+USER 65534
+"""
+
+
+@pytest.fixture
+def loopback_listener() -> Iterator[tuple[int, list[str]]]:
+    """An HTTP server on 127.0.0.1 that records the paths asked of it."""
+    asked: list[str] = []
+
+    class Record(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_builder_is_derived_from_a_base_that_sets_an_entrypoint_a_user_a_path_and_onbuild_steps(
+    wheelbarrow: Runner, loopback_listener: tuple[int, list[str]], tmp_path: Path
+) -> None:
+    """The derived builder resets what the base sets for its own users (entrypoint, user, PATH), builds on
+    the engine's own network (the base's ONBUILD step cannot reach the host's loopback), and the runtime
+    image is built as root over a base that names another user; verify then reports the base's entrypoint,
+    which swallows the command."""
+    port, asked = loopback_listener
+    base = "localhost/wheelbarrow/test-hostile-base:1"
+    made = subprocess.run(
+        ["docker", "build", "--network", "host", "-t", base, "-"],
+        input=HOSTILE.format(base=RUNTIME_BASE, port=port),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    asked.clear()  # the base's own build does not count
+    project = copy_project(REPO / "tests" / "projects" / "ext-app", tmp_path / "ext-app")
+    env = {
+        "WHEELBARROW_RUNTIME_BASE": base,
+        "WHEELBARROW_BUILDER_BASE": "runtime",
+        "WHEELBARROW_IMAGE_TAG": "hostile-ext-app:1.0",
+        "WHEELBARROW_COMMAND": "python -c 'import time; time.sleep(60)'",
+    }
+    try:
+        built = wheelbarrow("build", "--project", str(project), env=env)
+        assert built.returncode == 0, built.output[-6000:]
+        assert (
+            "derived-builder" in json.loads((project / "wheelhouse" / "manifest.json").read_text())["builder"]["base"]
+        )
+        imaged = wheelbarrow("image", "--project", str(project), env=env)
+        assert imaged.returncode != 0
+        assert "Permission denied" not in imaged.output  # built as root, whatever user the base names
+        assert "exited 7" in imaged.output  # ... and verify caught the base's entrypoint
+        assert "hijacked by the base" in imaged.output
+        assert asked == []  # no build step reached the host's loopback
+    finally:
+        sh(["docker", "rmi", "-f", base, "hostile-ext-app:1.0"], check=False)

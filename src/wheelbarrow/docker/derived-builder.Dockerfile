@@ -8,7 +8,12 @@
 # because containers do not trust the host's TLS proxy.
 ARG BASE
 FROM ${BASE}
+# Whatever the base sets up for its own users does not apply to a builder:
+# cibuildwheel starts its container with a shell of its own (no ENTRYPOINT),
+# as root, and calls the tools below by name (/usr/local/bin on PATH).
 USER root
+ENTRYPOINT []
+CMD []
 ARG PYTHON_VERSION=3.11
 ARG PYTHON_TAG=cp311-cp311
 RUN set -e; \
@@ -18,8 +23,9 @@ RUN set -e; \
     if [ "$version" != "$PYTHON_VERSION" ]; then \
       echo "wheelbarrow: the runtime base runs CPython $version, not $PYTHON_VERSION" >&2; exit 3; fi; \
     headers=$("$py" -c 'import os, sysconfig; print(int(os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h"))))'); \
+    venv=$("$py" -c 'import ensurepip, venv; print(1)' 2>/dev/null || echo 0); \
     if command -v apt-get >/dev/null; then \
-      dev=""; [ "$headers" = 1 ] || dev="python3-dev"; \
+      dev=""; [ "$headers" = 1 ] || dev="python3-dev"; [ "$venv" = 1 ] || dev="$dev python3-venv"; \
       apt-get update; \
       DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends gcc g++ libc6-dev make file $dev; \
       apt-get clean; rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin; \
@@ -28,6 +34,7 @@ RUN set -e; \
       "$pm" install -y gcc gcc-c++ glibc-devel make file $dev; "$pm" clean all; \
     else echo "wheelbarrow: the runtime base has neither apt-get nor dnf/yum" >&2; exit 4; fi; \
     ln -s "$py" /usr/local/bin/wheelbarrow-base-python
+ENV PATH=/usr/local/bin:/usr/bin:/bin:${PATH:-/usr/sbin:/sbin}
 COPY tools/ /tmp/wheelbarrow-tools/
 RUN set -e; \
     py=/usr/local/bin/wheelbarrow-base-python; \

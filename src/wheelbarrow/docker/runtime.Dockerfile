@@ -9,6 +9,8 @@
 ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS install
+# A base may name another user; installing into /opt/venv takes root.
+USER root
 ARG KEEP_PIP=false
 ARG SOURCE_DATE_EPOCH=315532800
 # pip lives in /opt/installer, which never reaches the final image: the venv
@@ -37,6 +39,7 @@ RUN touch /tmp/app.installed \
  && find /out/opt -exec touch -h -d "@${SOURCE_DATE_EPOCH}" {} +
 
 FROM ${BASE}
+USER root
 ARG SOURCE_DATE_EPOCH=315532800
 # The user's layer is stamped too: files the user tools changed get
 # SOURCE_DATE_EPOCH, and useradd dates the account from it.
