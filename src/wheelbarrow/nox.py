@@ -51,23 +51,59 @@ def install_spec() -> str:
     return source_requirement()
 
 
-def _fixed(spec: str) -> bool:
-    """Whether ``spec`` always names the same files: a release, or a VCS URL pinned to a full commit."""
-    return "==" in spec or re.search(r"@[0-9a-f]{40}$", spec) is not None
+#: What a source tree holds that pip does not build from: skipped when a path install is fingerprinted.
+_NOT_SOURCE = (
+    ".git",
+    ".nox",
+    ".venv",
+    "__pycache__",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    ".hypothesis",
+    "wheelhouse",
+    "dist",
+    "build",
+    "*.egg-info",
+)
+
+
+def _local_tree(spec: str) -> Path | None:
+    """The folder a requirement installs from (``/path[extras]``, ``name @ file:///path``), if it is one."""
+    location = spec.split(" @ ", 1)[1] if " @ " in spec else spec
+    location = location.removeprefix("file://").split("[", 1)[0].strip()
+    path = Path(location)
+    return path if path.is_absolute() and path.is_dir() else None
+
+
+def _fingerprint(spec: str) -> str | None:
+    """What makes an install of ``spec`` the same as the last one: a release, or a VCS URL pinned to a full
+    commit, names the same files always; a local folder is the same while its source files are (their
+    paths, modes and contents); anything else is installed every time."""
+    if "==" in spec or re.search(r"@[0-9a-f]{40}$", spec) is not None:
+        return spec
+    tree = _local_tree(spec)
+    if tree is None:
+        return None
+    from ._cache import tree_digest  # noqa: PLC0415 - only a path install needs it
+
+    return f"{spec}\n{tree_digest(tree, _NOT_SOURCE)}"
 
 
 def _install(session: nox.Session) -> None:
-    """Install wheelbarrow into the session, unless a reused environment holds this very release already
-    (a path is installed every time: its files may have changed)."""
+    """Install wheelbarrow into the session, unless a reused environment holds the same install already: the
+    same release, or the same local folder with the same source files (so a no-op run through nox does not
+    reinstall from a path each time)."""
     spec = install_spec()
     location = getattr(session.virtualenv, "location", None)
     stamp = Path(location) / "wheelbarrow-installed.txt" if isinstance(location, str) else None
-    if stamp is not None and _fixed(spec) and stamp.is_file() and stamp.read_text(encoding="utf-8") == spec:
+    fingerprint = _fingerprint(spec)
+    if stamp is not None and fingerprint and stamp.is_file() and stamp.read_text(encoding="utf-8") == fingerprint:
         session.log(f"wheelbarrow is installed already ({spec}); reusing the session's environment")
         return
     session.install(spec)
-    if stamp is not None:
-        stamp.write_text(spec, encoding="utf-8")
+    if stamp is not None and fingerprint:
+        stamp.write_text(fingerprint, encoding="utf-8")
 
 
 def _run_wheelbarrow(session: nox.Session, command: str, project: str, extra: list[str]) -> None:

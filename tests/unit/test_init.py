@@ -554,3 +554,45 @@ def test_the_table_says_which_compiled_packages_need_runtime_packages(tmp_path: 
         f'# TODO: uwsgi {said} = ["libpython3.13"] (see the README, "Libraries loaded at run time")',
     ]
     assert "runtime-packages" not in values  # a hint, never a guess written as a value
+
+
+def test_a_reused_nox_session_reinstalls_wheelbarrow_only_when_what_it_installs_from_changed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A release or a pinned commit is installed once; a local folder again only when its source files
+    changed (not its .git, .nox or caches); anything else (an unpinned URL) every time."""
+    from types import SimpleNamespace
+
+    from wheelbarrow import nox as wheelbarrow_nox
+
+    tree = tmp_path / "wheelbarrow"
+    (tree / "src").mkdir(parents=True)
+    (tree / "pyproject.toml").write_text('[project]\nname = "x"\n', encoding="utf-8")
+    (tree / "src" / "a.py").write_text("A = 1\n", encoding="utf-8")
+    installed: list[str] = []
+    session = SimpleNamespace(
+        virtualenv=SimpleNamespace(location=str(tmp_path / "venv")),
+        install=installed.append,
+        log=lambda _message: None,
+    )
+    (tmp_path / "venv").mkdir()
+
+    def runs(spec: str, n: int) -> int:
+        monkeypatch.setattr(wheelbarrow_nox, "install_spec", lambda: spec)
+        before = len(installed)
+        for _ in range(n):
+            wheelbarrow_nox._install(session)  # type: ignore[arg-type]  # noqa: SLF001
+        return len(installed) - before
+
+    local = f"{tree}[poetry,uv]"
+    assert runs(local, 3) == 1
+    (tree / ".nox").mkdir()
+    (tree / ".nox" / "log").write_text("x", encoding="utf-8")
+    (tree / "src" / "__pycache__").mkdir()
+    assert runs(local, 2) == 0  # what pip does not build from changed: still the same install
+    (tree / "src" / "a.py").write_text("A = 2\n", encoding="utf-8")
+    assert runs(local, 2) == 1  # the source changed: installed again, once
+    assert runs(f"wheelbarrow[poetry,uv] @ file://{tree}", 2) == 1  # pip's record of a path install
+    assert runs("wheelbarrow[poetry,uv]==0.2.0", 3) == 1
+    assert runs("wheelbarrow[poetry,uv] @ git+https://git.example.invalid/w.git@" + "a" * 40, 2) == 1
+    assert runs("wheelbarrow[poetry,uv] @ git+https://git.example.invalid/w.git@main", 2) == 2
