@@ -55,7 +55,7 @@ def test_requirements_and_manifest_match_the_files(example_build: Build) -> None
     pin = r"^(\S+)==\S+ \\\n    --hash=sha256:([0-9a-f]{64})$"
     pins = dict(re.findall(pin, (wheelhouse / "requirements.txt").read_text(), re.MULTILINE))
     manifest = json.loads((wheelhouse / "manifest.json").read_text())
-    assert manifest["manifest_version"] == "1.2"
+    assert manifest["manifest_version"] == "1.3"
     jsonschema.validate(manifest, json.loads((REPO / "docs" / "manifest.schema.json").read_text()))
     by_file = {w["file"]: w for w in manifest["wheels"]}
     assert sorted(by_file) == wheel_names(wheelhouse)
