@@ -50,7 +50,7 @@ def test_init_lists_the_sdist_only_package_of_a_uv_lock(wheelbarrow: Runner, tmp
         "build-from-source": ["psycopg2"],
         "system-packages": [],
     }
-    todo = "# TODO: the system packages psycopg2 needs to compile (e.g. libpq-devel on AlmaLinux"
+    todo = "# TODO: the system packages psycopg2 needs to compile (e.g. libpq-dev on Debian, the runtime base's"
     assert todo in after.decode()
     noxfile = (project / "noxfile.py").read_text(encoding="utf-8")
     assert f'"{source_requirement()}"' in noxfile.splitlines()[1]  # where this wheelbarrow was installed from
@@ -90,7 +90,8 @@ def test_init_on_the_example_poetry_project_records_the_debian_target(wheelbarro
         "build-from-source": ["psycopg2"],  # gunicorn, a pure wheel, is taken from the index
         "system-packages": [],
     }
-    assert "# TODO: the system packages psycopg2 needs to compile (e.g. libpq-dev on Debian)" in written
+    todo = "# TODO: the system packages psycopg2 needs to compile (e.g. libpq-dev on Debian, the runtime base's "
+    assert todo + "distribution)" in written
     assert "poetry export" in out.output
     assert (project / "noxfile.py").is_file()
 
