@@ -208,11 +208,19 @@ def test_an_absent_base_that_cannot_be_bootstrapped(wheelbarrow: Runner, example
         str(example_build.project),
         "--builder-base",
         "wheelbarrow-test/absent:1",
+        "--runtime-base",
+        "localhost/wheelbarrow/runtime-base:bookworm",
         "-C",
         "debian-suite=",
     )
     assert out.returncode == 7, out.output[-3000:]
-    assert "ERROR: the builder base wheelbarrow-test/absent:1 is not on this machine and cannot be pulled" in out.output
+    assert (
+        "ERROR: the builder base wheelbarrow-test/absent:1 is not on this machine and cannot be pulled:" in out.output
+    )
+    assert "pull access denied" in out.output or "no such host" in out.output  # the engine's reason, shown
+    assert (
+        "TIP: Check the name and that its registry is reachable (docker pull wheelbarrow-test/absent:1)" in out.output
+    )
     assert 'debian-suite = "bookworm"' in out.output
 
 
