@@ -3,14 +3,20 @@
 Run from the repository root with wheelbarrow and its tools installed
 (`.nox/tests/bin/python bench/benchmark.py`; results go in docs/benchmarks.md):
 
-1. a cold `wheelbarrow build` of the example service (empty cache, base images
-   present) next to compiling and repairing psycopg2 by hand (pip wheel +
-   auditwheel repair) and to plain cibuildwheel, on the same sdist and builder;
-2. a no-op `wheelbarrow build` (target: at most 2 s);
-3. an edit to the example service's code, then a new verified image, three times, each printed
-   (target: a median of at most 5 s);
-4. two sdists (psycopg2 and MarkupSafe) built with --jobs 2 vs --jobs 1;
-5. image sizes, by running bench/image_sizes.py.
+1. a cold `wheelbarrow build` of the example service (empty cache, base and builder images present)
+   next to the floor, compiling and repairing psycopg2 by hand (pip wheel + auditwheel repair) in the
+   ready builder, to plain cibuildwheel in that builder, and to cibuildwheel as its users configure it
+   (the builder *base*, `before-all` installing libpq-dev every run: bench/peers.py);
+2. lock -> verified image, cold (empty cache: build then image), next to the tutorial's Dockerfile and a
+   multi-stage Dockerfile, each `docker build --no-cache` (bench/peers.py);
+3. a no-op `wheelbarrow build`;
+4. an edit to the example service's code, then a new verified image, three times (median), next to each
+   Dockerfile's rebuild after the same edit with its layer cache;
+5. two sdists (psycopg2 and MarkupSafe) built with --jobs 2 vs --jobs 1;
+6. a no-op build of the largest corpus project (tests/projects/corpus-poetry, 62 locked packages);
+7. image sizes, by running bench/image_sizes.py.
+
+It ends with one JSON object (seconds and ratios) for other tools to read.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "service"
 TWO = ROOT / "tests" / "projects" / "two-sdists"
+LARGE = ROOT / "tests" / "projects" / "corpus-poetry"
 EDITS = 3  # edit -> image is measured this many times; the median is compared with the target
 
 
@@ -103,17 +110,27 @@ def plain_cibuildwheel(builder: str, sdist: Path, out: Path) -> float:
     return timed([str(cibuildwheel), "--platform", "linux", "--output-dir", str(out), str(sdist)], env=env)
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - one measurement after another, in the order they are printed
+    import peers  # noqa: PLC0415 - bench/ is on sys.path when this script runs
+
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="wheelbarrow-bench-") as tmp_name:
         tmp = Path(tmp_name)
         service = copy(EXAMPLE, tmp / "service")
         results["cold build_wheels"] = wheelbarrow(service, tmp / "cache")
         builder = str(manifest(service)["builder"]["image"])  # type: ignore[index]
+        builder_base = str(manifest(service)["builder"]["base"])  # type: ignore[index]
+        runtime_base = str(manifest(service)["runtime_base"]["image"])  # type: ignore[index]
         (sdist,) = (tmp / "cache").glob("artifacts/*/psycopg2-2.9.13.tar.gz")
         results["psycopg2 by hand (pip wheel + auditwheel)"] = by_hand(builder, sdist)
         results["psycopg2 with plain cibuildwheel"] = plain_cibuildwheel(builder, sdist, tmp / "plain")
+        results["psycopg2 with cibuildwheel as used"] = peers.cibuildwheel_as_used(sdist, builder_base, tmp / "cibw")
         results["no-op build_wheels"] = wheelbarrow(service, tmp / "cache")
+        cold_image = copy(EXAMPLE, tmp / "cold-image")
+        start = time.monotonic()
+        wheelbarrow(cold_image, tmp / "cold-image-cache")
+        wheelbarrow(cold_image, tmp / "cold-image-cache", "image")
+        results["lock -> verified image, cold"] = time.monotonic() - start
         wheelbarrow(service, tmp / "cache", "image")
         app = service / "src" / "example_service" / "app.py"
         edits = []
@@ -125,6 +142,11 @@ def main() -> None:
             edits.append(time.monotonic() - start)
         print("edits -> new verified image: " + ", ".join(f"{s:.2f} s" for s in edits))
         results["edit -> image, median of 3"] = statistics.median(edits)
+        for name, text in (("tutorial", peers.TUTORIAL), ("multistage", peers.MULTISTAGE)):
+            measured = peers.dockerfile_peer(EXAMPLE, tmp, name, text, runtime_base)
+            results[f"{name} Dockerfile, cold (--no-cache)"] = measured["cold"]
+            results[f"{name} Dockerfile, after an app edit"] = measured["edit"]
+            print(f"{name} Dockerfile image: {measured['size_mb']:.0f} MB")
         two = copy(TWO, tmp / "two")
         wheelbarrow(two, tmp / "warm")  # fetches and builder image, so the two runs below only build
         for jobs in ("1", "2"):
@@ -133,23 +155,39 @@ def main() -> None:
             for section in ("artifacts", "memo"):
                 shutil.copytree(tmp / "warm" / section, cache / section)
             results[f"two sdists, --jobs {jobs}"] = wheelbarrow(two, cache, "build", "--jobs", jobs)
-    hand = results["psycopg2 by hand (pip wheel + auditwheel)"]
+        large = copy(LARGE, tmp / "large")
+        wheelbarrow(large, tmp / "large-cache")
+        results["corpus-poetry (62 locked) no-op build"] = wheelbarrow(large, tmp / "large-cache")
+    floor = results["psycopg2 by hand (pip wheel + auditwheel)"]
     print(f"machine: {os.cpu_count()} cores")
     for label, seconds in results.items():
-        print(f"{label:<45} {seconds:7.2f} s")
+        print(f"{label:<50} {seconds:7.2f} s")
+    cold, image = results["cold build_wheels"], results["lock -> verified image, cold"]
+    edit = results["edit -> image, median of 3"]
     ratios = {
-        "cold build_wheels / by hand": results["cold build_wheels"] / hand,
-        "cold build_wheels / plain cibuildwheel": results["cold build_wheels"]
-        / results["psycopg2 with plain cibuildwheel"],
-        "plain cibuildwheel / by hand": results["psycopg2 with plain cibuildwheel"] / hand,
-        "--jobs 2 / --jobs 1": results["two sdists, --jobs 2"] / results["two sdists, --jobs 1"],
+        "cold_vs_floor": cold / floor,
+        "cold_vs_plain_cibuildwheel": cold / results["psycopg2 with plain cibuildwheel"],
+        "cold_vs_cibuildwheel_as_used": cold / results["psycopg2 with cibuildwheel as used"],
+        "cold_image_vs_tutorial": image / results["tutorial Dockerfile, cold (--no-cache)"],
+        "cold_image_vs_multistage": image / results["multistage Dockerfile, cold (--no-cache)"],
+        "edit_vs_multistage": edit / results["multistage Dockerfile, after an app edit"],
+        "edit_vs_tutorial": edit / results["tutorial Dockerfile, after an app edit"],
+        "jobs2_vs_jobs1": results["two sdists, --jobs 2"] / results["two sdists, --jobs 1"],
     }
     for label, ratio in ratios.items():
-        print(f"{label:<45} {ratio:7.2f}x")
-    print(f"no-op target (<= 2 s): {'met' if results['no-op build_wheels'] <= 2 else 'NOT met'}")
-    print(f"edit -> image target (<= 5 s): {'met' if results['edit -> image, median of 3'] <= 5 else 'NOT met'}")
+        print(f"{label:<50} {ratio:7.2f}x")
+    summary = {
+        **{k: round(v, 3) for k, v in ratios.items()},
+        "floor_s": round(floor, 2),
+        "cold_s": round(cold, 2),
+        "cold_image_s": round(image, 2),
+        "noop_s": round(results["no-op build_wheels"], 3),
+        "edit_to_image_s": round(edit, 2),
+        "large_noop_s": round(results["corpus-poetry (62 locked) no-op build"], 3),
+    }
     sys.stdout.flush()
     subprocess.run([sys.executable, str(Path(__file__).with_name("image_sizes.py"))], check=True)
+    print(json.dumps(summary))
 
 
 if __name__ == "__main__":
