@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from wheelbarrow._build import IGNORED_IN_PROJECT
+from wheelbarrow._cache import IGNORED_IN_PROJECT
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "service"

@@ -263,9 +263,10 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
     made once per runtime base image id and reused by tag."""
     dockerfile = docker_dir() / "derived-builder.Dockerfile"
     python_tag = "cp" + config.python.replace(".", "")
+    base_id = engine.image_id(runtime) or runtime
     key = key_of(
         {
-            "runtime-base": engine.image_id(runtime) or runtime,
+            "runtime-base": base_id,
             "python": config.python,
             "tools": list(BUILDER_TOOLS),
             "file": sha256_of(dockerfile),
@@ -287,7 +288,7 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
                 tag,
                 dockerfile=context / "Dockerfile",
                 build_args=build_args,
-                labels={"io.wheelbarrow.derived-from": engine.image_id(runtime) or runtime},
+                labels={"io.wheelbarrow.derived-from": base_id},
             )
         except ImageBuildError as err:
             tip = (

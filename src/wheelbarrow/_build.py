@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from ._bootstrap import docker_dir
-from ._cache import key_of, sha256_of, skipped
+from ._cache import IGNORED_IN_PROJECT, key_of, sha256_of, skipped
 from ._cmd import CommandFailed, Result, run, which
 from ._engine import Engine, local_name
 from ._fetch import Fetched
@@ -40,18 +40,6 @@ from .errors import (
 )
 
 WHEELS_IN_IMAGE = "/wheelbarrow/wheels"
-IGNORED_IN_PROJECT = (
-    ".git",
-    ".nox",
-    ".venv",
-    "__pycache__",
-    "*.pyc",
-    "wheelhouse",
-    ".wheelhouse-*",
-    "dist",
-    ".dist-*",
-    "build",
-)
 #: Lines of a failed build that point at the cause.
 _CAUSE = re.compile(
     r"\berror\b|\bnot found\b|No such file|\bfatal\b|\bcannot\b|can not|undefined reference|^\s*\w*Exception\b",

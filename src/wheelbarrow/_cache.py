@@ -58,6 +58,21 @@ def key_of(data: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+#: What a project's build leaves out of its source tree (and so of its fingerprint).
+IGNORED_IN_PROJECT = (
+    ".git",
+    ".nox",
+    ".venv",
+    "__pycache__",
+    "*.pyc",
+    "wheelhouse",
+    ".wheelhouse-*",
+    "dist",
+    ".dist-*",
+    "build",
+)
+
+
 def skipped(path: Path, ignore: tuple[str, ...]) -> bool:
     """Whether a project's build leaves ``path`` out: an ignored name, bytecode, a socket, fifo or device,
     and any directory wheelbarrow made (a wheelhouse, dist/, a staging folder: they carry its marker)."""

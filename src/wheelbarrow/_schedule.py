@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from ._build import (
-    IGNORED_IN_PROJECT,
     BuildContext,
     build_project_platform,
     build_project_pure,
@@ -28,7 +27,7 @@ from ._build import (
     cibuildwheel_env,
     sdist_epoch,
 )
-from ._cache import Cache, key_of, tree_digest
+from ._cache import IGNORED_IN_PROJECT, Cache, key_of, tree_digest
 from ._cmd import CommandFailed, run, stop_all
 from ._fetch import Fetched
 from ._log import Log

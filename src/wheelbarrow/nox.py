@@ -51,23 +51,6 @@ def install_spec() -> str:
     return source_requirement()
 
 
-#: What a source tree holds that pip does not build from: skipped when a path install is fingerprinted.
-_NOT_SOURCE = (
-    ".git",
-    ".nox",
-    ".venv",
-    "__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    ".hypothesis",
-    "wheelhouse",
-    "dist",
-    "build",
-    "*.egg-info",
-)
-
-
 def _local_tree(spec: str) -> Path | None:
     """The folder a requirement installs from (``/path[extras]``, ``name @ file:///path``), if it is one."""
     location = spec.split(" @ ", 1)[1] if " @ " in spec else spec
@@ -85,9 +68,9 @@ def _fingerprint(spec: str) -> str | None:
     tree = _local_tree(spec)
     if tree is None:
         return None
-    from ._cache import tree_digest  # noqa: PLC0415 - only a path install needs it
+    from ._cache import IGNORED_IN_PROJECT, tree_digest  # noqa: PLC0415 - only a path install needs it
 
-    return f"{spec}\n{tree_digest(tree, _NOT_SOURCE)}"
+    return f"{spec}\n{tree_digest(tree, IGNORED_IN_PROJECT)}"
 
 
 def _install(session: nox.Session) -> None:
