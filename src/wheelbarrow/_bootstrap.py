@@ -144,7 +144,7 @@ def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
 
 def _tool_wheels(config: Config, python: str, glibc: str, log: Log) -> Path:
     """The builder's Python tools (BUILDER_TOOLS) as wheels for CPython ``python`` on glibc ``glibc``."""
-    dest = Cache(config.cache_dir, log).section("tools") / f"cp{python}-glibc{glibc}-{machine()}"  # claimed cache
+    dest = Cache(config.cache_dir, log).section("tools") / f"cp{python}-glibc{glibc}-{config.arch}"  # claimed cache
     marker = dest / ".complete"
     wanted = "\n".join(BUILDER_TOOLS)
     if marker.is_file() and marker.read_text(encoding="utf-8") == wanted:
@@ -152,7 +152,7 @@ def _tool_wheels(config: Config, python: str, glibc: str, log: Log) -> Path:
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     major, minor = glibc.split(".")
-    flags = target_flags(python, (int(major), int(minor)), machine())
+    flags = target_flags(python, (int(major), int(minor)), config.arch)
     pip_download([*flags, *BUILDER_TOOLS], dest, log)
     marker.write_text(wanted, encoding="utf-8")
     return dest
@@ -254,7 +254,7 @@ def resolve_builder_base(config: Config, engine: Engine, log: Log, runtime: str 
     runtime base when there is one), the image cibuildwheel pins for a manylinux policy name, or an image."""
     if config.builder_base == DERIVED_BUILDER:
         return derived_builder(runtime or resolve_runtime_base(config, engine, log), config, engine, log)
-    ref = pinned_manylinux_image(config.builder_base, machine()) or config.builder_base
+    ref = pinned_manylinux_image(config.builder_base, config.arch) or config.builder_base
     return _resolve(ref, "builder", config, engine, log)
 
 

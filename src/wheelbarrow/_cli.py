@@ -127,9 +127,28 @@ def pipeline(command: str) -> tuple[Stage, ...]:
     }[command]
 
 
-def _report(args: argparse.Namespace, config: Config, run: Run, console: Console, log: ConsoleLog) -> None:
-    """What a command prints when it succeeds: a summary, or JSON on stdout with --json."""
-    from ._report import print_json, print_summary  # noqa: PLC0415 - after the signal handlers
+def _report(args: argparse.Namespace, runs: list[Run], console: Console, log: ConsoleLog) -> None:
+    """What a command prints when it succeeds: a summary, or JSON on stdout with --json (with several
+    targets, ``{"targets": [{"target": ..., <the same keys>}, ...]}``)."""
+    from ._report import print_json  # noqa: PLC0415 - after the signal handlers
+
+    if len(runs) == 1:
+        payload = _payload(args, runs[0].config, runs[0], console, log)
+    else:
+        each = [{"target": r.config.target, **_payload(args, r.config, r, console, log)} for r in runs]
+        payload = {"targets": [{**p, "timings": r.timings} for p, r in zip(each, runs, strict=True)]}
+    if args.json:
+        totals: dict[str, float] = {}
+        for run in runs:  # with several targets, each stage's time summed over them
+            for name, seconds in run.timings.items():
+                totals[name] = totals.get(name, 0.0) + seconds
+        print_json({**payload, "timings": totals})
+
+
+def _payload(
+    args: argparse.Namespace, config: Config, run: Run, console: Console, log: ConsoleLog
+) -> dict[str, object]:
+    from ._report import print_summary  # noqa: PLC0415 - after the signal handlers
 
     payload: dict[str, object] = {}
     match args.command:
@@ -142,8 +161,10 @@ def _report(args: argparse.Namespace, config: Config, run: Run, console: Console
             }
         case "build":
             if not args.json:
-                print_summary(console, run.summary, log.timings)
-            payload = {"wheelhouse": str(config.wheelhouse), "wheels": run.summary, "timings": log.timings}
+                if config.target:
+                    console.print(f"target {config.target}: {config.wheelhouse}")
+                print_summary(console, run.summary, run.timings)
+            payload = {"wheelhouse": str(config.wheelhouse), "wheels": run.summary, "timings": run.timings}
         case "image" if run.image:
             payload = {"image": run.image.tag, "id": run.image.image_id, "builder": run.image.builder}
             payload["checks"] = [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in run.checks]
@@ -159,8 +180,7 @@ def _report(args: argparse.Namespace, config: Config, run: Run, console: Console
                     log.sink(f"{name:<10} {section['entries']:>5} entries  {section['bytes'] / 1e6:8.1f} MB")
                 log.sink(f"cache: {config.cache_dir}")
             payload = {"cache_dir": str(config.cache_dir), "sections": run.cache_info}
-    if args.json:
-        print_json({**payload, "timings": log.timings})
+    return payload
 
 
 #: Signals that end a run the way Ctrl-C does: children stopped, containers and work removed.
@@ -211,7 +231,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         from rich.console import Console  # noqa: PLC0415 - after the signal handlers
 
-        from ._pipeline import execute  # noqa: PLC0415
+        from ._pipeline import execute_all  # noqa: PLC0415
         from ._report import ConsoleLog, print_json  # noqa: PLC0415
 
         console = Console(stderr=True)
@@ -219,8 +239,8 @@ def _main(argv: Sequence[str] | None) -> int:
             console = Console(stderr=True, width=160)  # CI logs: wide enough for wheel file names
         log = ConsoleLog(console, quiet=args.quiet)
         config = load(args)
-        run = execute(config, log, pipeline(args.command), _options(args))
-        _report(args, config, run, console, log)
+        runs = execute_all(config, log, pipeline(args.command), _options(args))
+        _report(args, runs, console, log)
     except WheelbarrowError as err:
         first, *details = err.message.splitlines() or [""]
         _print_error(first, details, err.tip)

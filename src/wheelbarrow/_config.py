@@ -13,6 +13,7 @@ nothing else in wheelbarrow reads ``[tool.wheelbarrow]`` or the environment.
 from __future__ import annotations
 
 import dataclasses
+import platform
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,19 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from ._guard import check_location
-from ._options import DEBIAN_GLIBC, DEBIAN_PYTHON, PARSERS, Context, Option, Raw, coerce, did_you_mean, opt
+from ._options import (
+    DEBIAN_GLIBC,
+    DEBIAN_PYTHON,
+    PARSERS,
+    PLATFORMS,
+    Context,
+    Option,
+    Raw,
+    coerce,
+    did_you_mean,
+    opt,
+    parse_target,
+)
 from ._project import name_and_version, project_directory, read_pyproject
 from .errors import ConfigError
 
@@ -42,6 +55,17 @@ class Config:
     project_version: str | None  # None: dynamic, read from the project's built wheel
     python: str = field(
         metadata=opt("python", "str", "3.11", "CPython version the wheels are built for (X.Y).", flag=True)
+    )
+    targets: tuple[str, ...] = field(
+        metadata=opt(
+            "targets",
+            "targets",
+            (),
+            "Targets built from the one lock in one run, as cpXY-ARCH (cp311-x86_64, cp313-aarch64); each gets "
+            "<wheelhouse>/<target>/ and its own image (default: one target, python on this machine's "
+            "architecture, in <wheelhouse>/ itself).",
+            flag=True,
+        )
     )
     groups: tuple[str, ...] = field(
         metadata=opt(
@@ -137,9 +161,9 @@ class Config:
         metadata=opt(
             "runtime-base",
             "image",
-            "python:3.11-slim",
-            "Runtime base image: the wheelhouse is repaired for it and "
-            "installed into it (bootstrapped from debian-suite when it cannot be pulled).",
+            "python:{python}-slim",
+            "Runtime base image ({python} is the target's CPython version): the wheelhouse is repaired for it "
+            "and installed into it (bootstrapped from debian-suite when it cannot be pulled).",
             flag=True,
         )
     )
@@ -190,6 +214,23 @@ class Config:
         )
     )
 
+    #: The architecture the wheels and the image are for (``uname -m``'s name); a target's, else this machine's.
+    arch: str = field(default_factory=platform.machine)
+    #: The target this configuration is one of (``cp313-x86_64``), or "" when the project names no targets.
+    target: str = ""
+    #: With ``targets``: one configuration per target, each with its own wheelhouse, dist/ and image tag.
+    per_target: tuple[Config, ...] = ()
+
+    @property
+    def platform(self) -> str:
+        """The engine's platform for :attr:`arch` (``linux/arm64``)."""
+        return PLATFORMS.get(self.arch, f"linux/{self.arch}")
+
+    @property
+    def foreign(self) -> bool:
+        """Whether the target's architecture is not this machine's (its containers run under emulation)."""
+        return self.arch != platform.machine()
+
     @property
     def python_tag(self) -> str:
         return "cp" + self.python.replace(".", "")
@@ -238,20 +279,55 @@ def load_config(
                 raise ConfigError(msg, tip="See the configuration reference in the README (wheelbarrow --help).")
             where = f"environment {key}" if source == "environment" else source
             raw[options[key].key] = coerce(options[key], value, where)
+    config = _typed(project_dir, name, version, environ, raw)
+    if not config.targets:
+        _check(config)
+        return config
+    _check(config, suite_agrees=False)  # each target bootstraps from the suite that ships its CPython
+    per_target = tuple(
+        _typed(project_dir, name, version, environ, _target_raw(raw, t), target=t) for t in config.targets
+    )
+    for each in per_target:
+        _check(each)
+    return dataclasses.replace(config, per_target=per_target)
+
+
+def _typed(
+    project_dir: Path, name: str, version: str | None, environ: Mapping[str, str], raw: dict[str, Raw], target: str = ""
+) -> Config:
     ctx = Context(project_dir, name, version, environ, raw)
     typed = {o.attribute: PARSERS[o.kind](o, raw[o.key], ctx) for o in OPTIONS}
     config = Config(project_dir=project_dir, project_name=name, project_version=version, **typed)
-    _check(config)
-    return config
+    return dataclasses.replace(config, target=target, arch=parse_target(target)[1]) if target else config
 
 
-def _check(config: Config) -> None:
+def _target_raw(raw: Mapping[str, Raw], target: str) -> dict[str, Raw]:
+    """The raw values of one target: its Python, its Debian suite, its own wheelhouse and dist/ inside the
+    configured ones."""
+    python, _arch = parse_target(target)
+    suite = ""
+    if raw["debian-suite"]:
+        suites = [s for s, v in DEBIAN_PYTHON.items() if v == python]
+        if not suites:
+            shipped = ", ".join(f"{s} ({v})" for s, v in DEBIAN_PYTHON.items())
+            msg = f"target {target}: no Debian suite ships CPython {python} ({shipped}), so none can be bootstrapped"
+            tip = f"Unset debian-suite where python:{python}-slim can be pulled, or drop {target} from targets."
+            raise ConfigError(msg, tip=tip)
+        suite = suites[0]
+    out = dict(raw)
+    out.update({"python": python, "debian-suite": suite, "targets": ()})
+    for key in ("wheelhouse", "dist-dir"):
+        out[key] = str(Path(str(raw[key])) / target)
+    return out
+
+
+def _check(config: Config, *, suite_agrees: bool = True) -> None:
     """What no single option can say: Python and suite agree, and the outputs are places wheelbarrow may write."""
     if not re.fullmatch(r"3\.\d{1,2}", config.python):
         msg = f"python is {config.python!r}, expected a CPython version such as '3.11'"
         raise ConfigError(msg, tip='Set python = "3.11" in [tool.wheelbarrow].')
     suite = config.debian_suite
-    if suite and DEBIAN_PYTHON[suite] != config.python:
+    if suite_agrees and suite and DEBIAN_PYTHON[suite] != config.python:
         msg = f"debian-suite {suite!r} ships CPython {DEBIAN_PYTHON[suite]}, not {config.python}"
         raise ConfigError(msg, tip=f'Set python = "{DEBIAN_PYTHON[suite]}" or pick another suite.')
     project, cache = config.project_dir, config.cache_dir

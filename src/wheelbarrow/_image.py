@@ -243,8 +243,20 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
 
 def tag_of(config: Config, manifest: Manifest) -> str:
     """The runtime image's tag: ``image-tag``, else ``<project>:<version>`` from the wheelhouse (whose
-    version is the built wheel's, so a dynamic version is known here)."""
-    return config.image_tag or image_name_for(manifest.project.name, manifest.project.version)
+    version is the built wheel's, so a dynamic version is known here). One of several targets adds its name
+    to the tag: ``app:1.0-cp313-x86_64``."""
+    tag = config.image_tag or image_name_for(manifest.project.name, manifest.project.version)
+    return target_tag(tag, config.target)
+
+
+def target_tag(ref: str, target: str) -> str:
+    """``ref`` with ``-<target>`` added to its tag (``:<target>`` when it has none); ``ref`` when no target."""
+    if not target:
+        return ref
+    name, sep, tag = ref.rpartition(":")
+    if sep and "/" not in tag:
+        return f"{name}:{tag[: 127 - len(target)]}-{target}"  # a tag has at most 128 characters
+    return f"{ref}:{target}"
 
 
 def candidate_tag(engine: Engine) -> str:

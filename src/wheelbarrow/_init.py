@@ -164,8 +164,8 @@ def target_values(config: Config) -> dict[str, object]:
     values: dict[str, object] = {"python": config.python}
     defaults = {o.key: o.default for o in OPTIONS}
     for key in TARGET_KEYS:
-        value = getattr(config, key.replace("-", "_"))
-        if value != defaults[key]:
+        value, default = getattr(config, key.replace("-", "_")), defaults[key]
+        if value != (default.replace("{python}", config.python) if isinstance(default, str) else default):
             values[key] = list(value) if isinstance(value, tuple) else value
     if config.lock is not None:
         values["lock"] = os.path.relpath(config.lock, config.project_dir)

@@ -21,12 +21,17 @@ from .errors import ConfigError
 
 _BOOLS = {"true": "true", "1": "true", "yes": "true", "false": "false", "0": "false", "no": "false"}
 Raw = str | tuple[str, ...]
-Kind = Literal["str", "choice", "list", "names", "packages", "argv", "bool", "int", "path", "file", "glibc", "image"]
+Kind = Literal[
+    "str", "choice", "list", "names", "packages", "argv", "bool", "int", "path", "file", "glibc", "image", "targets"
+]
 
 #: glibc of each Debian suite wheelbarrow can bootstrap; it bounds the wheels
 #: that fit the runtime image.
 DEBIAN_GLIBC = {"bullseye": "2.31", "bookworm": "2.36", "trixie": "2.41"}
 DEBIAN_PYTHON = {"bullseye": "3.9", "bookworm": "3.11", "trixie": "3.13"}
+#: The architectures a target may name (as ``uname -m`` prints them), and the engine's platform for each.
+PLATFORMS = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
+_TARGET = re.compile(r"cp3(\d{1,2})-([a-z0-9_]+)")
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def coerce(option: Option, value: object, source: str) -> Raw:
         except ValueError as err:
             msg = f"{source}: '{option.key}' is not a valid command line: {err}"
             raise ConfigError(msg, tip=f'Write it as a list: {option.key} = ["prog", "arg"].') from err
-    if option.kind in ("list", "names", "packages", "argv"):
+    if option.kind in ("list", "names", "packages", "argv", "targets"):
         if isinstance(value, str):
             return tuple(v for v in re.split(r"[,\s]+", value) if v)
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -160,12 +165,33 @@ def _glibc(option: Option, value: str, ctx: Context) -> str:
 
 
 def _image(option: Option, value: str, ctx: Context) -> str:
-    """An image reference (it reaches the engine's command line: never an option)."""
+    """An image reference (it reaches the engine's command line: never an option); ``{python}`` in it is
+    the target's CPython version (``python:{python}-slim``)."""
     if not value and ctx.version is None:
         return ""  # a dynamic version: the tag comes from the wheelhouse's manifest (see _image.tag_of)
     value = value or _shapes.image_name_for(ctx.name, ctx.version or "")  # only image-tag has no default
+    value = value.replace("{python}", ctx.text("python"))
     tip = f'Set {option.key} to an image reference, e.g. "name:tag" (lower case).'
     return _shapes.image_reference(value, option.key, ConfigError, tip=tip)
+
+
+def parse_target(text: str, where: str = "targets") -> tuple[str, str]:
+    """``cp313-aarch64`` -> ("3.13", "aarch64"), or a ConfigError that names the forms."""
+    found = _TARGET.fullmatch(text)
+    if not found or found[2] not in PLATFORMS:
+        arches = ", ".join(PLATFORMS)
+        msg = f"{where}: {text!r} is not a target; a target is cpXY-ARCH, ARCH one of {arches}"
+        raise ConfigError(msg, tip='Write it as targets = ["cp311-x86_64", "cp313-x86_64", "cp311-aarch64"].')
+    return f"3.{found[1]}", found[2]
+
+
+def _targets(option: Option, value: tuple[str, ...], _ctx: Context) -> tuple[str, ...]:
+    for text in value:
+        parse_target(text, option.key)
+    if len(set(value)) != len(value):
+        msg = f"{option.key} names a target twice: {', '.join(value)}"
+        raise ConfigError(msg, tip=f"List each target once in {option.key}.")
+    return value
 
 
 PARSERS: dict[Kind, Callable[[Option, Any, Context], Any]] = {
@@ -181,6 +207,7 @@ PARSERS: dict[Kind, Callable[[Option, Any, Context], Any]] = {
     "file": _file,
     "glibc": _glibc,
     "image": _image,
+    "targets": _targets,
 }
 
 

@@ -37,6 +37,7 @@ from . import (
     _publish,
     _repair,
     _schedule,
+    _targets,
     _verify,
     _wheelhouse,
 )
@@ -71,7 +72,7 @@ class Run:
     log: Log
     engine: Engine
     cache: Cache
-    machine: str = field(default_factory=_bootstrap.machine)
+    machine: str = ""  # the target's architecture (config.arch)
     work: Path = field(default_factory=lambda: tempdir("work"))
     lock: _lock.Lock | None = None
     plan: _plan.BuildPlan | None = None
@@ -97,6 +98,10 @@ class Run:
     checks: tuple[_verify.Check, ...] = ()
     candidate: str = ""  # the tag a new runtime image waits under until it is verified
     verified: str = ""  # the image verify checked
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of this run
+
+    def __post_init__(self) -> None:
+        self.machine = self.machine or self.config.arch
 
     def need(self, value: T | None, stage: str) -> T:
         """What an earlier stage left; its absence is a wrongly declared pipeline, said as such."""
@@ -332,6 +337,39 @@ CACHE: tuple[Stage, ...] = (Stage("cache", stage_cache, needs_lock=False),)
 INIT: tuple[Stage, ...] = (Stage("init", _init.stage_init),)  # holds the project's lock: two inits cannot both append
 
 
+#: The commands that run once per target when the project sets ``targets``.
+PER_TARGET: tuple[tuple[Stage, ...], ...] = (PLAN, BUILD, IMAGE, VERIFY, PUBLISH, BOOTSTRAP)
+
+
+def execute_all(
+    config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options: Options | None = None
+) -> list[Run]:
+    """:func:`execute`, once per target when the project sets ``targets`` (each with its configuration);
+    the roots of the targets' wheelhouses and dist/ folders are claimed first, and the index written last."""
+    if not config.per_target or stages not in PER_TARGET:
+        return [execute(config, log, stages, options)]
+    roots = {
+        BUILD: (config.wheelhouse, "wheelhouse", "wheelhouse"),
+        PUBLISH: (config.dist_dir, "dist/ directory", "dist-dir"),
+    }
+    runs: list[Run] = []
+    with contextlib.ExitStack() as held:
+        if stages in roots:
+            held.enter_context(_guard.project_lock(config.wheelhouse, log))
+            sweep_files(config, log)
+            root, what, key = roots[stages]
+            with _file_errors("targets"):
+                _targets.claim_root(root, what, key, (config.project_dir, config.cache_dir))
+        for number, each in enumerate(config.per_target, 1):
+            log.info(f"target {each.target} ({number} of {len(config.per_target)})")
+            runs.append(execute(each, log, stages, options))
+        if stages is BUILD:
+            with _file_errors("targets"):
+                _targets.write_index(config.wheelhouse, config.per_target)
+            log.info(f"wheelhouse {config.wheelhouse}: {len(runs)} targets, index {_targets.INDEX}")
+    return runs
+
+
 def sweep_files(config: Config, log: Log) -> None:
     """Temporary folders that dead runs left: in the system's temp dir, the cache, beside the outputs."""
     _guard.sweep_dirs(Path(tempfile.gettempdir()), log, "wheelbarrow-*")
@@ -359,6 +397,7 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options
             for stage in stages:
                 with log.stage(stage.name), _file_errors(stage.name):
                     stage.fn(run)
+                run.timings[stage.name] = log.timings.get(stage.name, 0.0)
         finally:
             _guard.remove_tempdir(run.work)
             if any(stage.uses_engine for stage in stages):

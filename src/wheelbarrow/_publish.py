@@ -42,7 +42,7 @@ from ._cache import sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER
-from ._image import check_built_from, runtime_base_of, tag_of
+from ._image import check_built_from, runtime_base_of, tag_of, target_tag
 from ._log import Log
 from ._manifest import Manifest, WheelEntry
 from ._wheelhouse import read_wheelhouse
@@ -288,20 +288,21 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
         tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
         wheelhouse_tarball(config.wheelhouse, manifest, tarball)
         sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base)
-        (stage / f"sbom-{project}-{version}.cdx.json").write_text(sbom_text, encoding="utf-8")
+        stem = f"{project}-{version}" + (f"-{config.target}" if config.target else "")  # targets' files merge
+        (stage / f"sbom-{stem}.cdx.json").write_text(sbom_text, encoding="utf-8")
         if simple:
             simple_index(config.wheelhouse, manifest, stage / "simple")
         if not skip_image:
             tag = tag_of(config, manifest)
             check_built_from(engine, tag, requirements_sha)
             log.info(f"saving image {tag}")
-            image_tar = stage / f"image-{project}-{version}.tar"
+            image_tar = stage / f"image-{stem}.tar"
             info = save_image(engine, tag, image_tar, manifest.source_date_epoch)
             if push:
-                pushed = push_image(engine, tag, push, log)
+                pushed = push_image(engine, tag, target_tag(push, config.target), log)
                 info["pushed"] = pushed
                 info["repo_digests"] = engine.repo_digests(tag)  # the push added one
-            (stage / f"image-{project}-{version}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            (stage / f"image-{stem}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         (stage / "SHA256SUMS").write_text(sha256sums(stage), encoding="utf-8")
         files = tuple(
             sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file() and p.name != MARKER)

@@ -1,0 +1,224 @@
+"""Several targets: the setting, each target's configuration, the image tags, and the folder of targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.unit.conftest import write_project
+from wheelbarrow import _pipeline, _targets
+from wheelbarrow._config import Config, load_config
+from wheelbarrow._guard import MARKER, is_marked, mark
+from wheelbarrow._image import target_tag
+from wheelbarrow._log import Log
+from wheelbarrow.errors import ConfigError
+
+TWO = 'targets = ["cp311-x86_64", "cp313-x86_64"]\ndebian-suite = "bookworm"'
+
+
+def quiet() -> Log:
+    return Log(sink=lambda _line: None)
+
+
+def test_without_targets_the_project_is_one_target_in_the_wheelhouse_itself(tmp_path: Path) -> None:
+    config = load_config(write_project(tmp_path), environ={})
+    assert config.targets == ()
+    assert config.per_target == ()
+    assert config.target == ""
+    assert config.runtime_base == "python:3.11-slim"  # python:{python}-slim
+    assert target_tag("demo:1.0", config.target) == "demo:1.0"
+
+
+def test_each_target_gets_its_python_suite_base_folders_and_architecture(tmp_path: Path) -> None:
+    table = 'targets = ["cp311-x86_64", "cp313-aarch64"]\ndebian-suite = "bookworm"\ndist-dir = "out"'
+    config = load_config(write_project(tmp_path, table), environ={})
+    first, second = config.per_target
+    assert (first.target, first.python, first.arch, first.debian_suite) == (
+        "cp311-x86_64",
+        "3.11",
+        "x86_64",
+        "bookworm",
+    )
+    assert (second.target, second.python, second.arch, second.debian_suite) == (
+        "cp313-aarch64",
+        "3.13",
+        "aarch64",
+        "trixie",
+    )
+    assert second.glibc == "2.41"  # trixie's, not bookworm's
+    assert second.runtime_base == "python:3.13-slim"
+    assert second.platform == "linux/arm64"
+    root = tmp_path.resolve()
+    assert first.wheelhouse == root / "wheelhouse" / "cp311-x86_64"
+    assert second.dist_dir == root / "out" / "cp313-aarch64"
+    assert config.wheelhouse == root / "wheelhouse"  # the root of the targets
+    assert all(c.per_target == () and c.targets == () for c in config.per_target)
+
+
+def test_targets_come_from_the_environment_and_the_command_line_too(tmp_path: Path) -> None:
+    project = write_project(tmp_path, TWO)
+    from_env = load_config(project, environ={"WHEELBARROW_TARGETS": "cp313-x86_64"})
+    assert [c.target for c in from_env.per_target] == ["cp313-x86_64"]
+    from_cli = load_config(project, environ={}, overrides={"targets": "cp311-x86_64, cp313-x86_64"})
+    assert [c.python for c in from_cli.per_target] == ["3.11", "3.13"]
+
+
+def test_an_explicit_base_with_the_python_placeholder_follows_each_target(tmp_path: Path) -> None:
+    table = TWO + '\nruntime-base = "registry.example:5000/team/python:{python}-slim"'
+    config = load_config(write_project(tmp_path, table), environ={})
+    assert [c.runtime_base for c in config.per_target] == [
+        "registry.example:5000/team/python:3.11-slim",
+        "registry.example:5000/team/python:3.13-slim",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("targets", "message"),
+    [
+        ('["cp311"]', "is not a target"),
+        ('["cp311-armv7l"]', "is not a target"),
+        ('["py311-x86_64"]', "is not a target"),
+        ('["cp311_x86_64"]', "is not a target"),
+        ('["cp311-x86_64; rm -rf /"]', "is not a target"),
+        ('["../../etc-x86_64"]', "is not a target"),
+        ('["cp311-x86_64", "cp311-x86_64"]', "names a target twice"),
+        ("3", "must be a list"),
+        ('[""]', "is not a target"),
+    ],
+)
+def test_a_bad_target_is_a_config_error_naming_the_form(tmp_path: Path, targets: str, message: str) -> None:
+    project = write_project(tmp_path, f"targets = {targets}")
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_config(project, environ={})
+    assert caught.value.return_code == 2
+    assert "targets" in caught.value.tip
+
+
+def test_a_python_no_debian_suite_ships_cannot_fall_back_to_a_bootstrap(tmp_path: Path) -> None:
+    project = write_project(tmp_path, 'targets = ["cp311-x86_64", "cp312-x86_64"]\ndebian-suite = "bookworm"')
+    with pytest.raises(ConfigError, match=r"cp312-x86_64: no Debian suite ships CPython 3\.12"):
+        load_config(project, environ={})
+    pulled_only = load_config(project, environ={"WHEELBARROW_DEBIAN_SUITE": ""})
+    assert [c.debian_suite for c in pulled_only.per_target] == ["", ""]
+
+
+def test_each_target_folder_is_checked_like_the_wheelhouse(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", TWO + '\nwheelhouse = ".."')  # the root holds the project
+    with pytest.raises(ConfigError, match="wheelhouse"):
+        load_config(project, environ={})
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("app:1.0", "app:1.0-cp313-x86_64"),
+        ("app", "app:cp313-x86_64"),
+        ("localhost:5000/team/app", "localhost:5000/team/app:cp313-x86_64"),
+        ("localhost:5000/team/app:v2", "localhost:5000/team/app:v2-cp313-x86_64"),
+    ],
+)
+def test_a_target_adds_its_name_to_the_tag(ref: str, expected: str) -> None:
+    assert target_tag(ref, "cp313-x86_64") == expected
+
+
+def test_a_long_tag_keeps_the_target_and_the_limit() -> None:
+    tagged = target_tag("app:" + "v" * 128, "cp313-aarch64")
+    tag = tagged.split(":", 1)[1]
+    assert len(tag) == 128
+    assert tag.endswith("-cp313-aarch64")
+    assert target_tag("app:" + "v" * 128, "cp311-aarch64") != tagged
+
+
+# --- the folder of targets ------------------------------------------------------------------------
+
+
+def single_wheelhouse(path: Path) -> None:
+    path.mkdir(parents=True)
+    mark(path, "wheelhouse")
+    (path / "requirements.txt").write_text("x==1 \\\n    --hash=sha256:" + "0" * 64 + "\n", encoding="utf-8")
+    (path / "manifest.json").write_text("{}", encoding="utf-8")
+
+
+def test_claim_root_makes_marks_or_replaces_only_what_is_wheelbarrows(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    protected = (project, tmp_path / "cache")
+    absent = project / "wheelhouse"
+    _targets.claim_root(absent, "wheelhouse", "wheelhouse", protected)
+    assert is_marked(absent, "wheelhouse")
+
+    old = project / "old"
+    single_wheelhouse(old)
+    _targets.claim_root(old, "wheelhouse", "wheelhouse", protected)
+    assert {p.name for p in old.iterdir()} == {MARKER}  # the single-target wheelhouse wheelbarrow wrote, replaced
+
+    roots = project / "roots"
+    single_wheelhouse(roots / "cp311-x86_64")
+    mark(roots, "wheelhouse")
+    (roots / _targets.INDEX).write_text("{}", encoding="utf-8")
+    _targets.claim_root(roots, "wheelhouse", "wheelhouse", protected)
+    assert (roots / "cp311-x86_64" / "requirements.txt").is_file()  # already a folder of targets: kept
+
+    theirs = project / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not a wheelhouse wheelbarrow wrote"):
+        _targets.claim_root(theirs, "wheelhouse", "wheelhouse", protected)
+    assert (theirs / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+    with pytest.raises(ConfigError):
+        _targets.claim_root(project, "wheelhouse", "wheelhouse", protected)
+    with pytest.raises(ConfigError):
+        _targets.claim_root(tmp_path, "wheelhouse", "wheelhouse", protected)  # holds the project
+    assert (project / "theirs" / "notes.txt").is_file()
+
+
+def configs(tmp_path: Path, table: str = TWO) -> Config:
+    return load_config(write_project(tmp_path, table), environ={})
+
+
+def test_the_index_lists_each_target_and_drops_only_marked_target_folders(tmp_path: Path) -> None:
+    config = configs(tmp_path)
+    root = config.wheelhouse
+    _targets.claim_root(root, "wheelhouse", "wheelhouse", (config.project_dir,))
+    for each in config.per_target:
+        single_wheelhouse(each.wheelhouse)
+    single_wheelhouse(root / "cp39-x86_64")  # a target dropped from the list: wheelbarrow's
+    (root / "cp310-x86_64").mkdir()  # named like one, but not marked: not wheelbarrow's
+    (root / "cp310-x86_64" / "keep.txt").write_text("keep", encoding="utf-8")
+    _targets.write_index(root, config.per_target)
+    assert not (root / "cp39-x86_64").exists()
+    assert (root / "cp310-x86_64" / "keep.txt").is_file()
+    index = json.loads((root / _targets.INDEX).read_text(encoding="utf-8"))
+    assert [t["target"] for t in index["targets"]] == ["cp311-x86_64", "cp313-x86_64"]
+    assert [t["wheelhouse"] for t in index["targets"]] == ["cp311-x86_64", "cp313-x86_64"]
+    assert all(len(t["requirements_sha256"]) == 64 for t in index["targets"])
+    (config.per_target[1].wheelhouse / "requirements.txt").unlink()
+    with pytest.raises(Exception, match="cp313-x86_64"):
+        _targets.write_index(root, config.per_target)
+
+
+def test_execute_all_runs_each_target_then_writes_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = configs(tmp_path)
+    seen: list[str] = []
+
+    def fake_execute(each: Config, log: Log, stages: object, options: object = None) -> _pipeline.Run:
+        seen.append(each.target)
+        if stages is _pipeline.BUILD:
+            single_wheelhouse(each.wheelhouse)
+        return _pipeline.Run.__new__(_pipeline.Run)
+
+    monkeypatch.setattr(_pipeline, "execute", fake_execute)
+    runs = _pipeline.execute_all(config, quiet(), _pipeline.BUILD)
+    assert seen == ["cp311-x86_64", "cp313-x86_64"]
+    assert len(runs) == 2
+    assert (config.wheelhouse / _targets.INDEX).is_file()
+    seen.clear()
+    _pipeline.execute_all(config, quiet(), _pipeline.CACHE)  # not a per-target command: once
+    assert seen == [""]
+    seen.clear()
+    _pipeline.execute_all(config, quiet(), _pipeline.PUBLISH)
+    assert seen == ["cp311-x86_64", "cp313-x86_64"]
+    assert is_marked(config.dist_dir, "dist/ directory")
