@@ -51,6 +51,18 @@ def publish(session: nox.Session) -> None:
     wheelbarrow.nox.publish(session, project=EXAMPLE, wheelhouse=str(ROOT / "wheelhouse"), dist_dir=str(ROOT / "dist"))
 
 
+MULTI = "examples/multi-target"
+
+
+@nox.session
+def multi_target(session: nox.Session) -> None:
+    """Build, image and verify examples/multi-target: cp311 and cp313 on x86_64, cp311 on aarch64 (under
+    QEMU's user emulation on an x86_64 machine), into ./wheelhouse-multi/<target>/."""
+    wheelhouse = str(ROOT / "wheelhouse-multi")
+    wheelbarrow.nox.build_wheels(session, project=MULTI, wheelhouse=wheelhouse)
+    wheelbarrow.nox.image(session, project=MULTI, wheelhouse=wheelhouse)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests (no docker), then integration tests (real engine, PostgreSQL)."""

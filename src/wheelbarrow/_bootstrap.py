@@ -51,10 +51,6 @@ def docker_dir() -> Path:
     return Path(str(resources.files("wheelbarrow") / "docker"))
 
 
-def machine() -> str:
-    return platform.machine()
-
-
 def pinned_manylinux_image(policy: str, arch: str) -> str | None:
     """The image cibuildwheel pins for a manylinux policy name, e.g. ``manylinux_2_28``."""
     pins = resources.files("cibuildwheel") / "resources" / "pinned_docker_images.cfg"
@@ -115,8 +111,32 @@ def bootstrap_mirror(config: Config, root: Path = Path("/etc/apt")) -> str:
     raise BootstrapError("no Debian mirror to bootstrap from: the host's apt sources name none", tip=tip)
 
 
+def _arch_suffix(config: Config) -> str:
+    """What a bootstrapped image's tag adds for a target of another architecture (``-aarch64``)."""
+    return f"-{config.arch}" if config.foreign else ""
+
+
+def check_emulation(config: Config, root: Path = Path("/proc/sys/fs/binfmt_misc")) -> None:
+    """A target of another architecture runs its containers (and debootstrap's second stage) under QEMU:
+    the host must have registered QEMU's binfmt handler for it. A remote engine's host is its own affair."""
+    if not config.foreign or os.environ.get("DOCKER_HOST", "unix://").split(":", 1)[0] not in ("unix", ""):
+        return
+    entry = root / f"qemu-{config.arch}"
+    try:
+        enabled = entry.read_text(encoding="utf-8").startswith("enabled")
+    except OSError:
+        enabled = False
+    if not enabled:
+        msg = f"target {config.target}: {config.arch} containers cannot run on this {platform.machine()} machine"
+        tip = (
+            "Register QEMU's user emulation: apt-get install qemu-user-static binfmt-support, then "
+            f"update-binfmts --enable qemu-{config.arch} (or build this target on a native {config.arch} runner)."
+        )
+        raise BootstrapError(msg, tip=tip)
+
+
 def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
-    tag = local_name(f"debian:{suite}")
+    tag = local_name(f"debian:{suite}{_arch_suffix(config)}")
     if engine.image_id(tag):
         log.info(f"{tag} exists; reusing it (remove it to bootstrap afresh)")
         return tag
@@ -127,10 +147,13 @@ def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
     config.cache_dir.mkdir(parents=True, exist_ok=True)
     with scratch("bootstrap", config.cache_dir) as tmp:
         rootfs = Path(tmp) / "rootfs"
-        log.info(f"debootstrap {suite} from {mirror} (about 30 s)")
+        arch = config.platform.split("/")[-1]  # Debian names the architectures as the engines do
+        takes = "minutes: emulated" if config.foreign else "about 30 s"
+        log.info(f"debootstrap {suite} ({arch}) from {mirror} ({takes})")
         hint = "Install debootstrap (apt-get install debootstrap)."
         try:
-            run(["debootstrap", "--variant=minbase", suite, str(rootfs), mirror], log, hint=hint)
+            argv = ["debootstrap", "--variant=minbase", f"--arch={arch}", suite, str(rootfs), mirror]
+            run(argv, log, hint=hint, stream=True)  # minutes under emulation: show its progress
             tarball = Path(tmp) / "rootfs.tar"
             excludes = [f"--exclude={pattern}" for pattern in ROOTFS_EXCLUDES]
             run(["tar", "-C", str(rootfs), "--numeric-owner", *excludes, "-cf", str(tarball), "."], log)
@@ -189,7 +212,7 @@ def bootstrap(
         if "builder" in roles:
             tools = _tool_wheels(config, DEBIAN_PYTHON[suite], DEBIAN_GLIBC[suite], log)
             shutil.copytree(tools, context / "tools", ignore=shutil.ignore_patterns(".*"))
-            builder = bootstrapped_name("builder", suite)
+            builder = bootstrapped_name("builder", suite, config)
             engine.build(
                 context,
                 builder,
@@ -198,7 +221,7 @@ def bootstrap(
             )
             log.info(f"builder base: {builder}")
         if "runtime" in roles:
-            runtime = bootstrapped_name("runtime", suite)
+            runtime = bootstrapped_name("runtime", suite, config)
             engine.build(
                 context, runtime, dockerfile=context / "debian-runtime-base.Dockerfile", build_args={"BASE": rootfs}
             )
@@ -206,8 +229,8 @@ def bootstrap(
     return BaseImages(builder, runtime)
 
 
-def bootstrapped_name(role: Role, suite: str) -> str:
-    return local_name(f"{role}-base:{suite}")
+def bootstrapped_name(role: Role, suite: str, config: Config) -> str:
+    return local_name(f"{role}-base:{suite}{_arch_suffix(config)}")
 
 
 def _resolve(ref: str, role: Role, config: Config, engine: Engine, log: Log) -> str:
@@ -215,7 +238,7 @@ def _resolve(ref: str, role: Role, config: Config, engine: Engine, log: Log) -> 
     bootstrapped when a Debian suite is configured. A name only wheelbarrow makes
     (``localhost/wheelbarrow/...``, or 0.1's ``wheelbarrow/...``) is never pulled; a base pinned by digest
     is that image or an error, never a stand-in."""
-    local = engine.image_id(ref) is not None
+    local = engine.fits(ref)  # here, and of the target's platform
     pinned = "@sha256:" in ref
     if local and (pinned or is_local_only(ref) or config.pull_bases == "missing"):
         return ref
@@ -232,7 +255,7 @@ def _resolve(ref: str, role: Role, config: Config, engine: Engine, log: Log) -> 
     if pinned:
         msg = f"the {role} base {ref} is pinned by digest, is not on this machine and cannot be pulled:\n{why}"
         raise BootstrapError(msg, tip=f"Check that the registry serves it (docker pull {ref}), or docker load it.")
-    bootstrapped = bootstrapped_name(role, config.debian_suite)
+    bootstrapped = bootstrapped_name(role, config.debian_suite, config)
     if config.debian_suite and engine.image_id(bootstrapped):
         log.info(f"{ref} cannot be pulled; using {bootstrapped} (run 'wheelbarrow bootstrap' to refresh it)")
         return bootstrapped

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ from ._cmd import CommandFailed, Result, run
 from ._config import EngineName
 from ._guard import OWNER_LABEL, is_dead, owner
 from ._log import Log
+from ._options import PLATFORMS
 from .errors import (
     EngineCommandError,
     EngineError,
@@ -93,6 +95,9 @@ class Engine:
     log: Log
     name: EngineName = "docker"
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    #: The platform of a target that is not this machine's (``linux/arm64``; "" for the native one): every
+    #: image this engine builds, imports, pulls or runs is of it (the CLI's ``DOCKER_DEFAULT_PLATFORM``).
+    platform: str = ""
 
     def _run(
         self,
@@ -103,6 +108,8 @@ class Engine:
         stream: bool = False,
     ) -> Result:
         """Every engine command: a failure is an :class:`EngineCommandError`, never a bare CommandFailed."""
+        if self.platform:
+            env = {**(env or {}), "DOCKER_DEFAULT_PLATFORM": self.platform}
         try:
             return run([self.name, *args], self.log, env=env, stdin=stdin, check=check, stream=stream)
         except CommandFailed as err:
@@ -147,6 +154,25 @@ class Engine:
         output = self._run("push", ref).output
         return next((w for w in output.split() if w.startswith("sha256:")), "")
 
+    def create_index(self, ref: str, sources: Sequence[str]) -> tuple[str, dict[str, str]]:
+        """Push ``ref`` as one multi-platform index over ``sources`` (images in the registry, by digest) with
+        BuildKit's image tools; returns the index's digest and each platform's manifest digest, as the
+        registry serves them afterwards."""
+        if self.name != "docker":
+            msg = f"a multi-platform index is made with docker's buildx image tools, not {self.name}'s"
+            raise EngineError(msg, tip="Push the per-target images only (without --push), or use engine = docker.")
+        self._run("buildx", "imagetools", "create", "-t", ref, *sources)
+        text = self._run("buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", ref).output
+        try:
+            index = json.loads(text[text.index("{") :])
+            platforms = {
+                f"{m['platform']['os']}/{m['platform']['architecture']}": str(m["digest"]) for m in index["manifests"]
+            }
+            return str(index["digest"]), platforms
+        except (ValueError, KeyError, TypeError) as err:
+            msg = f"the registry's answer for the index {ref} cannot be read: {err}"
+            raise EngineError(msg, tip=f"Check it with: docker buildx imagetools inspect {ref}") from err
+
     def repo_digests(self, ref: str) -> list[str]:
         text = self._run("image", "inspect", "--format", "{{json .RepoDigests}}", ref).output.strip()
         try:
@@ -164,6 +190,13 @@ class Engine:
     def image_id(self, ref: str) -> str | None:
         result = self._run("image", "inspect", "--format", "{{.Id}}", ref, check=False)
         return result.output.strip() if result.returncode == 0 else None
+
+    def fits(self, ref: str) -> bool:
+        """Whether ``ref`` is a local image of this engine's platform (the target's, else this machine's): an
+        image store keeps one platform per name, so another target's pull may have replaced what it holds."""
+        wanted = self.platform or native_platform()
+        result = self._run("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", ref, check=False)
+        return result.returncode == 0 and result.output.strip() == wanted
 
     def pull(self, ref: str) -> Pulled:
         """Pull ``ref``; never a name only wheelbarrow makes (:func:`is_local_only`): that is not pulled.
@@ -211,7 +244,7 @@ class Engine:
         return self._id_of_new(tag)
 
     def import_tarball(self, tarball: Path, tag: str) -> str:
-        self._run("import", str(tarball), tag)
+        self._run("import", *(["--platform", self.platform] if self.platform else []), str(tarball), tag)
         return self._id_of_new(tag)
 
     def _id_of_new(self, tag: str) -> str:
@@ -335,6 +368,11 @@ class Container:
         """Copy ``src`` out; with ``contents``, what is inside the ``src`` directory."""
         source = f"{src}/." if contents else str(src)
         self.engine._run("cp", f"{self.name}:{source}", str(dest))  # noqa: SLF001
+
+
+def native_platform() -> str:
+    """This machine's platform as the engine names it (``linux/amd64``)."""
+    return PLATFORMS.get(platform.machine(), f"linux/{platform.machine()}")
 
 
 def _created(text: str) -> float | None:

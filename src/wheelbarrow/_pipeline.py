@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -117,6 +118,9 @@ class Run:
 def stage_engine(run: Run) -> None:
     version = run.engine.check()
     run.log.info(f"{run.engine.name} engine {version}")
+    if run.config.foreign:
+        _bootstrap.check_emulation(run.config)
+        run.log.info(f"target {run.config.target}: {run.config.platform} containers, under emulation on this machine")
     run.engine.sweep()
     run.engine.sweep_images(_image.CANDIDATES)
 
@@ -367,6 +371,12 @@ def execute_all(
             with _file_errors("targets"):
                 _targets.write_index(config.wheelhouse, config.per_target)
             log.info(f"wheelhouse {config.wheelhouse}: {len(runs)} targets, index {_targets.INDEX}")
+        push = (options or Options()).push
+        if stages is PUBLISH and push:
+            pushed = [(r.config, r.need(r.published, "publish").pushed or "") for r in runs]
+            with log.stage("index"), _file_errors("index"):
+                indexes = _targets.push_indexes(pushed, push, log, runs[0].cache)
+                _wheelhouse.write_atomic(config.dist_dir / _targets.IMAGES, json.dumps(indexes, indent=2) + "\n")
     return runs
 
 
@@ -385,7 +395,7 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options
 
     A stage's OSError (a full disk, a permission, a read-only file system) ends as a FileSystemError.
     """
-    engine = Engine(log, name=config.engine)
+    engine = Engine(log, name=config.engine, platform=config.platform if config.foreign else "")
     log.info(f"run {_guard.run_id()} (pid {os.getpid()}): {', '.join(stage.name for stage in stages)}")
     with contextlib.ExitStack() as held:
         if any(stage.needs_lock for stage in stages):

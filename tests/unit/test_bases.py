@@ -49,6 +49,8 @@ def images(present: dict[str, str], digests: dict[str, list[str]] | None = None)
             return (0, present[ref] + "\n") if ref in present else (1, "Error: No such image\n")
         if argv[1:3] == ["image", "inspect"] and "{{json .RepoDigests}}" in argv:
             return 0, "[" + ",".join(f'"{d}"' for d in (digests or {}).get(ref, [])) + "]\n"
+        if argv[1:3] == ["image", "inspect"] and "{{.Os}}/{{.Architecture}}" in argv:
+            return (0, _engine.native_platform() + "\n") if ref in present else (1, "Error: No such image\n")
         return 0, ""
 
     return answer

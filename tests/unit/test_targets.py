@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
 
 from tests.unit.conftest import write_project
-from wheelbarrow import _pipeline, _targets
+from wheelbarrow import _bootstrap, _engine, _pipeline, _targets
+from wheelbarrow._cmd import Result
 from wheelbarrow._config import Config, load_config
 from wheelbarrow._guard import MARKER, is_marked, mark
 from wheelbarrow._image import target_tag
 from wheelbarrow._log import Log
-from wheelbarrow.errors import ConfigError
+from wheelbarrow.errors import BootstrapError, ConfigError, EngineError
 
 TWO = 'targets = ["cp311-x86_64", "cp313-x86_64"]\ndebian-suite = "bookworm"'
 
@@ -222,3 +224,102 @@ def test_execute_all_runs_each_target_then_writes_the_index(tmp_path: Path, monk
     _pipeline.execute_all(config, quiet(), _pipeline.PUBLISH)
     assert seen == ["cp311-x86_64", "cp313-x86_64"]
     assert is_marked(config.dist_dir, "dist/ directory")
+
+
+# --- a target of another architecture --------------------------------------------------------------
+
+
+def foreign(tmp_path: Path) -> Config:
+    other = "aarch64" if platform.machine() != "aarch64" else "x86_64"
+    config = load_config(write_project(tmp_path, f'targets = ["cp311-{other}"]'), environ={})
+    (each,) = config.per_target
+    assert each.foreign
+    return each
+
+
+def test_emulation_is_checked_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = foreign(tmp_path / "p")
+    handlers = tmp_path / "binfmt_misc"
+    handlers.mkdir()
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    with pytest.raises(BootstrapError, match=f"{config.arch} containers cannot run") as caught:
+        _bootstrap.check_emulation(config, handlers)
+    assert f"update-binfmts --enable qemu-{config.arch}" in caught.value.tip
+    (handlers / f"qemu-{config.arch}").write_text("disabled\ninterpreter /x\n", encoding="utf-8")
+    with pytest.raises(BootstrapError):
+        _bootstrap.check_emulation(config, handlers)
+    (handlers / f"qemu-{config.arch}").write_text("enabled\ninterpreter /x\n", encoding="utf-8")
+    _bootstrap.check_emulation(config, handlers)
+    (handlers / f"qemu-{config.arch}").unlink()
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")  # a remote engine's host emulates, or not
+    _bootstrap.check_emulation(config, handlers)
+    native = load_config(write_project(tmp_path / "n"), environ={})
+    monkeypatch.delenv("DOCKER_HOST")
+    _bootstrap.check_emulation(native, handlers)  # no target of another architecture: nothing to check
+
+
+def test_the_engine_of_a_foreign_target_names_its_platform_on_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    def recording(argv: list[str], *_args: object, **kwargs: object) -> Result:
+        env = kwargs.get("env") or {}
+        seen.append((list(argv), dict(env)))  # type: ignore[call-overload]
+        return Result(tuple(argv), 0, "linux/arm64\n")
+
+    monkeypatch.setattr(_engine, "run", recording)
+    engine = _engine.Engine(quiet(), platform="linux/arm64")
+    engine.import_tarball(tmp_path / "rootfs.tar", "localhost/wheelbarrow/debian:bookworm-aarch64")
+    engine.build(tmp_path, "t", dockerfile=tmp_path / "Dockerfile")
+    engine.run_image("img", ["true"])
+    assert engine.fits("img")
+    assert all(env.get("DOCKER_DEFAULT_PLATFORM") == "linux/arm64" for _argv, env in seen)
+    assert seen[0][0][:4] == ["docker", "import", "--platform", "linux/arm64"]
+    native = _engine.Engine(quiet())
+    seen.clear()
+    native.run_image("img", ["true"])
+    assert "DOCKER_DEFAULT_PLATFORM" not in seen[0][1]
+    assert not native.fits("img") or _engine.native_platform() == "linux/arm64"  # the image is arm64
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "not json",
+        '{"digest": "sha256:1"}',
+        '{"digest": "sha256:1", "manifests": [{"digest": "sha256:2"}]}',
+        '{"digest": "sha256:1", "manifests": [{"digest": "sha256:2", "platform": "linux"}]}',
+    ],
+)
+def test_an_index_the_registry_describes_oddly_is_an_engine_error(answer: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def registry(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        return Result(tuple(argv), 0, answer if "inspect" in argv else "")
+
+    monkeypatch.setattr(_engine, "run", registry)
+    with pytest.raises(EngineError, match="cannot be read"):
+        _engine.Engine(quiet()).create_index("r:1-cp311", ["r@sha256:" + "0" * 64])
+    with pytest.raises(EngineError, match="not podman"):
+        _engine.Engine(quiet(), name="podman").create_index("r:1-cp311", ["r@sha256:" + "0" * 64])
+
+
+def test_an_index_lists_each_platform_with_its_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    answer = json.dumps(
+        {
+            "digest": "sha256:i",
+            "manifests": [
+                {"digest": "sha256:a", "platform": {"os": "linux", "architecture": "amd64"}},
+                {"digest": "sha256:b", "platform": {"os": "linux", "architecture": "arm64"}},
+            ],
+        }
+    )
+    ran: list[list[str]] = []
+
+    def registry(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        ran.append(list(argv))
+        return Result(tuple(argv), 0, answer if "inspect" in argv else "")
+
+    monkeypatch.setattr(_engine, "run", registry)
+    digest, platforms = _engine.Engine(quiet()).create_index("r:1-cp311", ["r:1-cp311-x86_64@sha256:a"])
+    assert (digest, platforms) == ("sha256:i", {"linux/amd64": "sha256:a", "linux/arm64": "sha256:b"})
+    assert ran[0][1:] == ["buildx", "imagetools", "create", "-t", "r:1-cp311", "r:1-cp311-x86_64@sha256:a"]
