@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import resource
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ def is_local_only(ref: str) -> bool:
     return ref.startswith(LOCAL_ONLY)
 
 
+#: podman's limits for a container (see :meth:`Engine.limit_args`): open files when this process has no
+#: bound, and processes at most (the value that a host without CAP_SYS_RESOURCE was seen to accept).
+PODMAN_LIMIT = 1 << 20
+PODMAN_PROCS = 32768
 #: The oldest engines wheelbarrow is tested with (labels, --network none, docker cp, image inspect formats).
 MINIMUM: dict[EngineName, tuple[int, int]] = {"docker": (20, 10), "podman": (4, 0)}
 
@@ -224,7 +229,8 @@ class Engine:
         Dockerfile, or one its base brings (an ONBUILD trigger, an apt hook), reaches package mirrors but
         not the host's loopback. ``buildkit`` picks the builder (None: the client's default).
         """
-        argv: list[str] = ["build", "--network", network, "-t", tag, "-f", str(dockerfile)]
+        networking = [] if network == "default" else ["--network", network]  # podman names no "default"
+        argv: list[str] = ["build", *networking, *self.limit_args(), "-t", tag, "-f", str(dockerfile)]
         env: dict[str, str] = {}
         if buildkit is not None:
             env["DOCKER_BUILDKIT"] = "1" if buildkit else "0"
@@ -274,8 +280,22 @@ class Engine:
             self._run("rm", "-f", name, check=False)
 
     def label_args(self) -> list[str]:
-        """The labels every container of this run carries: the run, and the process that owns it."""
-        return ["--label", f"{RUN_LABEL}={self.run_id}", "--label", f"{OWNER_LABEL}={owner()}"]
+        """What every container of this run is created with: the labels of the run and of the process that
+        owns it, and (podman) :meth:`limit_args`."""
+        return ["--label", f"{RUN_LABEL}={self.run_id}", "--label", f"{OWNER_LABEL}={owner()}", *self.limit_args()]
+
+    def limit_args(self) -> list[str]:
+        """podman sets a container's open-files and process limits to values of its own, which a host
+        without CAP_SYS_RESOURCE (many VMs, CI runners) refuses ("error setting rlimit type 7"): podman's
+        containers and builds get this process's own open-files limit and a bounded process limit instead.
+        Docker's daemon sets its own, and gets nothing here."""
+        if self.name != "podman":
+            return []
+        _soft, files = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _soft, procs = resource.getrlimit(resource.RLIMIT_NPROC)
+        files = files if files != resource.RLIM_INFINITY else PODMAN_LIMIT
+        procs = min(procs if procs != resource.RLIM_INFINITY else PODMAN_LIMIT, PODMAN_PROCS)
+        return ["--ulimit", f"nofile={files}:{files}", "--ulimit", f"nproc={procs}:{procs}"]
 
     def sweep(self) -> None:
         """Remove containers of runs that are dead (their lease is free, or too old to check)."""

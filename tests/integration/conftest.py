@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -353,3 +354,105 @@ def exercise_service(base: str, body: bytes) -> None:
         note_id = json.loads(response.read())["id"]
     with urllib.request.urlopen(f"{base}/notes/{note_id}") as response:
         assert json.loads(response.read()) == {"id": note_id, "body": body.decode()}
+
+
+@contextlib.contextmanager
+def second_dockerd(images: Sequence[str], *, remote: bool = False) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A second, private Docker engine with ``images`` loaded: (its ``DOCKER_HOST``, its process).
+
+    It runs in a network namespace of its own: a dockerd started with ``--bridge=none`` deletes the
+    ``docker0`` interface it finds, which would take the main engine's default network with it. With
+    ``remote``, it stands in for an engine on another machine: it is reached over TCP (a forwarder on a
+    loopback port), and runs in a mount namespace where ``/tmp`` (the project, the cache, wheelbarrow's
+    work) is an empty file system of its own, so a bind mount of a path of this machine would be empty.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("starting a second dockerd needs root (CI runs as root)")
+    bridge = Path("/sys/class/net/docker0")
+    had_bridge = bridge.exists()
+    root = Path(tempfile.mkdtemp(prefix="wb-engine-", dir="/var/tmp"))
+    sock = root / "docker.sock"
+    dockerd = ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec")]
+    dockerd += ["--pidfile", str(root / "dockerd.pid"), "-H", f"unix://{sock}", "--bridge=none", "--iptables=false"]
+    if remote:
+        hide = "mount -t tmpfs tmpfs /tmp && exec " + shlex.join(dockerd)
+        argv = ["unshare", "--net", "--mount", "--propagation", "private", "sh", "-c", hide]
+    else:
+        argv = ["unshare", "--net", *dockerd]
+    log = (root / "dockerd.log").open("wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    forwarder = None
+    try:
+        deadline = time.monotonic() + 60
+        while sh(["docker", "-H", f"unix://{sock}", "version"], check=False).returncode != 0:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"the second dockerd did not start:\n{(root / 'dockerd.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        if images:
+            save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
+            subprocess.run(
+                ["docker", "-H", f"unix://{sock}", "load", "-q"], stdin=save.stdout, check=True, capture_output=True
+            )
+            assert save.wait() == 0
+            if save.stdout is not None:
+                save.stdout.close()
+        host = f"unix://{sock}"
+        if remote:
+            forwarder = _TcpToUnix(sock)
+            host = f"tcp://127.0.0.1:{forwarder.port}"
+        yield host, proc
+    finally:
+        if forwarder is not None:
+            forwarder.close()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+        log.close()
+        subprocess.run(["umount", str(root / "exec" / "netns" / "default")], check=False, capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+    assert bridge.exists() == had_bridge, "the second engine took the main engine's docker0 away"
+
+
+class _TcpToUnix:
+    """A loopback TCP port that forwards each connection, both ways, to a unix socket (an engine's API)."""
+
+    def __init__(self, sock: Path) -> None:
+        self.sock = sock
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.server.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(str(self.sock))
+            pumps = [
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True)
+                for src, dst in ((client, upstream), (upstream, client))
+            ]
+            for pump in pumps:
+                pump.start()
+            threading.Thread(target=self._close_after, args=(pumps, client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+            dst.shutdown(socket.SHUT_WR)  # a half-close (stdin's end) reaches the other side
+        except OSError:
+            pass
+
+    @staticmethod
+    def _close_after(pumps: list[threading.Thread], *ends: socket.socket) -> None:
+        for pump in pumps:
+            pump.join()
+        for end in ends:
+            end.close()
+
+    def close(self) -> None:
+        self.server.close()

@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from tests.integration.conftest import (
     copy_project,
     leftover_containers,
     run_id_of,
+    second_dockerd,
     sh,
 )
 from wheelbarrow._guard import MARKER, mark
@@ -330,59 +330,11 @@ def test_no_secret_ca_or_setuid_in_the_image(example_image: BuiltImage, tmp_path
 
 @pytest.fixture
 def second_engine(example_build: Build) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A second, private Docker engine (as a remote one would be), with the example's images loaded.
-
-    It runs in a network namespace of its own: a dockerd started with ``--bridge=none`` deletes the
-    ``docker0`` interface it finds, which would take the main engine's default network with it.
-    """
-    if os.geteuid() != 0:
-        pytest.skip("starting a second dockerd needs root (CI runs as root)")
-    bridge = Path("/sys/class/net/docker0")
-    had_bridge = bridge.exists()
-    root = Path(tempfile.mkdtemp(prefix="wb-engine-"))
-    host = f"unix://{root}/docker.sock"
-    log = (root / "dockerd.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            "unshare",
-            "--net",
-            "dockerd",
-            "--data-root",
-            str(root / "data"),
-            "--exec-root",
-            str(root / "exec"),
-            "--pidfile",
-            str(root / "dockerd.pid"),
-            "-H",
-            host,
-            "--bridge=none",
-            "--iptables=false",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while sh(["docker", "-H", host, "version"], check=False).returncode != 0:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail(f"the second dockerd did not start:\n{(root / 'dockerd.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        manifest = json.loads((example_build.wheelhouse / "manifest.json").read_text())
-        images = [manifest["builder"]["image"], manifest["builder"]["base"], manifest["runtime_base"]["image"]]
-        save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", host, "load", "-q"], stdin=save.stdout, check=True, capture_output=True)
-        assert save.wait() == 0
-        if save.stdout is not None:
-            save.stdout.close()
-        yield host, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(30)
-        log.close()
-        subprocess.run(["umount", str(root / "exec" / "netns" / "default")], check=False, capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
-    assert bridge.exists() == had_bridge, "the second engine took the main engine's docker0 away"
+    """A second, private Docker engine (as a remote one would be), with the example's images loaded."""
+    manifest = json.loads((example_build.wheelhouse / "manifest.json").read_text())
+    images = [manifest["builder"]["image"], manifest["builder"]["base"], manifest["runtime_base"]["image"]]
+    with second_dockerd(images) as engine:
+        yield engine
 
 
 def test_the_engine_stopping_mid_build(cold_example: tuple[Path, Path], second_engine: tuple[str, Any]) -> None:

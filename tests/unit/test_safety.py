@@ -514,7 +514,7 @@ def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyP
         "copy_out": lambda: container.copy_out(PurePosixPath("/x"), tmp_path),
     }
     public = {n for n in dir(_engine.Engine) if not n.startswith("_")} | {"call", "copy_into", "copy_out"}
-    quiet_ones = {"image_id", "pull", "has_buildkit", "run_image", "label_args", "sweep", "sweep_images"}
+    quiet_ones = {"image_id", "pull", "has_buildkit", "run_image", "label_args", "limit_args", "sweep", "sweep_images"}
     quiet_ones |= {"discard_image", "remove_leftovers", "log", "name", "run_id", "platform"}
     quiet_ones |= {"fits"}  # an image that is not there is not of the platform either
     quiet_ones |= {"started", "label"}  # a command that does not start is what verify reports; no label is ""

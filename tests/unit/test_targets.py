@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import resource
 from pathlib import Path
 
 import pytest
@@ -323,3 +324,78 @@ def test_an_index_lists_each_platform_with_its_digest(monkeypatch: pytest.Monkey
     digest, platforms = _engine.Engine(quiet()).create_index("r:1-cp311", ["r:1-cp311-x86_64@sha256:a"])
     assert (digest, platforms) == ("sha256:i", {"linux/amd64": "sha256:a", "linux/arm64": "sha256:b"})
     assert ran[0][1:] == ["buildx", "imagetools", "create", "-t", "r:1-cp311", "r:1-cp311-x86_64@sha256:a"]
+
+
+def test_podman_containers_and_builds_get_limits_a_host_without_cap_sys_resource_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[list[str]] = []
+
+    def recording(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        ran.append(list(argv))
+        return Result(tuple(argv), 0, "sha256:1\n")
+
+    monkeypatch.setattr(_engine, "run", recording)
+    monkeypatch.setattr(
+        resource, "getrlimit", lambda which: (1024, 20000) if which == resource.RLIMIT_NOFILE else (9, 96551)
+    )
+    podman = _engine.Engine(quiet(), name="podman")
+    podman.run_image("img", ["true"])
+    podman.build(tmp_path, "t", dockerfile=tmp_path / "Dockerfile")
+    with podman.container("img"):
+        pass
+    limits = ["--ulimit", "nofile=20000:20000", "--ulimit", f"nproc={_engine.PODMAN_PROCS}:{_engine.PODMAN_PROCS}"]
+    made = [argv for argv in ran if argv[1] in ("run", "build", "create")]
+    assert len(made) == 3
+    for argv in made:
+        at = argv.index("--ulimit")
+        assert argv[at : at + 4] == limits, argv
+    ran.clear()
+    _engine.Engine(quiet()).run_image("img", ["true"])
+    assert "--ulimit" not in ran[0]  # docker's daemon sets its own
+
+
+def test_a_local_base_of_another_platform_is_never_used_for_a_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image store keeps one platform per name: after the aarch64 target pulled python:3.11-slim, the
+    name holds the arm64 image. Each target's base must be of its own platform: pulled again, else an
+    error, never the other one; the same goes the other way round."""
+    other = "linux/arm64" if _engine.native_platform() != "linux/arm64" else "linux/amd64"
+    local = {"python:3.11-slim": other}
+    ran: list[list[str]] = []
+
+    def store(argv: list[str], *_args: object, **kwargs: object) -> Result:
+        ran.append(list(argv))
+        env = kwargs.get("env")
+        wanted = (env if isinstance(env, dict) else {}).get("DOCKER_DEFAULT_PLATFORM", _engine.native_platform())
+        if argv[1:3] == ["image", "inspect"]:
+            ref = argv[-1]
+            if ref not in local:
+                return Result(tuple(argv), 1, "Error: No such image\n")
+            return Result(tuple(argv), 0, (local[ref] if "{{.Os}}" in argv[4] else "sha256:1") + "\n")
+        if argv[1] == "pull":
+            local[argv[2]] = str(wanted)
+            return Result(tuple(argv), 0, "")
+        return Result(tuple(argv), 0, "")
+
+    monkeypatch.setattr(_engine, "run", store)
+    project = write_project(tmp_path / "p", 'runtime-base = "python:3.11-slim"')
+    native = load_config(project, environ={})
+    engine = _engine.Engine(quiet())
+    assert _bootstrap.resolve_runtime_base(native, engine, quiet()) == "python:3.11-slim"
+    assert [a for a in ran if a[1] == "pull"] == [["docker", "pull", "python:3.11-slim"]]
+    assert local["python:3.11-slim"] == _engine.native_platform()  # pulled again, for this machine
+    ran.clear()
+    assert _bootstrap.resolve_runtime_base(native, engine, quiet()) == "python:3.11-slim"
+    assert [a for a in ran if a[1] == "pull"] == []  # of this platform now: used as it is
+
+    def refused(argv: list[str], *args: object, **kwargs: object) -> Result:
+        if argv[1] == "pull":
+            return Result(tuple(argv), 1, "Error response from daemon: manifest unknown\n")
+        return store(argv, *args, **kwargs)
+
+    monkeypatch.setattr(_engine, "run", refused)
+    local["python:3.11-slim"] = "linux/s390x"
+    with pytest.raises(BootstrapError, match="not on this machine and cannot be pulled"):
+        _bootstrap.resolve_runtime_base(native, engine, quiet())
