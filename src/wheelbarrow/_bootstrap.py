@@ -33,6 +33,7 @@ from ._fetch import pip_download, target_flags
 from ._guard import scratch
 from ._log import Log
 from ._options import DEBIAN_GLIBC, DEBIAN_PYTHON
+from ._shared import KEY_LABEL, SharedCache
 from .errors import BootstrapError, ConfigError, ImageBuildError
 
 #: The Python tools of the bootstrapped builder base, pinned.
@@ -293,11 +294,15 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
             "python": config.python,
             "tools": list(BUILDER_TOOLS),
             "file": sha256_of(dockerfile),
+            "labels": [KEY_LABEL],  # an image made before it carried its key label is not one of these
         }
     )
     tag = local_name(f"derived-builder:{key[:16]}")
     if engine.image_id(tag):
         log.info(f"builder base {tag}, derived from the runtime base {runtime}, is up to date")
+        return tag
+    shared = SharedCache.of(config, engine, log)
+    if shared and shared.fetch_image(tag, key):
         return tag
     log.info(f"deriving the builder base from the runtime base {runtime}: its compiler, headers and CPython")
     tools = _tool_wheels(config, config.python, config.glibc, log)
@@ -311,7 +316,7 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
                 tag,
                 dockerfile=context / "Dockerfile",
                 build_args=build_args,
-                labels={"io.wheelbarrow.derived-from": base_id},
+                labels={"io.wheelbarrow.derived-from": base_id, KEY_LABEL: key},
             )
         except ImageBuildError as err:
             tip = (

@@ -29,6 +29,7 @@ from ._guard import scratch
 from ._log import Log
 from ._plan import BuildPlan
 from ._repair import RepairedWheel, is_pure, one_repaired_wheel, repair_command
+from ._shared import KEY_LABEL, SharedCache
 from .errors import (
     BuildError,
     CompileError,
@@ -65,10 +66,12 @@ def prepare_builder(
     project_requires: tuple[str, ...],
     engine: Engine,
     log: Log,
+    shared: SharedCache | None = None,
 ) -> Builder:
     """The project's builder image (system packages, then build requirement wheels).
 
-    Its tag carries a key of everything it is made of, so an unchanged builder is found, not rebuilt.
+    Its tag carries a key of everything it is made of, so an unchanged builder is found (here, or in the
+    shared cache), not rebuilt.
     """
     dockerfiles = docker_dir()
     key = key_of(
@@ -79,6 +82,7 @@ def prepare_builder(
             "dockerfile": sha256_of(dockerfiles / "builder.Dockerfile"),
             "check-offline": sha256_of(dockerfiles / "check-offline"),
             "project-requires": list(project_requires),
+            "labels": [KEY_LABEL],  # an image made before it carried its key label is not one of these
         }
     )
     tag = local_name(f"builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}-{key[:12]}")
@@ -86,6 +90,8 @@ def prepare_builder(
     if existing:
         log.info(f"builder image {tag} is up to date")
         return Builder(tag, existing)
+    if shared and shared.fetch_image(tag, key):
+        return Builder(tag, engine.image_id(tag) or "")
     with scratch("context") as tmp:
         context = Path(tmp)
         shutil.copy(dockerfiles / "builder.Dockerfile", context / "Dockerfile")
@@ -103,7 +109,7 @@ def prepare_builder(
                 "SYSTEM_PACKAGES": " ".join(plan.system_packages),
                 "PYTHON": python_in_builder(plan),
             },
-            labels={"io.wheelbarrow.builder-key": key},
+            labels={"io.wheelbarrow.builder-key": key, KEY_LABEL: key},
         )
     return Builder(tag, image_id)
 
@@ -160,6 +166,7 @@ class BuildContext:
     log: Log
     epoch: int
     exclude: tuple[str, ...] = ()  # sonames the repair leaves to the runtime base
+    shared: SharedCache | None = None  # the build cache shared across machines
 
 
 def build_sdist(sdist: Fetched, ctx: BuildContext, epoch: int | None = None) -> RepairedWheel:

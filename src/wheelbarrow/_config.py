@@ -136,6 +136,25 @@ class Config:
             flag=True,
         )
     )
+    cache_from: str = field(
+        metadata=opt(
+            "cache-from",
+            "repository",
+            "",
+            "An OCI repository of a build cache shared across machines: built wheels and builder images are "
+            "pulled from it by their cache key, and checked, before anything is built.",
+            flag=True,
+        )
+    )
+    cache_to: str = field(
+        metadata=opt(
+            "cache-to",
+            "repository",
+            "",
+            "An OCI repository to push what this run built to, under its cache key (often the same as cache-from).",
+            flag=True,
+        )
+    )
     jobs: int = field(
         metadata=opt(
             "jobs", "int", "", "How many builds run at once (default: the number of cores).", flag=True, bounds=(1, 256)

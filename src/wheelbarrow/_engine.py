@@ -203,13 +203,14 @@ class Engine:
         result = self._run("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", ref, check=False)
         return result.returncode == 0 and result.output.strip() == wanted
 
-    def pull(self, ref: str) -> Pulled:
+    def pull(self, ref: str, *, quiet: bool = False) -> Pulled:
         """Pull ``ref``; never a name only wheelbarrow makes (:func:`is_local_only`): that is not pulled.
-        The answer is true when it was pulled, and says why not when it was not."""
+        The answer is true when it was pulled, and says why not when it was not. ``quiet``: the engine's
+        progress is not shown (a lookup that may well miss, as in the shared cache)."""
         if is_local_only(ref):
             self.log.info(f"not pulling {ref}: wheelbarrow makes images of that name on this machine only")
             return Pulled(ok=False, why="a name only wheelbarrow makes is never pulled")
-        result = self._run("pull", ref, check=False, stream=True)
+        result = self._run("pull", ref, check=False, stream=not quiet)
         return Pulled(ok=result.returncode == 0, why=result.tail(3))
 
     def build(
@@ -337,6 +338,16 @@ class Engine:
                 self._run("rm", "-f", *ids, check=False)
         except WheelbarrowError:
             pass  # no engine: nothing can be left in it
+
+    def copy_from_image(self, image: str, src: PurePosixPath, dest: Path) -> None:
+        """Copy what the directory ``src`` of ``image`` holds into ``dest``, from a container that is
+        created and never started (so an image with no command, ``FROM scratch``, works too)."""
+        name = f"wheelbarrow-{self.run_id}-{uuid.uuid4().hex[:6]}"
+        self._run("create", "--name", name, "--network", "none", *self.label_args(), image, "never-run")
+        try:
+            self._run("cp", f"{name}:{src}/.", str(dest))
+        finally:
+            self._run("rm", "-f", name, check=False)
 
     @contextlib.contextmanager
     def container(self, image: str, *, network: str = "none") -> Iterator[Container]:

@@ -22,7 +22,20 @@ from .errors import ConfigError
 _BOOLS = {"true": "true", "1": "true", "yes": "true", "false": "false", "0": "false", "no": "false"}
 Raw = str | tuple[str, ...]
 Kind = Literal[
-    "str", "choice", "list", "names", "packages", "argv", "bool", "int", "path", "file", "glibc", "image", "targets"
+    "str",
+    "choice",
+    "list",
+    "names",
+    "packages",
+    "argv",
+    "bool",
+    "int",
+    "path",
+    "file",
+    "glibc",
+    "image",
+    "targets",
+    "repository",
 ]
 
 #: glibc of each Debian suite wheelbarrow can bootstrap; it bounds the wheels
@@ -175,6 +188,18 @@ def _image(option: Option, value: str, ctx: Context) -> str:
     return _shapes.image_reference(value, option.key, ConfigError, tip=tip)
 
 
+def _repository(option: Option, value: str, _ctx: Context) -> str:
+    """An OCI repository (``registry:5000/team/cache``): an image reference with neither tag nor digest."""
+    if not value:
+        return ""
+    tip = f'Set {option.key} to a repository, e.g. "registry.example:5000/team/wheelbarrow-cache" (no tag).'
+    _shapes.image_reference(value, option.key, ConfigError, tip=tip)
+    if "@" in value or ":" in value.rsplit("/", 1)[-1]:
+        msg = f"{option.key} is {value!r}: a repository, without a tag or digest (wheelbarrow tags each entry)"
+        raise ConfigError(msg, tip=tip)
+    return value
+
+
 def parse_target(text: str, where: str = "targets") -> tuple[str, str]:
     """``cp313-aarch64`` -> ("3.13", "aarch64"), or a ConfigError that names the forms."""
     found = _TARGET.fullmatch(text)
@@ -208,6 +233,7 @@ PARSERS: dict[Kind, Callable[[Option, Any, Context], Any]] = {
     "glibc": _glibc,
     "image": _image,
     "targets": _targets,
+    "repository": _repository,
 }
 
 

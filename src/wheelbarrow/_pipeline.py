@@ -49,6 +49,7 @@ from ._fetch import Fetched
 from ._guard import tempdir
 from ._log import Log
 from ._repair import platform_tag
+from ._shared import SharedCache
 from .errors import BuildError, FileSystemError, VerifyError, WheelbarrowError
 
 T = TypeVar("T")
@@ -173,8 +174,9 @@ def stage_builder(run: Run) -> None:
     plan = run.need_plan()
     pure = plan.project.engine == "pure" or plan.project.either  # either: a pure build is the fallback
     project_requires = _fetch.build_requires_of_project(plan.project.source) if pure else ()
+    shared = SharedCache.of(run.config, run.engine, run.log)
     run.builder = _build.prepare_builder(
-        plan, run.builder_base, run.build_requirements, project_requires, run.engine, run.log
+        plan, run.builder_base, run.build_requirements, project_requires, run.engine, run.log, shared
     )
     run.log.info(f"builder image {run.builder.tag} ({run.builder.image_id[:19]})")
 
@@ -182,10 +184,13 @@ def stage_builder(run: Run) -> None:
 def stage_build(run: Run) -> None:
     plan, builder = run.need_plan(), run.need(run.builder, "builder")
     run.epoch = _build.source_date_epoch(plan.project.source, run.log)
-    ctx = _build.BuildContext(plan, builder, run.engine, run.work, run.log, run.epoch, run.exclude)
+    shared = SharedCache.of(run.config, run.engine, run.log)
+    ctx = _build.BuildContext(plan, builder, run.engine, run.work, run.log, run.epoch, run.exclude, shared)
     run.built = _schedule.build_all(run.sdists, ctx, run.cache, run.config.jobs)
     fresh = sum(not b.from_cache for b in run.built)
     run.log.info(f"{fresh} built, {len(run.built) - fresh} from the cache")
+    if shared and fresh:  # what the wheels' keys name, for the next machine: the builder and its base
+        shared.store_images(builder.tag, run.builder_base)
     _repair.check_left_to_base([(b.name, b.wheel) for b in run.built], run.base_sonames, run.runtime_base)
 
 

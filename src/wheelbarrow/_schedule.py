@@ -103,6 +103,11 @@ def _from_cache(cache: Cache, key: str) -> RepairedWheel | None:
     return RepairedWheel(hit.path, hit.platform_tag, hit.grafted, hit.expected_from_base)
 
 
+def _from_shared(ctx: BuildContext, cache: Cache, key: str) -> RepairedWheel | None:
+    hit = ctx.shared.fetch_wheel(key, cache) if ctx.shared else None
+    return None if hit is None else RepairedWheel(hit.path, hit.platform_tag, hit.grafted, hit.expected_from_base)
+
+
 def _build_one(sdist: Fetched | None, ctx: BuildContext, cache: Cache, key: str) -> RepairedWheel:
     name = sdist.name if sdist else ctx.plan.project.name
     ctx = dataclasses.replace(ctx, log=ctx.log.prefixed(name))
@@ -122,6 +127,8 @@ def _build_one(sdist: Fetched | None, ctx: BuildContext, cache: Cache, key: str)
         "expected_from_base": wheel.expected_from_base,
     }
     stored = cache.store_wheel(key, wheel.path, meta)
+    if ctx.shared:
+        ctx.shared.store_wheel(key, stored)  # only what this run built is written to the shared cache
     return dataclasses.replace(wheel, path=stored.path)
 
 
@@ -143,7 +150,7 @@ def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs
     results: dict[int, Built] = {}
     misses: list[int] = []
     for index, (sdist, key) in enumerate(todo):
-        hit = _from_cache(cache, key)
+        hit = _from_cache(cache, key) or _from_shared(ctx, cache, key)
         if hit is not None:
             results[index] = Built(sdist, hit, from_cache=True)
             ctx.log.info(f"{sdist.filename if sdist else 'the project'}: up to date in the cache ({key[:12]})")

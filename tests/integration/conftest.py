@@ -357,7 +357,9 @@ def exercise_service(base: str, body: bytes) -> None:
 
 
 @contextlib.contextmanager
-def second_dockerd(images: Sequence[str], *, remote: bool = False) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def second_dockerd(
+    images: Sequence[str], *, remote: bool = False, loopback: Sequence[int] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """A second, private Docker engine with ``images`` loaded: (its ``DOCKER_HOST``, its process).
 
     It runs in a network namespace of its own: a dockerd started with ``--bridge=none`` deletes the
@@ -365,6 +367,7 @@ def second_dockerd(images: Sequence[str], *, remote: bool = False) -> Iterator[t
     ``remote``, it stands in for an engine on another machine: it is reached over TCP (a forwarder on a
     loopback port), and runs in a mount namespace where ``/tmp`` (the project, the cache, wheelbarrow's
     work) is an empty file system of its own, so a bind mount of a path of this machine would be empty.
+    The ports in ``loopback`` (a local registry) answer on its own loopback as they do on this machine's.
     """
     if os.geteuid() != 0:
         pytest.skip("starting a second dockerd needs root (CI runs as root)")
@@ -382,28 +385,29 @@ def second_dockerd(images: Sequence[str], *, remote: bool = False) -> Iterator[t
     log = (root / "dockerd.log").open("wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     forwarder = None
+    bridges: list[Forwarder] = []
+    inside: list[subprocess.Popen[bytes]] = []
     try:
         deadline = time.monotonic() + 60
         while sh(["docker", "-H", f"unix://{sock}", "version"], check=False).returncode != 0:
             if time.monotonic() > deadline or proc.poll() is not None:
                 pytest.fail(f"the second dockerd did not start:\n{(root / 'dockerd.log').read_text()[-2000:]}")
             time.sleep(0.5)
-        if images:
-            save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
-            subprocess.run(
-                ["docker", "-H", f"unix://{sock}", "load", "-q"], stdin=save.stdout, check=True, capture_output=True
-            )
-            assert save.wait() == 0
-            if save.stdout is not None:
-                save.stdout.close()
+        load_images(images, f"unix://{sock}")
+        bridges.extend(_bridge(proc.pid, root / f"port-{port}.sock", port, inside) for port in loopback)
         host = f"unix://{sock}"
         if remote:
-            forwarder = _TcpToUnix(sock)
+            forwarder = Forwarder.tcp_to_unix(sock)
             host = f"tcp://127.0.0.1:{forwarder.port}"
         yield host, proc
     finally:
-        if forwarder is not None:
-            forwarder.close()
+        for helper in inside:
+            helper.kill()
+            helper.wait()
+            if helper.stdout is not None:
+                helper.stdout.close()
+        for each in [*bridges, *([forwarder] if forwarder else [])]:
+            each.close()
         if proc.poll() is None:
             proc.terminate()
             proc.wait(30)
@@ -413,23 +417,61 @@ def second_dockerd(images: Sequence[str], *, remote: bool = False) -> Iterator[t
     assert bridge.exists() == had_bridge, "the second engine took the main engine's docker0 away"
 
 
-class _TcpToUnix:
-    """A loopback TCP port that forwards each connection, both ways, to a unix socket (an engine's API)."""
+def load_images(images: Sequence[str], host: str) -> None:
+    """``docker save`` of this machine's ``images``, loaded into the engine at ``host``."""
+    if not images:
+        return
+    save = subprocess.Popen(["docker", "save", *images], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "-H", host, "load", "-q"], stdin=save.stdout, check=True, capture_output=True)
+    assert save.wait() == 0
+    if save.stdout is not None:
+        save.stdout.close()
 
-    def __init__(self, sock: Path) -> None:
-        self.sock = sock
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = int(self.server.getsockname()[1])
+
+def _bridge(pid: int, sock: Path, port: int, inside: list[subprocess.Popen[bytes]]) -> Forwarder:
+    """Make ``port`` of this machine's loopback answer on the loopback of process ``pid``'s network
+    namespace: TCP in there -> a unix socket (which crosses namespaces) -> TCP here."""
+    here = Forwarder.unix_to_tcp(sock, port)
+    ns = ["nsenter", f"--net=/proc/{pid}/ns/net"]
+    sh([*ns, "ip", "link", "set", "lo", "up"])  # a new network namespace's loopback starts down
+    code = [sys.executable, str(Path(__file__)), str(sock), str(port)]
+    helper = subprocess.Popen([*ns, *code], stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    inside.append(helper)
+    assert helper.stdout is not None
+    assert helper.stdout.readline().strip() == b"ready"
+    return here
+
+
+class Forwarder:
+    """Accepts connections on ``listening`` and forwards each, both ways, to a new ``connect()`` socket:
+    a loopback TCP port to an engine's unix socket, or a unix socket to a loopback TCP port."""
+
+    def __init__(self, listening: socket.socket, connect: Callable[[], socket.socket]) -> None:
+        self.server, self.connect = listening, connect
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def tcp_to_unix(cls, sock: Path, port: int = 0) -> Forwarder:
+        return cls(socket.create_server(("127.0.0.1", port)), lambda: _unix(sock))
+
+    @classmethod
+    def unix_to_tcp(cls, sock: Path, port: int) -> Forwarder:
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(sock))
+        server.listen()
+        return cls(server, lambda: socket.create_connection(("127.0.0.1", port)))
+
+    @property
+    def port(self) -> int:
+        return int(self.server.getsockname()[1])
 
     def _accept(self) -> None:
         while True:
             try:
                 client, _ = self.server.accept()
+                upstream = self.connect()
             except OSError:
                 return  # closed
-            upstream = socket.socket(socket.AF_UNIX)
-            upstream.connect(str(self.sock))
             pumps = [
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True)
                 for src, dst in ((client, upstream), (upstream, client))
@@ -456,3 +498,15 @@ class _TcpToUnix:
 
     def close(self) -> None:
         self.server.close()
+
+
+def _unix(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(str(path))
+    return sock
+
+
+if __name__ == "__main__":  # inside another network namespace: its loopback port to a unix socket of ours
+    Forwarder.tcp_to_unix(Path(sys.argv[1]), int(sys.argv[2]))
+    print("ready", flush=True)
+    threading.Event().wait()

@@ -505,6 +505,7 @@ def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyP
         "save": lambda: engine.save("a", tmp_path / "a.tar"),
         "push": lambda: engine.push("a"),
         "repo_digests": lambda: engine.repo_digests("a"),
+        "copy_from_image": lambda: engine.copy_from_image("img", PurePosixPath("/wheel"), tmp_path),
         "create_index": lambda: engine.create_index("r:1-cp311", ["r@sha256:" + "0" * 64]),
         "build": lambda: engine.build(tmp_path, "t", dockerfile=tmp_path / "Dockerfile"),
         "import_tarball": lambda: engine.import_tarball(tmp_path / "a.tar", "t"),
