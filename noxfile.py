@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree as ET
 
 import nox
 
@@ -65,9 +68,53 @@ def multi_target(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit tests (no docker), then integration tests (real engine, PostgreSQL)."""
+    """Unit tests (no docker), then integration tests (real engine, PostgreSQL). The emulated tier (the
+    aarch64 target under QEMU: minutes of emulated CPU) runs beside them, in a pytest of its own, and its
+    report follows theirs; the last line counts both."""
     install_locked(session)
-    session.run("pytest", *(session.posargs or ["tests/unit", "tests/integration"]))
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+        return
+    reports = ROOT / ".nox" / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    emulated_log = reports / "emulated.log"
+    env = {**os.environ, "PATH": f"{session.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with emulated_log.open("wb") as log:
+        emulated = subprocess.Popen(
+            ["pytest", "-m", "emulated", "tests/integration", f"--junitxml={reports / 'emulated.xml'}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+    try:
+        session.run(
+            "pytest", "-m", "not emulated", "tests/unit", "tests/integration", f"--junitxml={reports / 'main.xml'}"
+        )
+    finally:
+        code = emulated.wait()
+        session.log("the emulated tier (aarch64 under QEMU), run beside the rest:")
+        print(emulated_log.read_text(encoding="utf-8", errors="replace"), flush=True)
+        passed, failed = _counts(reports / "main.xml", reports / "emulated.xml")
+        print(f"tests: {passed} passed, {failed} failed", flush=True)
+    if code != 0:
+        session.error("the emulated tier failed: see its report above")
+
+
+def _counts(*reports: Path) -> tuple[int, int]:
+    """(passed, failed) over pytest's JUnit XML reports (a report that is missing counts one failure)."""
+    passed = failed = 0
+    for report in reports:
+        try:
+            suites = ET.parse(report)  # noqa: S314 - pytest wrote it, on this machine.getroot().iter("testsuite")
+        except (OSError, ET.ParseError):
+            failed += 1
+            continue
+        for suite in suites:
+            bad = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+            passed += int(suite.get("tests", 0)) - bad - int(suite.get("skipped", 0))
+            failed += bad
+    return passed, failed
 
 
 @nox.session

@@ -30,7 +30,7 @@ from ._cmd import CommandFailed, run
 from ._config import DERIVED_BUILDER, Config
 from ._engine import Engine, is_local_only, local_name
 from ._fetch import pip_download, target_flags
-from ._guard import scratch
+from ._guard import image_lock, scratch
 from ._log import Log
 from ._options import DEBIAN_GLIBC, DEBIAN_PYTHON
 from ._shared import KEY_LABEL, SharedCache
@@ -138,9 +138,16 @@ def check_emulation(config: Config, root: Path = Path("/proc/sys/fs/binfmt_misc"
 
 def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
     tag = local_name(f"debian:{suite}{_arch_suffix(config)}")
-    if engine.image_id(tag):
-        log.info(f"{tag} exists; reusing it (remove it to bootstrap afresh)")
-        return tag
+    with image_lock(tag, log):
+        if engine.image_id(tag):
+            log.info(f"{tag} exists; reusing it (remove it to bootstrap afresh)")
+            return tag
+        _debootstrap(config, suite, engine, log, tag)
+    return tag
+
+
+def _debootstrap(config: Config, suite: str, engine: Engine, log: Log, tag: str) -> None:
+    """A Debian ``suite`` root file system of the target's architecture, imported as ``tag``."""
     mirror = bootstrap_mirror(config)
     if os.geteuid() != 0:
         msg = "debootstrap needs root to make a Debian root file system"
@@ -163,7 +170,6 @@ def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
             raise BootstrapError(msg, tip="Check that the mirror serves this suite (debian-mirror).") from err
         engine.import_tarball(tarball, tag)
         shutil.rmtree(rootfs, ignore_errors=True)
-    return tag
 
 
 def _tool_wheels(config: Config, python: str, glibc: str, log: Log) -> Path:
@@ -268,8 +274,11 @@ def _resolve(ref: str, role: Role, config: Config, engine: Engine, log: Log) -> 
             'as root with debootstrap, set debian-suite = "bookworm" to bootstrap one from Debian packages.'
         )
         raise BootstrapError(msg, tip=tip)
-    log.info(f"{ref} is not here; bootstrapping a local {role} base from Debian {config.debian_suite}")
-    bases = bootstrap(config, engine, log, roles=(role,))  # the other base may never be needed (derived)
+    with image_lock(bootstrapped, log):
+        if engine.image_id(bootstrapped):  # another run made it while this one waited
+            return bootstrapped
+        log.info(f"{ref} is not here; bootstrapping a local {role} base from Debian {config.debian_suite}")
+        bases = bootstrap(config, engine, log, roles=(role,))  # the other base may never be needed (derived)
     return bases.builder if role == "builder" else bases.runtime
 
 
@@ -286,7 +295,6 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
     """The runtime base plus a toolchain, in the layout cibuildwheel expects (derived-builder.Dockerfile),
     made once per runtime base image id and reused by tag."""
     dockerfile = docker_dir() / "derived-builder.Dockerfile"
-    python_tag = "cp" + config.python.replace(".", "")
     base_id = engine.image_id(runtime) or runtime
     key = key_of(
         {
@@ -298,12 +306,19 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
         }
     )
     tag = local_name(f"derived-builder:{key[:16]}")
-    if engine.image_id(tag):
-        log.info(f"builder base {tag}, derived from the runtime base {runtime}, is up to date")
-        return tag
-    shared = SharedCache.of(config, engine, log)
-    if shared and shared.fetch_image(tag, key):
-        return tag
+    with image_lock(tag, log):
+        if engine.image_id(tag):
+            log.info(f"builder base {tag}, derived from the runtime base {runtime}, is up to date")
+            return tag
+        shared = SharedCache.of(config, engine, log)
+        if not (shared and shared.fetch_image(tag, key)):
+            _derive(runtime, base_id, key, tag, config, engine, log)
+    return tag
+
+
+def _derive(runtime: str, base_id: str, key: str, tag: str, config: Config, engine: Engine, log: Log) -> None:
+    dockerfile = docker_dir() / "derived-builder.Dockerfile"
+    python_tag = "cp" + config.python.replace(".", "")
     log.info(f"deriving the builder base from the runtime base {runtime}: its compiler, headers and CPython")
     tools = _tool_wheels(config, config.python, config.glibc, log)
     with scratch("derived-builder") as context:
@@ -324,7 +339,6 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
                 'from it; else set builder-base to an image with a compiler (or a manylinux policy, "manylinux_2_28").'
             )
             raise ImageBuildError(f"the builder base cannot be derived from {runtime}: {err.message}", tip=tip) from err
-    return tag
 
 
 def _repository(name: str) -> str:
@@ -361,16 +375,17 @@ def with_runtime_packages(base: str, packages: tuple[str, ...], engine: Engine, 
     dockerfile = docker_dir() / "runtime-packages.Dockerfile"
     key = key_of({"base": engine.image_id(base) or base, "packages": list(packages), "file": sha256_of(dockerfile)})
     tag = local_name(f"runtime-with-packages:{key[:16]}")
-    if engine.image_id(tag):
-        return tag
-    log.info(f"installing runtime-packages into the runtime base: {' '.join(packages)}")
-    with scratch("runtime-packages") as context:
-        shutil.copy(dockerfile, context / "Dockerfile")
-        engine.build(
-            context,
-            tag,
-            dockerfile=context / "Dockerfile",
-            build_args={"BASE": base, "PACKAGES": " ".join(packages)},
-            labels={"io.wheelbarrow.runtime-packages": " ".join(packages)},
-        )
+    with image_lock(tag, log):
+        if engine.image_id(tag):
+            return tag
+        log.info(f"installing runtime-packages into the runtime base: {' '.join(packages)}")
+        with scratch("runtime-packages") as context:
+            shutil.copy(dockerfile, context / "Dockerfile")
+            engine.build(
+                context,
+                tag,
+                dockerfile=context / "Dockerfile",
+                build_args={"BASE": base, "PACKAGES": " ".join(packages)},
+                labels={"io.wheelbarrow.runtime-packages": " ".join(packages)},
+            )
     return tag

@@ -25,7 +25,7 @@ from ._cache import IGNORED_IN_PROJECT, key_of, sha256_of, skipped
 from ._cmd import CommandFailed, Result, run, which
 from ._engine import Engine, local_name
 from ._fetch import Fetched
-from ._guard import scratch
+from ._guard import image_lock, scratch
 from ._log import Log
 from ._plan import BuildPlan
 from ._repair import RepairedWheel, is_pure, one_repaired_wheel, repair_command
@@ -86,12 +86,26 @@ def prepare_builder(
         }
     )
     tag = local_name(f"builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}-{key[:12]}")
-    existing = engine.image_id(tag)
-    if existing:
-        log.info(f"builder image {tag} is up to date")
-        return Builder(tag, existing)
-    if shared and shared.fetch_image(tag, key):
-        return Builder(tag, engine.image_id(tag) or "")
+    with image_lock(tag, log):
+        existing = engine.image_id(tag)
+        if existing:
+            log.info(f"builder image {tag} is up to date")
+            return Builder(tag, existing)
+        if shared and shared.fetch_image(tag, key):
+            return Builder(tag, engine.image_id(tag) or "")
+        return Builder(tag, _make_builder(plan, base, build_requirements, project_requires, engine, key, tag))
+
+
+def _make_builder(
+    plan: BuildPlan,
+    base: str,
+    build_requirements: tuple[Path, ...],
+    project_requires: tuple[str, ...],
+    engine: Engine,
+    key: str,
+    tag: str,
+) -> str:
+    dockerfiles = docker_dir()
     with scratch("context") as tmp:
         context = Path(tmp)
         shutil.copy(dockerfiles / "builder.Dockerfile", context / "Dockerfile")
@@ -100,7 +114,7 @@ def prepare_builder(
         (context / "wheels").mkdir()
         for wheel in build_requirements:
             shutil.copy(wheel, context / "wheels" / wheel.name)
-        image_id = engine.build(
+        return engine.build(
             context,
             tag,
             dockerfile=context / "Dockerfile",
@@ -111,7 +125,6 @@ def prepare_builder(
             },
             labels={"io.wheelbarrow.builder-key": key, KEY_LABEL: key},
         )
-    return Builder(tag, image_id)
 
 
 def python_in_builder(plan: BuildPlan) -> str:

@@ -298,10 +298,22 @@ def claim(root: Path, what: str, key: str, known: Iterable[str], protected: Iter
         mark(real, what)
 
 
-@contextlib.contextmanager
-def project_lock(wheelhouse: Path, log: Log) -> Iterator[None]:
+def project_lock(wheelhouse: Path, log: Log) -> contextlib.AbstractContextManager[None]:
     """Hold the project's lock for the whole run; wait (saying so) while another run holds it."""
     name = hashlib.sha256(os.fsencode(os.path.realpath(wheelhouse))).hexdigest()[:24]
+    return _held(name, log, "another wheelbarrow run on this project to finish")
+
+
+def image_lock(image: str, log: Log) -> contextlib.AbstractContextManager[None]:
+    """One maker per local image name: a run that would make ``image`` (a bootstrapped base, a derived
+    builder, a builder) waits while another run of this user makes it, then finds it made. Two makers of
+    one name would each tag their own image, and a tag that moves under a run is a base that moved."""
+    name = "image-" + hashlib.sha256(image.encode()).hexdigest()[:24]
+    return _held(name, log, f"another wheelbarrow run to finish making {image}")
+
+
+@contextlib.contextmanager
+def _held(name: str, log: Log, waiting_for: str) -> Iterator[None]:
     fd = _open_private(runtime_dir() / "locks" / f"{name}.lock")
     with os.fdopen(fd, "r+") as handle:
         try:
@@ -309,7 +321,7 @@ def project_lock(wheelhouse: Path, log: Log) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            log.info(f"waiting for another wheelbarrow run on this project to finish ({holder})")
+            log.info(f"waiting for {waiting_for} ({holder})")
             fcntl.flock(handle, fcntl.LOCK_EX)
         handle.seek(0)
         handle.truncate()

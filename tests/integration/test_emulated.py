@@ -18,6 +18,8 @@ from tests.integration.test_targets import MULTI, health
 
 pytestmark = pytest.mark.emulated
 BOTH = "cp311-x86_64,cp311-aarch64"
+#: Its own image tag: this tier runs beside the others, which build examples/multi-target's images too.
+TAG = ("--image-tag", "example-multi-emulated:0.1.0")
 
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="emulates aarch64 on an x86_64 machine")
@@ -35,9 +37,9 @@ def test_the_aarch64_target_builds_images_serves_and_joins_a_multi_platform_inde
     assert psycopg2["file"].endswith("_aarch64.whl"), psycopg2
     assert any(g.startswith("libpq") for g in psycopg2["grafted_libraries"]), psycopg2
 
-    imaged = wheelbarrow("image", "--project", str(project), "--targets", BOTH)
+    imaged = wheelbarrow("image", "--project", str(project), "--targets", BOTH, *TAG)
     assert imaged.returncode == 0, imaged.output[-5000:]
-    image = "example-multi:0.1.0-cp311-aarch64"
+    image = "example-multi-emulated:0.1.0-cp311-aarch64"
     arch = sh(["docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", image]).output.strip()
     assert arch == "linux/arm64"
     answer = health(image, postgres.dsn, platform="linux/arm64")
@@ -47,7 +49,7 @@ def test_the_aarch64_target_builds_images_serves_and_joins_a_multi_platform_inde
     assert sh(["docker", "image", "inspect", "--format", "{{.Architecture}}", native]).output.strip() == "amd64"
 
     ref = f"{registry}/team/example-multi:0.1.0"
-    published = wheelbarrow("publish", "--project", str(project), "--targets", BOTH, "--push", ref)
+    published = wheelbarrow("publish", "--project", str(project), "--targets", BOTH, "--push", ref, *TAG)
     assert published.returncode == 0, published.output[-5000:]
     (index,) = json.loads((project / "dist" / "images.json").read_text(encoding="utf-8"))
     assert index["index"].startswith(f"{ref}-cp311@sha256:")

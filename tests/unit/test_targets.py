@@ -399,3 +399,67 @@ def test_a_local_base_of_another_platform_is_never_used_for_a_target(
     local["python:3.11-slim"] = "linux/s390x"
     with pytest.raises(BootstrapError, match="not on this machine and cannot be pulled"):
         _bootstrap.resolve_runtime_base(native, engine, quiet())
+
+
+def test_one_maker_per_image_name_and_the_second_finds_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs that would make one image (a bootstrapped base, a derived builder) at once: the second waits,
+    says why, and then uses what the first made instead of tagging an image of its own over it."""
+    import threading
+    import time
+
+    from wheelbarrow._guard import image_lock
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    (tmp_path / "run").mkdir(mode=0o700)
+    order: list[str] = []
+    lines: list[str] = []
+    first_in = threading.Event()
+
+    def first() -> None:
+        with image_lock("localhost/wheelbarrow/runtime-base:bookworm", quiet()):
+            first_in.set()
+            time.sleep(0.3)
+            order.append("first made it")
+
+    maker = threading.Thread(target=first)
+    maker.start()
+    first_in.wait()
+    with image_lock("localhost/wheelbarrow/runtime-base:bookworm", Log(sink=lines.append)):
+        order.append("second")
+    maker.join()
+    assert order == ["first made it", "second"]
+    assert any(
+        "waiting for another wheelbarrow run to finish making localhost/wheelbarrow/runtime-base" in x for x in lines
+    )
+    with image_lock("localhost/wheelbarrow/other:1", quiet()):  # another name: no wait
+        pass
+
+    # Two runs deriving one builder at once: one build; the other waits and finds it made.
+    made: list[str] = []
+
+    def engine_run(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        if argv[1:3] == ["image", "inspect"] and "derived-builder" in argv[-1]:
+            return Result(tuple(argv), 0, "sha256:2\n") if made else Result(tuple(argv), 1, "No such image\n")
+        if argv[1] == "build":
+            time.sleep(0.3)
+            made.append(argv[argv.index("-t") + 1])
+        return Result(tuple(argv), 0, "sha256:1\n")
+
+    monkeypatch.setattr(_engine, "run", engine_run)
+    config = load_config(write_project(tmp_path / "p", f'cache-dir = "{tmp_path / "cache"}"'), environ={})
+    tools = tmp_path / "cache" / "tools" / f"cp3.11-glibc{config.glibc}-{config.arch}"
+    tools.mkdir(parents=True)
+    (tools / ".complete").write_text("\n".join(_bootstrap.BUILDER_TOOLS), encoding="utf-8")
+    (tmp_path / "cache" / ".wheelbarrow-owned").write_text("wheelbarrow cache: made by wheelbarrow\n", encoding="utf-8")
+    tags: list[str] = []
+
+    def derive() -> None:
+        tags.append(_bootstrap.derived_builder("python:3.11-slim", config, _engine.Engine(quiet()), quiet()))
+
+    runs = [threading.Thread(target=derive) for _ in range(2)]
+    for each in runs:
+        each.start()
+    for each in runs:
+        each.join()
+    assert len(made) == 1, made
+    assert tags == [made[0], made[0]]
