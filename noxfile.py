@@ -106,7 +106,8 @@ def _counts(*reports: Path) -> tuple[int, int]:
     passed = failed = 0
     for report in reports:
         try:
-            suites = ET.parse(report)  # noqa: S314 - pytest wrote it, on this machine.getroot().iter("testsuite")
+            tree = ET.parse(report)  # noqa: S314 - pytest wrote it, on this machine
+            suites = list(tree.getroot().iter("testsuite"))
         except (OSError, ET.ParseError):
             failed += 1
             continue

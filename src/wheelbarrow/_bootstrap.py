@@ -364,19 +364,30 @@ def pulled_digest(ref: str, engine: Engine) -> str:
 def resolve_runtime_base(config: Config, engine: Engine, log: Log) -> str:
     """The runtime base, with ``runtime-packages`` installed into it when there are any."""
     base = _resolve(config.runtime_base, "runtime", config, engine, log)
-    return with_runtime_packages(base, config.runtime_packages, engine, log)
+    shared = SharedCache.of(config, engine, log)
+    return with_runtime_packages(base, config.runtime_packages, engine, log, shared)
 
 
-def with_runtime_packages(base: str, packages: tuple[str, ...], engine: Engine, log: Log) -> str:
+def with_runtime_packages(
+    base: str, packages: tuple[str, ...], engine: Engine, log: Log, shared: SharedCache | None = None
+) -> str:
     """``base`` plus ``packages`` (its own package manager, network on for this step only), built once per
-    base image id and package list and reused by tag; ``base`` itself when there are none."""
+    base image id and package list and reused by tag (or fetched from the shared cache: the derived
+    builder's key, and so every wheel's, depends on its id); ``base`` itself when there are none."""
     if not packages:
         return base
     dockerfile = docker_dir() / "runtime-packages.Dockerfile"
-    key = key_of({"base": engine.image_id(base) or base, "packages": list(packages), "file": sha256_of(dockerfile)})
+    key = key_of(
+        {
+            "base": engine.image_id(base) or base,
+            "packages": list(packages),
+            "file": sha256_of(dockerfile),
+            "labels": [KEY_LABEL],  # an image made before it carried its key label is not one of these
+        }
+    )
     tag = local_name(f"runtime-with-packages:{key[:16]}")
     with image_lock(tag, log):
-        if engine.image_id(tag):
+        if engine.image_id(tag) or (shared and shared.fetch_image(tag, key)):
             return tag
         log.info(f"installing runtime-packages into the runtime base: {' '.join(packages)}")
         with scratch("runtime-packages") as context:
@@ -386,6 +397,6 @@ def with_runtime_packages(base: str, packages: tuple[str, ...], engine: Engine, 
                 tag,
                 dockerfile=context / "Dockerfile",
                 build_args={"BASE": base, "PACKAGES": " ".join(packages)},
-                labels={"io.wheelbarrow.runtime-packages": " ".join(packages)},
+                labels={"io.wheelbarrow.runtime-packages": " ".join(packages), KEY_LABEL: key},
             )
     return tag

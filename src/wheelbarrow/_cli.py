@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ._config import OPTIONS, Config, load_config
 from ._log import printable
+from ._shapes import image_reference
 from ._version import __version__
 from .errors import INTERNAL_ERROR, ConfigError, Interrupted, WheelbarrowError
 
@@ -102,6 +103,10 @@ def load(args: argparse.Namespace) -> Config:
 def _options(args: argparse.Namespace) -> Options:
     from ._pipeline import Options  # noqa: PLC0415 - imported after the signal handlers are set
 
+    push = getattr(args, "push", None)
+    if push is not None:  # it reaches the engine's command line: a reference, never an option
+        tip = "Give --push an image reference, e.g. --push registry.example:5000/team/app:1.0 (lower case)."
+        image_reference(push, "--push", ConfigError, tip=tip)
     return Options(
         skip_image=getattr(args, "skip_image", False),
         simple_index=getattr(args, "simple_index", False),

@@ -52,6 +52,11 @@ def local_name(name: str) -> str:
     return f"{LOCAL}/{name}"
 
 
+#: Where images wait that a run made or pulled for itself (``<owner>-<run>...`` tags): an unverified
+#: runtime image, a shared-cache entry being read. The sweep removes those of dead runs.
+CANDIDATES = local_name("candidate")
+
+
 def is_local_only(ref: str) -> bool:
     """Whether ``ref`` names an image only wheelbarrow makes, locally: one it must never pull."""
     return ref.startswith(LOCAL_ONLY)
@@ -185,6 +190,12 @@ class Engine:
         except ValueError:
             return []
         return [d for d in digests if isinstance(d, str)] if isinstance(digests, list) else []
+
+    def image_size(self, ref: str) -> int | None:
+        """The size of the local image ``ref`` in bytes (None when there is no such image)."""
+        result = self._run("image", "inspect", "--format", "{{.Size}}", ref, check=False)
+        text = result.output.strip()
+        return int(text) if result.returncode == 0 and text.isdigit() else None
 
     def label(self, ref: str, key: str) -> str:
         """The value of the label ``key`` on the image ``ref`` ("" when it has none, or there is no image)."""

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from . import _engine
 from ._bootstrap import docker_dir, pulled_digest, resolve_runtime_base
 from ._cache import Cache, key_of
 from ._config import Config
-from ._engine import Engine, local_name
+from ._engine import Engine
 from ._guard import owner, scratch
 from ._log import Log
 from ._manifest import Manifest
@@ -32,7 +33,7 @@ from ._wheelhouse import read_wheelhouse, requirements_text
 from .errors import ConfigError, WheelhouseError
 
 WHEELHOUSE_LABEL = "io.wheelbarrow.wheelhouse"
-CANDIDATES = local_name("candidate")
+CANDIDATES = _engine.CANDIDATES
 
 
 @dataclass(frozen=True)

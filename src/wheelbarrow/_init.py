@@ -59,7 +59,7 @@ RUNTIME_PACKAGE_HINTS = {
 #: Why a package is compiled, as the table's comment says it.
 REASONS = {"no compatible wheel": "the lock has no wheel of it for this target", "build-from-source": "asked for"}
 #: Keys that say what the target is: written when this run's configuration sets them, so the table keeps it.
-TARGET_KEYS = ("groups", "builder-base", "debian-suite", "runtime-base")
+TARGET_KEYS = ("targets", "groups", "builder-base", "debian-suite", "runtime-base")
 #: The files of a locked package, as the index lists them (those with a locked sha256).
 Lister = Callable[[LockedPackage], tuple[LockedFile, ...]]
 

@@ -189,8 +189,9 @@ def stage_build(run: Run) -> None:
     run.built = _schedule.build_all(run.sdists, ctx, run.cache, run.config.jobs)
     fresh = sum(not b.from_cache for b in run.built)
     run.log.info(f"{fresh} built, {len(run.built) - fresh} from the cache")
-    if shared and fresh:  # what the wheels' keys name, for the next machine: the builder and its base
-        shared.store_images(builder.tag, run.builder_base)
+    if shared and fresh:  # what the wheels' keys depend on, for the next machine: the builder, its base, and
+        # the runtime base with runtime-packages (each pushed only if wheelbarrow made it under a key)
+        shared.store_images(builder.tag, run.builder_base, run.runtime_base)
     _repair.check_left_to_base([(b.name, b.wheel) for b in run.built], run.base_sonames, run.runtime_base)
 
 
@@ -353,36 +354,58 @@ PER_TARGET: tuple[tuple[Stage, ...], ...] = (PLAN, BUILD, IMAGE, VERIFY, PUBLISH
 def execute_all(
     config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options: Options | None = None
 ) -> list[Run]:
-    """:func:`execute`, once per target when the project sets ``targets`` (each with its configuration);
-    the roots of the targets' wheelhouses and dist/ folders are claimed first, and the index written last."""
+    """:func:`execute`, once per target when the project sets ``targets`` (each with its configuration).
+
+    Every target of another architecture is checked for emulation first, before any target runs. A
+    ``build`` or ``publish`` writes its targets into one staged root (:func:`_targets.staged_root`) that
+    replaces the wheelhouse (or dist/) only when every target succeeded, with the index written last."""
     if not config.per_target or stages not in PER_TARGET:
         return [execute(config, log, stages, options)]
+    if config.python not in {each.python for each in config.per_target}:
+        log.warning(f"python = {config.python} is not used: with targets, each target names its CPython")
+    if any(stage.uses_engine for stage in stages):
+        for each in config.per_target:
+            _bootstrap.check_emulation(each)
     roots = {
         BUILD: (config.wheelhouse, "wheelhouse", "wheelhouse"),
         PUBLISH: (config.dist_dir, "dist/ directory", "dist-dir"),
     }
+    if stages not in roots:
+        return [_execute_target(each, number, config, log, stages, options) for number, each in _numbered(config)]
+    root, what, key = roots[stages]
     runs: list[Run] = []
     with contextlib.ExitStack() as held:
-        if stages in roots:
-            held.enter_context(_guard.project_lock(config.wheelhouse, log))
-            sweep_files(config, log)
-            root, what, key = roots[stages]
-            with _file_errors("targets"):
-                _targets.claim_root(root, what, key, (config.project_dir, config.cache_dir))
-        for number, each in enumerate(config.per_target, 1):
-            log.info(f"target {each.target} ({number} of {len(config.per_target)})")
-            runs.append(execute(each, log, stages, options))
+        held.enter_context(_guard.project_lock(config.wheelhouse, log))
+        sweep_files(config, log)
+        protected = (config.project_dir, config.cache_dir)
+        held.enter_context(_file_errors("targets"))  # a full disk while staging: a FileSystemError
+        stage = held.enter_context(_targets.staged_root(root, what, key, protected, log))
+        for number, each in _numbered(config):
+            run = _execute_target(_targets.staged(each, stage, key), number, config, log, stages, options)
+            run.config = each  # reported with the target's own folders, where they are after the swap
+            runs.append(run)
         if stages is BUILD:
-            with _file_errors("targets"):
-                _targets.write_index(config.wheelhouse, config.per_target)
-            log.info(f"wheelhouse {config.wheelhouse}: {len(runs)} targets, index {_targets.INDEX}")
+            _targets.write_index(stage, [_targets.staged(each, stage, key) for each in config.per_target])
         push = (options or Options()).push
         if stages is PUBLISH and push:
             pushed = [(r.config, r.need(r.published, "publish").pushed or "") for r in runs]
-            with log.stage("index"), _file_errors("index"):
+            with log.stage("index"):
                 indexes = _targets.push_indexes(pushed, push, log, runs[0].cache)
-                _wheelhouse.write_atomic(config.dist_dir / _targets.IMAGES, json.dumps(indexes, indent=2) + "\n")
+            _wheelhouse.write_atomic(stage / _targets.IMAGES, json.dumps(indexes, indent=2) + "\n")
+        if stages is PUBLISH:  # one SHA256SUMS over every target's files (and images.json)
+            _wheelhouse.write_atomic(stage / "SHA256SUMS", _publish.sha256sums(stage))
     return runs
+
+
+def _numbered(config: Config) -> list[tuple[int, Config]]:
+    return list(enumerate(config.per_target, 1))
+
+
+def _execute_target(
+    each: Config, number: int, config: Config, log: Log, stages: tuple[Stage, ...], options: Options | None
+) -> Run:
+    log.info(f"target {each.target} ({number} of {len(config.per_target)})")
+    return execute(each, log, stages, options)
 
 
 def sweep_files(config: Config, log: Log) -> None:

@@ -261,11 +261,16 @@ def save_image(engine: Engine, tag: str, dest: Path, mtime: int) -> dict[str, An
 
 
 def push_image(engine: Engine, tag: str, ref: str, log: Log) -> str:
+    """Push the verified image ``tag`` as ``ref``. A tag made for the push only is not left behind when it
+    fails; a name that was there before (the image's own tag, or one the user made) is never removed."""
+    made = ref != tag and engine.image_id(ref) is None
     try:
-        engine.tag(tag, ref)
+        if ref != tag:
+            engine.tag(tag, ref)
         digest = engine.push(ref)
     except EngineCommandError as err:
-        engine.discard_image(ref)  # the tag made for the push only: not left behind
+        if made:
+            engine.discard_image(ref)
         msg = f"pushing {ref} failed:\n{err.tail(6)}"
         raise EngineError(msg, tip="Check the registry address and that you are logged in (docker login).") from err
     log.info(f"pushed {ref} ({digest})")

@@ -20,16 +20,20 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import stat
+import uuid
+import zipfile
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
-from . import _shapes
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
 from ._cache import Cache, CachedWheel, sha256_of
 from ._config import Config
-from ._engine import Engine
-from ._guard import scratch
+from ._engine import CANDIDATES, Engine
+from ._guard import owner, scratch
 from ._log import Log
-from .errors import EngineError, FetchError, WheelbarrowError
+from .errors import EngineError, WheelbarrowError
 
 SHA_LABEL = "io.wheelbarrow.sha256"
 KEY_LABEL = "io.wheelbarrow.cache-key"
@@ -56,35 +60,41 @@ class SharedCache:
         if not self.source:
             return None
         ref = f"{self.source}:wheel-{key}"
-        if not self.engine.pull(ref, quiet=True):
+        held = self._pull(ref)
+        if held is None:
             return None
         try:
             with scratch("shared") as tmp:
-                self.engine.copy_from_image(ref, PurePosixPath("/wheel"), tmp)
-                entry = json.loads((tmp / "entry.json").read_text(encoding="utf-8"))
-                name = _shapes.filename(str(entry["file"]), "shared cache entry", FetchError)
-                wheel = tmp / name
-                sha = sha256_of(wheel)
-                label = self.engine.label(ref, SHA_LABEL)
-                if not name.endswith(".whl") or not (sha == entry["sha256"] == label):
-                    self.log.warning(
-                        f"the shared cache's {ref} does not match the sha256 recorded with it "
-                        f"({sha[:12]} vs {str(entry['sha256'])[:12]}, label {label[:12]}): ignored, building it here"
-                    )
-                    return None
-                meta = {
-                    "platform_tag": str(entry["platform_tag"]),
-                    "grafted": [str(g) for g in entry["grafted"]],
-                    "expected_from_base": [str(e) for e in entry["expected_from_base"]],
-                }
+                wheel, meta = self._extract(held, tmp)
                 cache.store_wheel(key, wheel, meta)
-        except (WheelbarrowError, OSError, ValueError, KeyError, TypeError) as err:
-            self.log.warning(f"the shared cache's {ref} cannot be read ({err}): ignored, building it here")
+        except (_RefusedError, WheelbarrowError, OSError) as err:
+            why = err.message if isinstance(err, WheelbarrowError) else str(err)
+            self.log.warning(f"the shared cache's {ref} {why}: ignored, building it here")
             return None
         finally:
-            self.engine.discard_image(ref)
-        self.log.info(f"{name}: from the shared cache ({key[:12]}), sha256 checked")
+            self.engine.discard_image(held)
+        self.log.info(f"{wheel.name}: from the shared cache ({key[:12]}), sha256 checked")
         return cache.wheel(key)
+
+    def _extract(self, held: str, folder: Path) -> tuple[Path, dict[str, object]]:
+        size = self.engine.image_size(held) or 0
+        if size > MAX_ENTRY_BYTES:
+            raise _RefusedError(f"is {size} bytes, more than a wheel entry may be ({MAX_ENTRY_BYTES})")
+        self.engine.copy_from_image(held, PurePosixPath("/wheel"), folder)
+        return _checked_entry(folder, self.engine.label(held, SHA_LABEL))
+
+    def _pull(self, ref: str) -> str | None:
+        """Pull ``ref`` and hold it under a name of this run's (the sweep removes it if the run dies): that
+        name, or None when the shared cache has no such entry."""
+        if not self.engine.pull(ref, quiet=True):
+            self.log.info(f"not in the shared cache: {ref}")
+            return None
+        held = f"{CANDIDATES}:{owner()}-{self.engine.run_id}-shared-{uuid.uuid4().hex[:8]}"
+        try:
+            self.engine.tag(ref, held)
+        finally:
+            self.engine.discard_image(ref)
+        return held
 
     def store_wheel(self, key: str, wheel: CachedWheel) -> None:
         """Push a wheel this run built under ``key``; a failed push is a warning (the build stands)."""
@@ -117,15 +127,16 @@ class SharedCache:
         if not self.source:
             return False
         ref = _remote(self.source, tag)
-        if not self.engine.pull(ref, quiet=True):
+        held = self._pull(ref)
+        if held is None:
             return False
         try:
-            if self.engine.label(ref, KEY_LABEL) != key:
+            if self.engine.label(held, KEY_LABEL) != key:
                 self.log.warning(f"the shared cache's {ref} is not labelled with its key: ignored, building it here")
                 return False
-            self.engine.tag(ref, tag)
+            self.engine.tag(held, tag)
         finally:
-            self.engine.discard_image(ref)
+            self.engine.discard_image(held)
         self.log.info(f"{tag}: from the shared cache")
         return True
 
@@ -156,3 +167,49 @@ def _remote(repository: str, tag: str) -> str:
     """``localhost/wheelbarrow/builder:app-0123`` -> ``<repository>:builder-app-0123``."""
     name, _, version = tag.rpartition(":")
     return f"{repository}:{re.sub(r'[^A-Za-z0-9_.-]', '-', name.rsplit('/', 1)[-1])}-{version}"[:256]
+
+
+#: The largest wheel entry read from the shared cache (the image's size, before anything is copied out).
+MAX_ENTRY_BYTES = 1 << 30
+_ENTRY_BYTES = 64 << 10
+_PLATFORM = re.compile(r"^(any|[a-z0-9_]+(\.[a-z0-9_]+)*)$")
+_SONAME = re.compile(r"^[A-Za-z0-9._+-]{1,255}$")
+
+
+class _RefusedError(Exception):
+    """Why an entry of the shared cache is not used."""
+
+
+def _checked_entry(folder: Path, label: str) -> tuple[Path, dict[str, object]]:
+    """The wheel and its metadata from an entry copied out into ``folder``, or _RefusedError: exactly a wheel
+    and ``entry.json``, both regular files (no link is followed, no device read), of bounded size, a wheel
+    that is a zip whose name is a wheel's, hashing to the sha256 the entry and the label record, and an
+    entry whose fields have the shapes a repair writes."""
+    names = {p.name: p for p in folder.iterdir()}
+    for path in names.values():
+        if not stat.S_ISREG(path.lstat().st_mode):
+            raise _RefusedError(f"holds {path.name!r}, which is not a regular file")
+    if "entry.json" not in names or len(names) != 2:
+        raise _RefusedError(f"holds {sorted(names)[:4]}, not a wheel and its entry.json")
+    if names["entry.json"].lstat().st_size > _ENTRY_BYTES:
+        raise _RefusedError("has an entry.json larger than 64 KiB")
+    try:
+        entry = json.loads(names.pop("entry.json").read_text(encoding="utf-8"))
+        (wheel,) = names.values()
+        name = str(entry["file"])
+        parse_wheel_filename(name)
+        expected, platform_tag = str(entry["sha256"]), str(entry["platform_tag"])
+        lists = {k: entry[k] for k in ("grafted", "expected_from_base")}
+    except (ValueError, KeyError, TypeError, InvalidWheelFilename) as err:
+        raise _RefusedError(f"has an entry that cannot be read ({err})") from err
+    if wheel.name != name or not zipfile.is_zipfile(wheel):
+        raise _RefusedError(f"holds {wheel.name!r}, which is not the wheel {name!r} its entry names")
+    if not _PLATFORM.match(platform_tag) or not all(
+        isinstance(v, list) and len(v) <= 1000 and all(isinstance(x, str) and _SONAME.match(x) for x in v)
+        for v in lists.values()
+    ):
+        raise _RefusedError("has an entry whose platform tag or libraries are not plain names")
+    sha = sha256_of(wheel)
+    if not sha == expected == label:
+        raise _RefusedError(f"does not match the sha256 recorded with it (the wheel {sha[:12]}, its entry and label)")
+    return wheel, {"platform_tag": platform_tag, **lists}

@@ -3,43 +3,49 @@
 With ``targets`` set, every per-target command (plan, build, image, verify, publish, bootstrap) runs
 once per target, each with its own configuration (:attr:`~wheelbarrow._config.Config.per_target`):
 its CPython, its architecture, its bases, its wheelhouse ``<wheelhouse>/<target>/``, its dist/
-``<dist-dir>/<target>/`` and its image tag ``<tag>-<target>``. The directories that hold them are
-wheelbarrow's own (marked, :func:`claim_root`), and the wheelhouse's root gets ``targets.json``, the
-index of the targets built from the lock, with each target's requirements.txt hash
-(:func:`write_index`). A target that left the list leaves the index, and its directory is removed:
-it carries wheelbarrow's marker and a target's name.
+``<dist-dir>/<target>/`` and its image tag ``<tag>-<target>``.
+
+The roots that hold the targets' wheelhouses and dist/ folders are written as one output each
+(:func:`staged_root`): every target is written into a fresh, marked staging folder beside the root, the
+index (``targets.json``, each target's requirements.txt hash) last, and the whole swaps in with one
+atomic rename only when every target succeeded. A failed or interrupted run leaves the previous root as
+it was, a single-target wheelhouse included. A root is replaced only when it is absent, empty, a
+single-target output wheelbarrow wrote, or a root of targets holding nothing but what wheelbarrow
+writes there (:func:`check_root`); anything else in it is refused, before any work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import re
-import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ._cache import Cache, sha256_of
 from ._config import Config
 from ._engine import Engine
-from ._guard import MARKER, check_output, is_marked, mark
+from ._guard import MARKER, check_output, is_marked
 from ._image import runtime_base_of, tag_of, target_tag
 from ._log import Log
 from ._verify import verify_image
-from ._wheelhouse import read_wheelhouse, replacing, write_atomic
-from .errors import EngineError, WheelhouseError
+from ._wheelhouse import read_wheelhouse, staging, swap_in, write_atomic
+from .errors import ConfigError, EngineError, WheelhouseError
 
 INDEX = "targets.json"
 #: In the dist/ root, after ``publish --push``: each multi-platform index pushed, and what it holds.
 IMAGES = "images.json"
 INDEX_VERSION = "1"
 _TARGET_DIR = re.compile(r"^cp3\d{1,2}-[a-z0-9_]+$")
-_ROOT_FILES = {MARKER, INDEX, IMAGES, "README.md"}
+_ROOT_FILES = {MARKER, INDEX, IMAGES, "README.md", "SHA256SUMS"}
 
 README = """\
 # wheelhouse (several targets)
 
 Written by `wheelbarrow build` (or `nox -s build_wheels`) for a project that
-sets `targets`: one wheelhouse per target, built from the same lock.
+sets `targets`: one wheelhouse per target, built from the same lock, and
+replaced as a whole on every successful run.
 
 - `<target>/` (for example `cp311-x86_64/`): that target's wheels, its
   hash-locked `requirements.txt` and its `manifest.json`, as a single-target
@@ -49,30 +55,66 @@ sets `targets`: one wheelhouse per target, built from the same lock.
 """
 
 
-def claim_root(root: Path, what: str, key: str, protected: Sequence[Path]) -> None:
-    """Make ``root`` a directory of targets: absent or empty (made and marked), already one, or a
-    single-target ``what`` wheelbarrow wrote (replaced, in one atomic step, by an empty directory of targets).
-    Anything else is refused by :func:`~wheelbarrow._guard.check_output`."""
+def check_root(root: Path, what: str, key: str, protected: Sequence[Path]) -> Path:
+    """The real path of ``root``, which a run may replace: absent, empty, a single-target ``what``
+    wheelbarrow wrote (no index), or a root of targets holding only what wheelbarrow writes there (its
+    marker, index, README and marked target folders). Anything else is a ConfigError naming it."""
     real = check_output(root, what, key, protected)
-    names = {p.name for p in real.iterdir()} if real.is_dir() else set()
-    if is_marked(real, what) and all(_TARGET_DIR.match(n) or n in _ROOT_FILES for n in names):
-        return
-    if names - {MARKER}:  # a single-target output of wheelbarrow's (check_output said so)
-        with replacing(root, what, key=key, protected=protected):
-            pass  # the staging directory is marked and empty: it becomes the root
-        return
-    real.mkdir(parents=True, exist_ok=True)
-    if not is_marked(real, what):
-        mark(real, what)
+    if not real.is_dir() or not (real / INDEX).is_file():
+        return real
+    strangers = sorted(
+        p.name
+        for p in real.iterdir()
+        if p.name not in _ROOT_FILES
+        and not (_TARGET_DIR.match(p.name) and not p.is_symlink() and p.is_dir() and is_marked(p, what))
+    )
+    if strangers:
+        msg = f"{key} is {root}, a folder of targets that also holds what wheelbarrow did not write there: "
+        msg += ", ".join(strangers[:5])
+        raise ConfigError(msg, tip=f"Move {', '.join(strangers[:5])} out of {root}: it is replaced as a whole.")
+    return real
+
+
+@contextlib.contextmanager
+def staged_root(root: Path, what: str, key: str, protected: Sequence[Path], log: Log) -> Iterator[Path]:
+    """A marked staging folder beside ``root`` for the targets' outputs; when the block ends without an
+    error it becomes ``root`` in one atomic step (unless it holds exactly what ``root`` holds already)."""
+    real = check_root(root, what, key, protected)
+    with staging(real, what) as stage:
+        yield stage
+        if what == "wheelhouse":
+            write_atomic(stage / "README.md", README)
+        if _same_tree(stage, real):
+            log.info(f"{key} {root}: unchanged")
+            return
+        check_root(root, what, key, protected)  # still one to replace, now that the new one is ready
+        swap_in(stage, real)
+        log.info(f"{key} {root}: replaced")
+
+
+def staged(config: Config, stage: Path, key: str) -> Config:
+    """One target's configuration, writing its ``key`` output (wheelhouse, dist-dir) into ``stage``."""
+    if key == "wheelhouse":
+        return dataclasses.replace(config, wheelhouse=stage / config.target)
+    return dataclasses.replace(config, dist_dir=stage / config.target)
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    def files(root: Path) -> dict[str, str]:
+        return {
+            p.relative_to(root).as_posix(): sha256_of(p)
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        }
+
+    try:
+        return b.is_dir() and files(a) == files(b)
+    except OSError:
+        return False
 
 
 def write_index(root: Path, configs: Sequence[Config]) -> None:
-    """``targets.json`` and README.md in ``root``; folders of targets no longer configured are removed."""
-    listed = {c.target for c in configs}
-    for path in sorted(root.iterdir()):
-        stale = _TARGET_DIR.match(path.name) and path.name not in listed
-        if stale and path.is_dir() and not path.is_symlink() and is_marked(path, "wheelhouse"):
-            shutil.rmtree(path)
+    """``targets.json`` in ``root`` (where ``configs``' wheelhouses are), each target's folder named."""
     targets = []
     for config in configs:
         requirements = config.wheelhouse / "requirements.txt"
@@ -91,7 +133,6 @@ def write_index(root: Path, configs: Sequence[Config]) -> None:
         )
     index = {"version": INDEX_VERSION, "project": configs[0].project_name, "targets": targets}
     write_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
-    write_atomic(root / "README.md", README)
 
 
 def push_indexes(pushed: Sequence[tuple[Config, str]], push: str, log: Log, cache: Cache) -> list[dict[str, object]]:

@@ -517,7 +517,7 @@ def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyP
     public = {n for n in dir(_engine.Engine) if not n.startswith("_")} | {"call", "copy_into", "copy_out"}
     quiet_ones = {"image_id", "pull", "has_buildkit", "run_image", "label_args", "limit_args", "sweep", "sweep_images"}
     quiet_ones |= {"discard_image", "remove_leftovers", "log", "name", "run_id", "platform"}
-    quiet_ones |= {"fits"}  # an image that is not there is not of the platform either
+    quiet_ones |= {"fits", "image_size"}  # an image that is not there is not of the platform, and has no size
     quiet_ones |= {"started", "label"}  # a command that does not start is what verify reports; no label is ""
     assert public - quiet_ones <= set(calls), "a new engine method needs a case here"
     for call in calls.values():
@@ -527,6 +527,7 @@ def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyP
         getattr(engine, name)()  # best effort: never raises
     assert engine.image_id("x") is None
     assert not engine.fits("x")
+    assert engine.image_size("x") is None
     assert engine.run_image("x", ["true"]).returncode == 1
 
 

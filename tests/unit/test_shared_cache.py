@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,9 @@ WHEEL = "demo-1.0-cp311-cp311-manylinux_2_34_x86_64.whl"
 
 @dataclass
 class Image:
-    files: dict[str, bytes]
+    files: dict[str, bytes]  # b"SYMLINK:<target>" is copied out as a symbolic link, as docker cp does
     labels: dict[str, str] = field(default_factory=dict)
+    size: int | None = None  # what the engine reports (the files' total when None)
 
 
 @dataclass
@@ -75,12 +77,21 @@ class FakeEngine:
             prefix = src.removesuffix("/.").lstrip("/") + "/"
             for path, data in self.local[self.containers[name]].files.items():
                 if path.startswith(prefix):
-                    (Path(rest[1]) / path.removeprefix(prefix)).write_bytes(data)
+                    dest = Path(rest[1]) / path.removeprefix(prefix)
+                    if data.startswith(b"SYMLINK:"):
+                        dest.symlink_to(data.removeprefix(b"SYMLINK:").decode())
+                    elif data == b"DIR":
+                        dest.mkdir()
+                    else:
+                        dest.write_bytes(data)
             return ok
         if verb == "image" and rest[0] == "inspect":
             image = self.local.get(rest[-1])
             if image is None:
                 return no
+            if "{{.Size}}" in rest[2]:
+                size = image.size if image.size is not None else sum(len(d) for d in image.files.values())
+                return Result(tuple(argv), 0, f"{size}\n")
             key = rest[2].split('"')[1] if "Labels" in rest[2] else ""
             return Result(tuple(argv), 0, (image.labels.get(key, "<no value>") if key else "sha256:1") + "\n")
         if verb == "build":
@@ -110,7 +121,8 @@ def built_here(tmp_path: Path) -> Cache:
     """A local cache that holds the wheel this machine built under KEY."""
     cache = Cache(tmp_path / "cache-a", quiet())
     wheel = tmp_path / WHEEL
-    wheel.write_bytes(b"PK\x03\x04 a real wheel's bytes")
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("demo/__init__.py", "")
     cache.store_wheel(
         KEY,
         wheel,
@@ -167,6 +179,21 @@ def poisoned(engine: FakeEngine, tmp_path: Path, how: str) -> None:
     elif how == "entry":
         entry.files["wheel/entry.json"] = b"{not json"
         return
+    elif how == "a host file":  # the wheel a link to a file of the host, whose sha256 the entry records
+        entry.files[f"wheel/{WHEEL}"] = b"SYMLINK:/etc/hostname"
+        meta["sha256"] = entry.labels[SHA_LABEL] = sha256_of_bytes(Path("/etc/hostname").read_bytes())
+    elif how == "an endless entry":
+        entry.files["wheel/entry.json"] = b"SYMLINK:/dev/zero"
+        return
+    elif how == "a folder too":
+        entry.files["wheel/extra"] = b"DIR"
+    elif how == "huge":
+        entry.size = 1 << 40
+    elif how == "a zip that is not named":
+        meta["file"] = "x.whl"
+    elif how == "escapes":
+        meta["platform_tag"] = "x\x1b[31mRED\x1b]0;title\x07"
+        meta["grafted"] = ["libevil.so\n\x1b[2J"]
     elif how == "shape":
         meta["grafted"] = 7
     entry.files["wheel/entry.json"] = json.dumps(meta).encode()
@@ -179,7 +206,24 @@ def sha256_of_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.mark.parametrize("how", ["bytes", "bytes and entry", "label", "file name", "not a wheel", "entry", "shape"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "bytes",
+        "bytes and entry",
+        "label",
+        "file name",
+        "not a wheel",
+        "entry",
+        "shape",
+        "a host file",
+        "an endless entry",
+        "a folder too",
+        "huge",
+        "a zip that is not named",
+        "escapes",
+    ],
+)
 def test_a_poisoned_entry_is_ignored_with_a_warning_and_nothing_reaches_the_cache(
     engine: FakeEngine, tmp_path: Path, how: str
 ) -> None:

@@ -11,12 +11,12 @@ import pytest
 
 from tests.unit.conftest import write_project
 from wheelbarrow import _bootstrap, _engine, _pipeline, _targets
-from wheelbarrow._cmd import Result
+from wheelbarrow._cmd import CommandFailed, Result
 from wheelbarrow._config import Config, load_config
 from wheelbarrow._guard import MARKER, is_marked, mark
 from wheelbarrow._image import target_tag
 from wheelbarrow._log import Log
-from wheelbarrow.errors import BootstrapError, ConfigError, EngineError
+from wheelbarrow.errors import BootstrapError, BuildError, ConfigError, EngineError, WheelhouseError
 
 TWO = 'targets = ["cp311-x86_64", "cp313-x86_64"]\ndebian-suite = "bookworm"'
 
@@ -144,80 +144,95 @@ def single_wheelhouse(path: Path) -> None:
     (path / "manifest.json").write_text("{}", encoding="utf-8")
 
 
-def test_claim_root_makes_marks_or_replaces_only_what_is_wheelbarrows(tmp_path: Path) -> None:
+def test_check_root_replaces_only_what_is_wheelbarrows_and_names_any_stranger(tmp_path: Path) -> None:
     project = tmp_path / "project"
     project.mkdir()
     protected = (project, tmp_path / "cache")
-    absent = project / "wheelhouse"
-    _targets.claim_root(absent, "wheelhouse", "wheelhouse", protected)
-    assert is_marked(absent, "wheelhouse")
-
-    old = project / "old"
-    single_wheelhouse(old)
-    _targets.claim_root(old, "wheelhouse", "wheelhouse", protected)
-    assert {p.name for p in old.iterdir()} == {MARKER}  # the single-target wheelhouse wheelbarrow wrote, replaced
+    _targets.check_root(project / "absent", "wheelhouse", "wheelhouse", protected)  # absent: fine
+    single = project / "single"
+    single_wheelhouse(single)
+    (single / "NOTES.txt").write_text("a single-target wheelhouse is replaced as a whole", encoding="utf-8")
+    _targets.check_root(single, "wheelhouse", "wheelhouse", protected)
 
     roots = project / "roots"
     single_wheelhouse(roots / "cp311-x86_64")
     mark(roots, "wheelhouse")
     (roots / _targets.INDEX).write_text("{}", encoding="utf-8")
-    _targets.claim_root(roots, "wheelhouse", "wheelhouse", protected)
-    assert (roots / "cp311-x86_64" / "requirements.txt").is_file()  # already a folder of targets: kept
+    _targets.check_root(roots, "wheelhouse", "wheelhouse", protected)  # only what wheelbarrow writes there
+    for stranger in ("NOTES.txt", "cp312-x86_64", "link"):
+        path = roots / stranger
+        if stranger == "link":
+            path.symlink_to(roots / "cp311-x86_64")
+        elif stranger.endswith(".txt"):
+            path.write_text("mine", encoding="utf-8")
+        else:
+            path.mkdir()  # named like a target, but not wheelbarrow's
+        with pytest.raises(ConfigError, match=f"also holds what wheelbarrow did not write there: {stranger}"):
+            _targets.check_root(roots, "wheelhouse", "wheelhouse", protected)
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        else:
+            path.rmdir()
 
     theirs = project / "theirs"
     theirs.mkdir()
     (theirs / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(ConfigError, match="not a wheelhouse wheelbarrow wrote"):
-        _targets.claim_root(theirs, "wheelhouse", "wheelhouse", protected)
+        _targets.check_root(theirs, "wheelhouse", "wheelhouse", protected)
+    for place in (project, tmp_path):  # the project, and what holds it
+        with pytest.raises(ConfigError):
+            _targets.check_root(place, "wheelhouse", "wheelhouse", protected)
     assert (theirs / "notes.txt").read_text(encoding="utf-8") == "mine"
-
-    with pytest.raises(ConfigError):
-        _targets.claim_root(project, "wheelhouse", "wheelhouse", protected)
-    with pytest.raises(ConfigError):
-        _targets.claim_root(tmp_path, "wheelhouse", "wheelhouse", protected)  # holds the project
-    assert (project / "theirs" / "notes.txt").is_file()
 
 
 def configs(tmp_path: Path, table: str = TWO) -> Config:
     return load_config(write_project(tmp_path, table), environ={})
 
 
-def test_the_index_lists_each_target_and_drops_only_marked_target_folders(tmp_path: Path) -> None:
+def test_the_index_lists_each_target_with_its_requirements_hash(tmp_path: Path) -> None:
     config = configs(tmp_path)
     root = config.wheelhouse
-    _targets.claim_root(root, "wheelhouse", "wheelhouse", (config.project_dir,))
     for each in config.per_target:
         single_wheelhouse(each.wheelhouse)
-    single_wheelhouse(root / "cp39-x86_64")  # a target dropped from the list: wheelbarrow's
-    (root / "cp310-x86_64").mkdir()  # named like one, but not marked: not wheelbarrow's
-    (root / "cp310-x86_64" / "keep.txt").write_text("keep", encoding="utf-8")
     _targets.write_index(root, config.per_target)
-    assert not (root / "cp39-x86_64").exists()
-    assert (root / "cp310-x86_64" / "keep.txt").is_file()
     index = json.loads((root / _targets.INDEX).read_text(encoding="utf-8"))
     assert [t["target"] for t in index["targets"]] == ["cp311-x86_64", "cp313-x86_64"]
     assert [t["wheelhouse"] for t in index["targets"]] == ["cp311-x86_64", "cp313-x86_64"]
     assert all(len(t["requirements_sha256"]) == 64 for t in index["targets"])
     (config.per_target[1].wheelhouse / "requirements.txt").unlink()
-    with pytest.raises(Exception, match="cp313-x86_64"):
+    with pytest.raises(WheelhouseError, match="cp313-x86_64"):
         _targets.write_index(root, config.per_target)
 
 
-def test_execute_all_runs_each_target_then_writes_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = configs(tmp_path)
+def fake_targets(monkeypatch: pytest.MonkeyPatch, fail_on: str = "") -> list[str]:
+    """``execute`` replaced: each target writes a wheelhouse where its configuration says (or fails)."""
     seen: list[str] = []
 
     def fake_execute(each: Config, log: Log, stages: object, options: object = None) -> _pipeline.Run:
         seen.append(each.target)
+        if fail_on and each.target == fail_on:
+            raise BuildError("psycopg2 did not compile", tip="Read the compiler's errors.")
         if stages is _pipeline.BUILD:
             single_wheelhouse(each.wheelhouse)
+        if stages is _pipeline.PUBLISH:
+            each.dist_dir.mkdir(parents=True)
+            mark(each.dist_dir, "dist/ directory")
         return _pipeline.Run.__new__(_pipeline.Run)
 
     monkeypatch.setattr(_pipeline, "execute", fake_execute)
+    return seen
+
+
+def test_execute_all_writes_the_root_as_one_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = configs(tmp_path)
+    seen = fake_targets(monkeypatch)
     runs = _pipeline.execute_all(config, quiet(), _pipeline.BUILD)
     assert seen == ["cp311-x86_64", "cp313-x86_64"]
     assert len(runs) == 2
-    assert (config.wheelhouse / _targets.INDEX).is_file()
+    root = config.wheelhouse
+    assert {p.name for p in root.iterdir()} == {MARKER, "README.md", _targets.INDEX, "cp311-x86_64", "cp313-x86_64"}
+    assert [r.config.wheelhouse for r in runs] == [c.wheelhouse for c in config.per_target]  # reported as swapped
+    assert [p.name for p in root.parent.iterdir() if p.name.startswith(".wheelhouse")] == []  # no staging left
     seen.clear()
     _pipeline.execute_all(config, quiet(), _pipeline.CACHE)  # not a per-target command: once
     assert seen == [""]
@@ -225,6 +240,47 @@ def test_execute_all_runs_each_target_then_writes_the_index(tmp_path: Path, monk
     _pipeline.execute_all(config, quiet(), _pipeline.PUBLISH)
     assert seen == ["cp311-x86_64", "cp313-x86_64"]
     assert is_marked(config.dist_dir, "dist/ directory")
+    assert {p.name for p in config.dist_dir.iterdir()} == {MARKER, "SHA256SUMS", "cp311-x86_64", "cp313-x86_64"}
+
+
+@pytest.mark.parametrize("previous", ["single", "targets"])
+def test_a_target_that_fails_leaves_the_previous_wheelhouse_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, previous: str
+) -> None:
+    """From one target to several, or several again: the second target fails, and the wheelhouse the
+    previous run wrote is there, whole, with no staging folder beside it."""
+    config = configs(tmp_path)
+    root = config.wheelhouse
+    if previous == "single":
+        single_wheelhouse(root)
+    else:
+        fake_targets(monkeypatch)
+        _pipeline.execute_all(config, quiet(), _pipeline.BUILD)
+    before = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    seen = fake_targets(monkeypatch, fail_on="cp313-x86_64")
+    with pytest.raises(BuildError):
+        _pipeline.execute_all(config, quiet(), _pipeline.BUILD)
+    assert seen == ["cp311-x86_64", "cp313-x86_64"]
+    assert {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    assert [p.name for p in root.parent.iterdir() if p.name.startswith(".wheelhouse")] == []
+
+
+def test_a_target_that_cannot_run_stops_the_run_before_any_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = "aarch64" if platform.machine() != "aarch64" else "x86_64"
+    config = configs(tmp_path, f'targets = ["cp311-{platform.machine()}", "cp311-{other}"]')
+    seen = fake_targets(monkeypatch)
+    monkeypatch.setattr(_bootstrap, "check_emulation", _refuse_foreign)
+    with pytest.raises(BootstrapError, match="cannot run"):
+        _pipeline.execute_all(config, quiet(), _pipeline.BUILD)
+    assert seen == []  # not even the native target ran
+    assert not config.wheelhouse.exists()
+
+
+def _refuse_foreign(config: Config) -> None:
+    if config.foreign:
+        raise BootstrapError(f"target {config.target}: containers cannot run here", tip="Register QEMU.")
 
 
 # --- a target of another architecture --------------------------------------------------------------
@@ -463,3 +519,59 @@ def test_one_maker_per_image_name_and_the_second_finds_it_made(tmp_path: Path, m
         each.join()
     assert len(made) == 1, made
     assert tags == [made[0], made[0]]
+
+
+@pytest.mark.parametrize(
+    "ref", ["example-service:0.1.0", "localhost/theirs/victim:keep", "registry.example:5000/new:1"]
+)
+def test_a_failed_push_never_removes_a_name_that_was_there_before(ref: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wheelbarrow._publish import push_image
+
+    present = {"example-service:0.1.0", "localhost/theirs/victim:keep"}
+    removed: list[str] = []
+
+    def engine_run(argv: list[str], *_args: object, **kwargs: object) -> Result:
+        if argv[1:3] == ["image", "inspect"]:
+            return Result(tuple(argv), 0, "sha256:1\n") if argv[-1] in present else Result(tuple(argv), 1, "")
+        if argv[1] == "tag":
+            present.add(argv[3])
+        if argv[1] == "rmi":
+            removed.append(argv[2])
+        if argv[1] == "push":
+            result = Result(tuple(argv), 1, "unauthorized: authentication required\n")
+            if kwargs.get("check", True):
+                raise CommandFailed(result)
+            return result
+        return Result(tuple(argv), 0, "")
+
+    monkeypatch.setattr(_engine, "run", engine_run)
+    with pytest.raises(EngineError, match="pushing"):
+        push_image(_engine.Engine(quiet()), "example-service:0.1.0", ref, quiet())
+    assert removed == ([ref] if ref.startswith("registry.example") else [])  # only the tag made for the push
+
+
+@pytest.mark.parametrize("ref", ["--help", "-q", "Upper/Case:1", "a b", "x;rm -rf /"])
+def test_publish_push_takes_an_image_reference_never_an_option(
+    ref: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from wheelbarrow._cli import main
+
+    project = write_project(tmp_path / "p")
+    assert main(["publish", "--project", str(project), f"--push={ref}"]) == 2
+    assert "ERROR: --push: " in capsys.readouterr().err
+
+
+def test_init_keeps_the_targets_it_was_given(tmp_path: Path) -> None:
+    from wheelbarrow._init import target_values
+
+    config = load_config(write_project(tmp_path), environ={}, overrides={"targets": "cp311-x86_64,cp313-x86_64"})
+    assert target_values(config)["targets"] == ["cp311-x86_64", "cp313-x86_64"]
+    assert "targets" not in target_values(load_config(write_project(tmp_path / "one"), environ={}))
+
+
+def test_a_python_that_no_target_names_is_said_to_be_unused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = configs(tmp_path, TWO + '\npython = "3.12"')
+    fake_targets(monkeypatch)
+    lines: list[str] = []
+    _pipeline.execute_all(config, Log(sink=lines.append), _pipeline.PLAN)
+    assert any("python = 3.12 is not used: with targets, each target names its CPython" in line for line in lines)
