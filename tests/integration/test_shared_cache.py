@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zipfile
 from pathlib import Path
 
 from tests.integration.conftest import (
@@ -87,7 +88,8 @@ def poison(repo: str, key: str, name: str, context: Path) -> None:
     wheel = sh(["docker", "image", "inspect", "--format", '{{ index .Config.Labels "io.wheelbarrow.sha256" }}', ref])
     assert len(wheel.output.strip()) == 64
     context.mkdir()
-    (context / name).write_bytes(b"PK\x03\x04 not the wheel that was built")
+    with zipfile.ZipFile(context / name, "w") as wheel:  # a wheel, just not the one that was built
+        wheel.writestr("psycopg2/__init__.py", "raise SystemExit('not the psycopg2 that was built')\n")
     (context / "Dockerfile").write_text(f"FROM {ref}\nCOPY {name} /wheel/{name}\n", encoding="utf-8")
     sh(["docker", "build", "-q", "-t", ref, str(context)])
     sh(["docker", "push", "-q", ref])
