@@ -88,8 +88,8 @@ def poison(repo: str, key: str, name: str, context: Path) -> None:
     wheel = sh(["docker", "image", "inspect", "--format", '{{ index .Config.Labels "io.wheelbarrow.sha256" }}', ref])
     assert len(wheel.output.strip()) == 64
     context.mkdir()
-    with zipfile.ZipFile(context / name, "w") as wheel:  # a wheel, just not the one that was built
-        wheel.writestr("psycopg2/__init__.py", "raise SystemExit('not the psycopg2 that was built')\n")
+    with zipfile.ZipFile(context / name, "w") as fake:  # a wheel, just not the one that was built
+        fake.writestr("psycopg2/__init__.py", "raise SystemExit('not the psycopg2 that was built')\n")
     (context / "Dockerfile").write_text(f"FROM {ref}\nCOPY {name} /wheel/{name}\n", encoding="utf-8")
     sh(["docker", "build", "-q", "-t", ref, str(context)])
     sh(["docker", "push", "-q", ref])
