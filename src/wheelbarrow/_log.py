@@ -53,7 +53,7 @@ def _stderr(line: str) -> None:
 
 @dataclass
 class Log:
-    """Where progress goes. ``quiet`` keeps only warnings and the stage lines."""
+    """Where progress goes. ``quiet`` keeps only warnings, notices and the stage lines."""
 
     sink: Sink = _stderr
     quiet: bool = False
@@ -66,6 +66,10 @@ class Log:
     def info(self, message: str) -> None:
         if not self.quiet:
             self.sink(message)
+
+    def notice(self, message: str) -> None:
+        """A line shown in quiet mode too, as the stage lines are: which run, which target."""
+        self.sink(message)
 
     def warning(self, message: str) -> None:
         self.sink(f"WARNING: {message}")

@@ -404,7 +404,7 @@ def _numbered(config: Config) -> list[tuple[int, Config]]:
 def _execute_target(
     each: Config, number: int, config: Config, log: Log, stages: tuple[Stage, ...], options: Options | None
 ) -> Run:
-    log.info(f"target {each.target} ({number} of {len(config.per_target)})")
+    log.notice(f"target {each.target} ({number} of {len(config.per_target)})")
     return execute(each, log, stages, options)
 
 
@@ -424,7 +424,7 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options
     A stage's OSError (a full disk, a permission, a read-only file system) ends as a FileSystemError.
     """
     engine = Engine(log, name=config.engine, platform=config.platform if config.foreign else "")
-    log.info(f"run {_guard.run_id()} (pid {os.getpid()}): {', '.join(stage.name for stage in stages)}")
+    log.notice(f"run {_guard.run_id()} (pid {os.getpid()}): {', '.join(stage.name for stage in stages)}")
     with contextlib.ExitStack() as held:
         if any(stage.needs_lock for stage in stages):
             held.enter_context(_guard.project_lock(config.wheelhouse, log))
