@@ -119,8 +119,7 @@ class Run:
 def stage_engine(run: Run) -> None:
     version = run.engine.check()
     run.log.info(f"{run.engine.name} engine {version}")
-    if run.config.foreign:
-        _bootstrap.check_emulation(run.config)
+    if run.config.foreign:  # emulation was checked for every target before the first ran (execute_all)
         run.log.info(f"target {run.config.target}: {run.config.platform} containers, under emulation on this machine")
     run.engine.sweep()
     run.engine.sweep_images(_image.CANDIDATES)
@@ -380,12 +379,13 @@ def execute_all(
         protected = (config.project_dir, config.cache_dir)
         held.enter_context(_file_errors("targets"))  # a full disk while staging: a FileSystemError
         stage = held.enter_context(_targets.staged_root(root, what, key, protected, log))
-        for number, each in _numbered(config):
-            run = _execute_target(_targets.staged(each, stage, key), number, config, log, stages, options)
+        staged = [_targets.staged(each, stage, key) for each in config.per_target]
+        for (number, each), into in zip(_numbered(config), staged, strict=True):
+            run = _execute_target(into, number, config, log, stages, options)
             run.config = each  # reported with the target's own folders, where they are after the swap
             runs.append(run)
         if stages is BUILD:
-            _targets.write_index(stage, [_targets.staged(each, stage, key) for each in config.per_target])
+            _targets.write_index(stage, staged)
         push = (options or Options()).push
         if stages is PUBLISH and push:
             pushed = [(r.config, r.need(r.published, "publish").pushed or "") for r in runs]

@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ._cache import Cache, sha256_of
+from ._cache import Cache, sha256_of, tree_digest
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER, check_output, is_marked
@@ -100,15 +100,8 @@ def staged(config: Config, stage: Path, key: str) -> Config:
 
 
 def _same_tree(a: Path, b: Path) -> bool:
-    def files(root: Path) -> dict[str, str]:
-        return {
-            p.relative_to(root).as_posix(): sha256_of(p)
-            for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink()
-        }
-
     try:
-        return b.is_dir() and files(a) == files(b)
+        return b.is_dir() and tree_digest(a, ()) == tree_digest(b, ())
     except OSError:
         return False
 
