@@ -67,6 +67,22 @@ def multi_target(session: nox.Session) -> None:
 
 
 @nox.session
+def multi_target_publish(session: nox.Session) -> None:
+    """Write ./dist-multi for examples/multi-target: each target's folder, and SHA256SUMS over them (a CI
+    job of the fan-out passes ``-- --push REF --no-index``)."""
+    wheelbarrow.nox.publish(
+        session, project=MULTI, wheelhouse=str(ROOT / "wheelhouse-multi"), dist_dir=str(ROOT / "dist-multi")
+    )
+
+
+@nox.session
+def multi_target_merge(session: nox.Session) -> None:
+    """The fan-out's last job: ./dist-multi from the dist-multi/ folders the target jobs published, given
+    after ``--`` (with ``--push REF``, one image index per CPython)."""
+    wheelbarrow.nox.merge(session, project=MULTI, dist_dir=str(ROOT / "dist-multi"))
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests (no docker), then integration tests (real engine, PostgreSQL). The emulated tier (the
     aarch64 target under QEMU: minutes of emulated CPU) runs beside them, in a pytest of its own, and its

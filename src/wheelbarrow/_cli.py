@@ -72,8 +72,18 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("verify", parents=[common], help="check the runtime image with the network off")
     publish = sub.add_parser("publish", parents=[common], help="write CI artifacts to dist/ (tarball, SBOM, image)")
     publish.add_argument("--push", metavar="REF", help="also push the image to a registry as REF")
+    publish.add_argument(
+        "--no-index",
+        action="store_true",
+        help="with targets and --push: push each target's image only, no index (a CI job of a fan-out; merge makes it)",
+    )
     publish.add_argument("--simple-index", action="store_true", help="also write a PEP 503 index of the wheels")
     publish.add_argument("--skip-image", action="store_true", help="publish the wheelhouse only")
+    merge = sub.add_parser(
+        "merge", parents=[common], help="one dist/ from the dist/ folders of jobs that each published some targets"
+    )
+    merge.add_argument("parts", nargs="+", type=Path, metavar="PART", help="a dist/ folder a job published")
+    merge.add_argument("--push", metavar="REF", help="also push one image index per CPython as REF-cpXY")
     boot = sub.add_parser("bootstrap", parents=[common], help="make local base images from Debian packages")
     boot.add_argument("--suite", help="Debian suite (default: debian-suite from the config)")
     cache = sub.add_parser("cache", parents=[common], help="show or prune the build cache")
@@ -111,15 +121,19 @@ def _options(args: argparse.Namespace) -> Options:
         skip_image=getattr(args, "skip_image", False),
         simple_index=getattr(args, "simple_index", False),
         push=getattr(args, "push", None),
+        no_index=getattr(args, "no_index", False),
         suite=getattr(args, "suite", None),
+        parts=tuple(getattr(args, "parts", ())),
         prune_older_than=args.older_than if getattr(args, "action", None) == "prune" else None,
     )
 
 
-def pipeline(command: str) -> tuple[Stage, ...]:
-    """The pipeline each command runs."""
+def pipeline(command: str, *, push: bool = False) -> tuple[Stage, ...]:
+    """The pipeline each command runs (merge with ``--push`` uses the engine, merge alone does not)."""
     from . import _pipeline  # noqa: PLC0415 - imported after the signal handlers are set
 
+    if command == "merge":
+        return _pipeline.MERGE_PUSH if push else _pipeline.MERGE
     return {
         "init": _pipeline.INIT,
         "plan": _pipeline.PLAN,
@@ -179,6 +193,15 @@ def _payload(
         case "publish" if run.published:
             published = run.published
             payload = {"dist": str(published.dist), "files": list(published.files), "pushed": published.pushed}
+        case "merge" if run.merged:
+            merged = run.merged
+            if not args.json:
+                for name in merged.files:
+                    if "/" not in name:
+                        log.sink(f"  {merged.dist / name}")
+                log.sink(f"merged {', '.join(merged.targets)} into {merged.dist}")
+            payload = {"dist": str(merged.dist), "targets": list(merged.targets), "files": list(merged.files)}
+            payload["indexes"] = list(merged.indexes)
         case "cache":
             if not args.json:
                 for name, section in run.cache_info.items():
@@ -244,7 +267,8 @@ def _main(argv: Sequence[str] | None) -> int:
             console = Console(stderr=True, width=160)  # CI logs: wide enough for wheel file names
         log = ConsoleLog(console, quiet=args.quiet)
         config = load(args)
-        runs = execute_all(config, log, pipeline(args.command), _options(args))
+        stages = pipeline(args.command, push=getattr(args, "push", None) is not None)
+        runs = execute_all(config, log, stages, _options(args))
         _report(args, runs, console, log)
     except WheelbarrowError as err:
         first, *details = err.message.splitlines() or [""]

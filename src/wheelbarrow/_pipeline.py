@@ -2,8 +2,9 @@
 
 Every command is a tuple of :class:`Stage` run in order by :func:`execute`:
 :data:`INIT`, :data:`PLAN`, :data:`BUILD`, :data:`IMAGE`, :data:`VERIFY`,
-:data:`PUBLISH`, :data:`BOOTSTRAP`, :data:`CACHE`. The CLI calls :func:`execute` for each of
-its commands, and the nox helpers run the CLI, so both run the same pipeline.
+:data:`PUBLISH`, :data:`MERGE` (:data:`MERGE_PUSH`), :data:`BOOTSTRAP`, :data:`CACHE`. The CLI
+calls :func:`execute_all` (:func:`execute` once per target) for each of its commands, and the nox
+helpers run the CLI, so both run the same pipeline.
 Each stage is a function of the :class:`Run` that reads what earlier stages
 left on it and adds its own; a stage declares whether it needs the project's
 lock (one run per project at a time) and the container engine (checked once,
@@ -34,6 +35,7 @@ from . import (
     _init,
     _lock,
     _manifest,
+    _merge,
     _plan,
     _publish,
     _repair,
@@ -62,7 +64,9 @@ class Options:
     skip_image: bool = False
     simple_index: bool = False
     push: str | None = None
+    no_index: bool = False  # publish --push of targets: the images only (merge --push makes the indexes)
     suite: str | None = None
+    parts: tuple[Path, ...] = ()  # merge: the dist/ folders of the jobs that published the targets
     prune_older_than: float | None = None  # cache: None shows, a number of days prunes
 
 
@@ -96,6 +100,7 @@ class Run:
     image: _image.Image | None = None
     options: Options = field(default_factory=Options)
     published: _publish.Published | None = None
+    merged: _merge.Merged | None = None
     cache_info: dict[str, dict[str, int]] = field(default_factory=dict)
     checks: tuple[_verify.Check, ...] = ()
     candidate: str = ""  # the tag a new runtime image waits under until it is verified
@@ -298,6 +303,10 @@ def stage_publish(run: Run) -> None:
     )
 
 
+def stage_merge(run: Run) -> None:
+    run.merged = _merge.merge(run.config, run.options.parts, run.log, run.cache, push=run.options.push)
+
+
 def stage_bootstrap(run: Run) -> None:
     _bootstrap.bootstrap(run.config, run.engine, run.log, suite=run.options.suite)
 
@@ -341,6 +350,9 @@ IMAGE: tuple[Stage, ...] = (
 )
 VERIFY: tuple[Stage, ...] = (ENGINE, Stage("verify", stage_verify, uses_engine=True))
 PUBLISH: tuple[Stage, ...] = (ENGINE, Stage("publish", stage_publish, uses_engine=True))
+MERGE: tuple[Stage, ...] = (Stage("merge", stage_merge),)
+#: merge --push: the engine makes the indexes, pulls every platform back and verifies it.
+MERGE_PUSH: tuple[Stage, ...] = (ENGINE, Stage("merge", stage_merge, uses_engine=True))
 BOOTSTRAP: tuple[Stage, ...] = (ENGINE, Stage("bootstrap", stage_bootstrap, uses_engine=True))
 CACHE: tuple[Stage, ...] = (Stage("cache", stage_cache, needs_lock=False),)
 INIT: tuple[Stage, ...] = (Stage("init", _init.stage_init),)  # holds the project's lock: two inits cannot both append
@@ -387,10 +399,18 @@ def execute_all(
         if stages is BUILD:
             _targets.write_index(stage, staged)
         push = (options or Options()).push
-        if stages is PUBLISH and push:
-            pushed = [(r.config, r.need(r.published, "publish").pushed or "") for r in runs]
+        if stages is PUBLISH and push and not (options or Options()).no_index:
+            members = [
+                _targets.Member(
+                    each,
+                    published.pushed or "",
+                    published.image_id or "",
+                    _wheelhouse.read_wheelhouse(each.wheelhouse)[0],
+                )
+                for each, published in ((r.config, r.need(r.published, "publish")) for r in runs)
+            ]
             with log.stage("index"):
-                indexes = _targets.push_indexes(pushed, push, log, runs[0].cache)
+                indexes = _targets.push_indexes(members, push, log, runs[0].cache)
             _wheelhouse.write_atomic(stage / _targets.IMAGES, json.dumps(indexes, indent=2) + "\n")
         if stages is PUBLISH:  # one SHA256SUMS over every target's files (and images.json)
             _wheelhouse.write_atomic(stage / "SHA256SUMS", _publish.sha256sums(stage))

@@ -56,6 +56,7 @@ class Published:
     dist: Path
     files: tuple[str, ...]
     pushed: str | None
+    image_id: str | None = None  # the image saved (and pushed): the one verify passed
 
 
 def _platform(manifest: Manifest) -> str:
@@ -286,7 +287,7 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
     manifest, requirements_sha = read_wheelhouse(config.wheelhouse)
     project, version = manifest.project.name, manifest.project.version
     base = runtime_base_of(config, manifest, engine, log)  # the SBOM reads the base the image was built over
-    pushed = None
+    pushed = image_id = None
     protected = (config.project_dir, config.cache_dir, config.wheelhouse)
     with _wheelhouse.replacing(config.dist_dir, "dist/ directory", key="dist-dir", protected=protected) as stage:
         python = manifest.target.python_tag
@@ -303,6 +304,7 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
             log.info(f"saving image {tag}")
             image_tar = stage / f"image-{stem}.tar"
             info = save_image(engine, tag, image_tar, manifest.source_date_epoch)
+            image_id = info["id"]
             if push:
                 pushed = push_image(engine, tag, target_tag(push, config.target), log)
                 info["pushed"] = pushed
@@ -315,4 +317,4 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
     for name in files:
         if "/" not in name:
             log.info(f"  {config.dist_dir / name}")
-    return Published(config.dist_dir, files, pushed)
+    return Published(config.dist_dir, files, pushed, image_id)

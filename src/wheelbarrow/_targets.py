@@ -27,10 +27,11 @@ from ._cache import Cache, sha256_of, tree_digest
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER, check_output, is_marked
-from ._image import runtime_base_of, tag_of, target_tag
+from ._image import runtime_base_of, target_tag
 from ._log import Log
+from ._manifest import Manifest
 from ._verify import verify_image
-from ._wheelhouse import read_wheelhouse, staging, swap_in, write_atomic
+from ._wheelhouse import staging, swap_in, write_atomic
 from .errors import ConfigError, EngineError, WheelhouseError
 
 INDEX = "targets.json"
@@ -128,45 +129,58 @@ def write_index(root: Path, configs: Sequence[Config]) -> None:
     write_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
 
 
-def push_indexes(pushed: Sequence[tuple[Config, str]], push: str, log: Log, cache: Cache) -> list[dict[str, object]]:
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One target's image as pushed for an index: the image verify passed (its id) and its wheelhouse."""
+
+    config: Config
+    pushed: str  # REF-<target>@sha256:...
+    image_id: str
+    manifest: Manifest
+
+
+def push_indexes(members: Sequence[Member], push: str, log: Log, cache: Cache) -> list[dict[str, object]]:
     """One multi-platform index per CPython over its targets' pushed images (``REF-cp311`` over
     ``REF-cp311-x86_64`` and ``REF-cp311-aarch64``); then each platform is pulled from the registry by the
-    digest the index names, checked to be the very image verified before the push, and verified again."""
-    by_python: dict[str, list[tuple[Config, str]]] = {}
-    for config, ref in pushed:
-        by_python.setdefault(config.python_tag, []).append((config, ref))
+    digest the index names, checked to be the very image verified before the push (its id), and verified
+    again."""
+    by_python: dict[str, list[Member]] = {}
+    for member in members:
+        by_python.setdefault(member.config.python_tag, []).append(member)
     written: list[dict[str, object]] = []
-    for python, members in by_python.items():
+    for python, group in by_python.items():
         ref = target_tag(push, python)
-        engine = Engine(log, name=members[0][0].engine)
-        digest, platforms = engine.create_index(ref, [r for _c, r in members])
+        engine = Engine(log, name=group[0].config.engine)
+        for member in group:
+            if "@sha256:" not in member.pushed:
+                msg = f"the push of {member.pushed} reported no digest, so the index cannot be checked against it"
+                raise EngineError(msg, tip="Check the registry (docker push output) and run publish --push again.")
+        digest, platforms = engine.create_index(ref, [m.pushed for m in group])
         log.info(f"pushed the index {ref} ({digest}): {', '.join(sorted(platforms))}")
         repository = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
-        for config, member in members:
-            if "@sha256:" not in member:
-                msg = f"the push of {member} reported no digest, so the index cannot be checked against it"
-                raise EngineError(msg, tip="Check the registry (docker push output) and run publish --push again.")
-            want = member.rsplit("@", 1)[-1]
-            if platforms.get(config.platform) != want:
-                msg = f"the index {ref} names {platforms.get(config.platform)} for {config.platform}, not {want}"
+        for member in group:
+            want = member.pushed.rsplit("@", 1)[-1]
+            if platforms.get(member.config.platform) != want:
+                msg = f"the index {ref} names {platforms.get(member.config.platform)} for {member.config.platform}"
+                msg += f", not {want}"
                 raise EngineError(msg, tip="Another push replaced a tag meanwhile: run publish --push again.")
-            _verify_pulled(config, f"{repository}@{want}", log, cache)
+            _verify_pulled(member, f"{repository}@{want}", log, cache)
         written.append({"index": f"{ref}@{digest}", "platforms": platforms})
     return written
 
 
-def _verify_pulled(config: Config, ref: str, log: Log, cache: Cache) -> None:
+def _verify_pulled(member: Member, ref: str, log: Log, cache: Cache) -> None:
     """Pull ``ref`` (one platform of an index, by digest) and verify it as ``verify`` does the local image."""
+    config = member.config
     engine = Engine(log, name=config.engine, platform=config.platform if config.foreign else "")
     pulled = engine.pull(ref)
     if not pulled:
         msg = f"pulling {ref} back from the registry failed:\n{pulled.why}"
         raise EngineError(msg, tip="Check that the registry keeps what was pushed to it.")
-    manifest, _sha = read_wheelhouse(config.wheelhouse)
-    local = tag_of(config, manifest)
-    if engine.image_id(ref) != engine.image_id(local):
-        msg = f"{ref}, pulled from the index, is not the image {local} that was verified"
+    if engine.image_id(ref) != member.image_id:
+        msg = f"{ref}, pulled from the index, is not the image {member.image_id} that was verified"
         raise EngineError(msg, tip="Another push replaced a tag meanwhile: run publish --push again.")
+    manifest = member.manifest
     base = runtime_base_of(config, manifest, engine, log)
     checks = verify_image(engine, ref, base, manifest, log, cache, config.command, start=config.verify_start)
     log.info(f"{config.target}: {ref} pulled by digest, all {len(checks)} checks passed")

@@ -32,7 +32,7 @@ from ._version import EXTRAS, source_requirement, with_tools
 if TYPE_CHECKING:
     import nox
 
-__all__ = ["build_wheels", "image", "install_spec", "publish", "verify"]
+__all__ = ["build_wheels", "image", "install_spec", "merge", "publish", "verify"]
 
 
 def install_spec() -> str:
@@ -121,3 +121,9 @@ def publish(
     extra = ["--wheelhouse", wheelhouse] if wheelhouse else []
     extra += ["--dist-dir", dist_dir] if dist_dir else []
     _run_wheelbarrow(session, "publish", project, extra)
+
+
+def merge(session: nox.Session, project: str = ".", dist_dir: str | None = None) -> None:
+    """One dist/ from the dist/ folders of CI jobs that each published some of the project's targets (the
+    folders, and ``--push REF`` for the image indexes, come after ``--``: ``nox -s merge -- parts/*``)."""
+    _run_wheelbarrow(session, "merge", project, ["--dist-dir", dist_dir] if dist_dir else [])
