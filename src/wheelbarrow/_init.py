@@ -97,6 +97,7 @@ nox.session(wheelbarrow.nox.build_wheels)
 # nox.session(wheelbarrow.nox.image)
 # nox.session(wheelbarrow.nox.verify)
 # nox.session(wheelbarrow.nox.publish)
+# nox.session(wheelbarrow.nox.merge)    # the last job of a CI fan-out over targets
 
 if __name__ == "__main__":
     nox.main()

@@ -1,22 +1,19 @@
-"""The runner path: bases pulled from a registry, nothing bootstrapped, and the CI files run as a runner would.
+"""The runner path: bases pulled from a registry, nothing bootstrapped.
 
-A real registry (Debian's docker-registry on a loopback port) stands in for Docker Hub: the Debian base
-bootstrapped for the rest of the suite is pushed to it as ``<registry>/library/python:3.11-slim``, and the
-local tag of that name is removed, so wheelbarrow must pull it. The workflow's own image names are
-rewritten to the stand-in's (``python:3.11-slim`` -> ``<registry>/library/python:3.11-slim``), and that is
-the only change made to what the CI files say, besides the image's tag (``WHEELBARROW_IMAGE_TAG``), kept
-apart from the one the rest of the suite builds and checks.
+A real registry (Debian's docker-registry on a loopback port) stands in for Docker Hub: the Debian bases
+bootstrapped for the rest of the suite are pushed to it (``<registry>/library/python:3.11-slim`` and a
+builder base), and the local tags of those names are removed, so wheelbarrow must pull them.
 
-* The GitHub workflow's job runs step by step as a user that is not root (in the ``docker`` group, as a
-  runner's user is), with the environment the workflow sets, no ``debootstrap`` on PATH and no sudo: its
-  ``run:`` steps in bash as written, its actions emulated (checkout copies the repository, setup-python
-  makes a Python the user owns, cache hands over an empty folder and then checks that everything in it is
-  the user's to save, upload-artifact checks the files it names).
-* The GitLab example's ``before_script`` and ``script`` lines run the same way, as root, as a GitLab job's
-  container does.
 * Through the CLI: both bases (the runtime base and a builder base) are pulled from the registry by a
   project that has no ``debian-suite``; the manifest records their digests; the image is verified and
   pushed; a base whose tag then moves is refused with what to do.
+* A runtime base that is hostile to a builder derived from it (an entrypoint, a user, a narrow PATH,
+  ONBUILD steps).
+
+The CI files themselves run as runners would in ``test_fan_out.py``, with the helpers here: a user that is
+not root (:func:`runner_user`), ``${{ ... }}`` expressions (:class:`Expressions`), a checkout
+(:func:`checkout`), a shell as that user (:func:`as_user`) and GitLab's variables
+(:func:`gitlab_variables`).
 """
 
 from __future__ import annotations
@@ -35,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.integration.conftest import (
     REPO,
@@ -48,13 +44,10 @@ from tests.integration.conftest import (
     sh,
 )
 
-WORKFLOW = REPO / ".github" / "workflows" / "wheels.yml"
-GITLAB = REPO / "docs" / "ci" / "gitlab-ci.yml"
 RUNNER_USER = "wbrunner"
 BUILDER_BASE = "localhost/wheelbarrow/builder-base:bookworm"
 #: Where a runner finds its tools: no sbin (debootstrap lives in /usr/sbin), no sudo.
 RUNNER_PATH = "/usr/local/bin:/usr/bin:/bin"
-RUNNER_TAG = "runner-example-service:0.1.0"
 
 
 @dataclass(frozen=True)
@@ -64,10 +57,6 @@ class StandIn:
     def image(self, ref: str) -> str:
         """An official image's name on Docker Hub, as the stand-in registry serves it."""
         return f"{self.registry}/library/{ref}"
-
-    def rewrite(self, value: str) -> str:
-        """``python:3.11-slim`` (or ``python:${WHEELBARROW_PYTHON}-slim`` in a shell line) -> the stand-in's."""
-        return re.sub(r"(?<![\w./-])(python:[\w.${}-]+)", lambda m: self.image(m[1]), value)
 
 
 @pytest.fixture(scope="module")
@@ -154,136 +143,6 @@ def owned_by_others(root: Path, uid: int) -> list[str]:
     return [str(p) for p in [root, *root.rglob("*")] if p.lstat().st_uid != uid]
 
 
-@pytest.fixture(scope="module")
-def workflow_run(
-    stand_in: StandIn, runner_user: pwd.struct_passwd, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[Path, dict[str, str], list[str]]:
-    """The wheelhouse job, first matrix entry, step by step; returns the workspace, the artifact (name:
-    path) and the log of what ran."""
-    base = tmp_path_factory.mktemp("runner")
-    os.chmod(base, 0o755)  # noqa: PTH101 - the runner's user walks into it
-    for parent in base.parents:
-        if parent != Path("/") and parent.stat().st_mode & 0o005 != 0o005:
-            os.chmod(parent, parent.stat().st_mode | 0o005)  # noqa: PTH101 - pytest makes its base private
-    workspace, tool, output = base / "work", base / "python", base / "github_output"
-    workspace.mkdir()
-    output.touch()
-    sh(["chown", "-R", f"{runner_user.pw_uid}:{runner_user.pw_gid}", str(base)])
-    job = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))["jobs"]["wheelhouse"]
-    matrix = {k: v[0] for k, v in job["strategy"]["matrix"].items()}
-    machine = os.uname().machine
-    expr = Expressions(
-        {
-            "github.workspace": str(workspace),
-            "runner.os": "Linux",
-            "runner.arch": "X64" if machine == "x86_64" else "ARM64",
-            **{f"matrix.{k}": str(v) for k, v in matrix.items()},
-        }
-    )
-    env = {k: stand_in.rewrite(expr(str(v))) for k, v in job["env"].items()}
-    env |= {
-        "HOME": runner_user.pw_dir,
-        "USER": runner_user.pw_name,
-        "PATH": f"{tool}/bin:{RUNNER_PATH}",
-        "GITHUB_WORKSPACE": str(workspace),
-        "GITHUB_OUTPUT": str(output),
-        "CI": "true",
-        "GITHUB_ACTIONS": "true",
-        "WHEELBARROW_IMAGE_TAG": RUNNER_TAG,  # not the tag the rest of the suite builds and checks
-    }
-    assert shutil.which("debootstrap", path=env["PATH"]) is None
-    log: list[str] = []
-    artifact: dict[str, str] = {}
-    cache_path: Path | None = None
-    for step in job["steps"]:
-        uses = step.get("uses", "")
-        if not uses:
-            assert "sudo" not in step["run"], step["run"]
-            out = as_user(runner_user, expr(step["run"]), workspace, {**env, **step.get("env", {})})
-            log.append(f"$ {step['run']}\n{out.output}")
-            assert out.returncode == 0, f"step {step.get('name', step['run'])!r} failed:\n{out.output[-6000:]}"
-            if "id" in step:
-                for line in output.read_text(encoding="utf-8").splitlines():
-                    key, _, value = line.partition("=")
-                    expr.values[f"steps.{step['id']}.outputs.{key}"] = value
-            continue
-        action = uses.split("@")[0]
-        assert re.fullmatch(r"[^@]+@[0-9a-f]{40}", uses), f"{uses} is not pinned by a full commit SHA"
-        given = step.get("with", {})
-        if action == "actions/checkout":
-            checkout(workspace, runner_user)
-        elif action == "actions/setup-python":
-            made = as_user(runner_user, f"/usr/bin/python3 -m venv {tool}", base, env)
-            assert made.returncode == 0, made.output
-        elif action == "actions/cache":
-            cache_path = workspace / expr(given["path"])  # restored: nothing (a first run)
-            assert Path(env["WHEELBARROW_CACHE_DIR"]) == cache_path
-        elif action == "actions/upload-artifact":
-            artifact = {"name": expr(given["name"]), "path": expr(given["path"])}
-        else:
-            pytest.fail(f"the emulation does not know the action {action}")
-    assert cache_path is not None, "the workflow persists no cache"
-    assert cache_path.is_dir()
-    assert owned_by_others(cache_path, runner_user.pw_uid) == []  # actions/cache can save all of it
-    return workspace, artifact, log
-
-
-def test_the_workflow_runs_as_the_runner_user_with_bases_from_the_registry(
-    workflow_run: tuple[Path, dict[str, str], list[str]], runner_user: pwd.struct_passwd
-) -> None:
-    workspace, artifact, log = workflow_run
-    text = "\n".join(log)
-    assert "-s build_wheels image publish" in text
-    assert "pulling the runtime base" in text
-    assert "bootstrap" not in text.replace("--debian-suite", "")
-    assert "all 12 checks passed" in text
-    assert re.fullmatch(r"dist-py3\.11-" + os.uname().machine, artifact["name"])
-    dist = workspace / artifact["path"]
-    files = sorted(p.name for p in dist.iterdir() if not p.name.startswith("."))  # upload-artifact skips those
-    assert "SHA256SUMS" in files
-    assert any(f.startswith("wheelhouse-example-service-0.1.0-cp311-") for f in files)
-    assert owned_by_others(dist, runner_user.pw_uid) == []
-    checked = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dist, capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert checked.stdout.count(": OK") == len(files) - 1
-
-
-def test_the_runtime_derived_builder_leaves_one_libssl_in_the_image(
-    workflow_run: tuple[Path, dict[str, str], list[str]],
-) -> None:
-    """The builder was the runtime base plus a compiler: libpq is grafted, OpenSSL left to the base."""
-    workspace, _artifact, _log = workflow_run
-    manifest = json.loads((workspace / "wheelhouse" / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["builder"]["base"].startswith("localhost/wheelbarrow/derived-builder:")
-    repository = manifest["runtime_base"]["image"].rsplit(":", 1)[0]
-    assert manifest["runtime_base"]["digest"].startswith(f"{repository}@sha256:")
-    psycopg2 = next(w for w in manifest["wheels"] if w["name"] == "psycopg2")
-    assert any(lib.startswith("libpq") for lib in psycopg2["grafted_libraries"])
-    assert not any(lib.startswith(("libssl", "libcrypto")) for lib in psycopg2["grafted_libraries"])
-    assert {"libssl.so.3", "libcrypto.so.3"} <= set(psycopg2["expected_from_base"])
-    found = sh(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--user",
-            "0",  # to read every folder
-            "--entrypoint",
-            "sh",
-            RUNNER_TAG,
-            "-c",
-            "find / -xdev \\( -name 'libssl*.so*' -o -name 'libcrypto*.so*' \\) 2>/dev/null",
-        ]
-    ).output.split()
-    assert [Path(f).name for f in found if "libssl" in f] == ["libssl.so.3"], found
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The GitLab example
-
-
 def gitlab_variables(text: str, known: Mapping[str, str]) -> str:
     def one(match: re.Match[str]) -> str:
         name = match[1] or match[2]
@@ -292,42 +151,6 @@ def gitlab_variables(text: str, known: Mapping[str, str]) -> str:
         return known[name]
 
     return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, text)
-
-
-def test_the_gitlab_job_runs_its_script_lines_with_bases_from_the_registry(stand_in: StandIn, tmp_path: Path) -> None:
-    """As a GitLab job's container runs them: as root, before_script then script in one shell, with the
-    job's variables; the local engine stands in for the dind service (DOCKER_HOST is not set)."""
-    config = yaml.safe_load(GITLAB.read_text(encoding="utf-8"))
-    job = config["wheelhouse"]
-    workspace, tool = tmp_path / "project", tmp_path / "python"
-    workspace.mkdir()
-    checkout(workspace, None)
-    sh(["/usr/bin/python3", "-m", "venv", str(tool)])  # the job image's Python, root's to install into
-    known = {"CI_PROJECT_DIR": str(workspace), "CI_RUNNER_EXECUTABLE_ARCH": f"linux/{os.uname().machine}"}
-    known |= {k: str(v[0]) for k, v in job["parallel"]["matrix"][0].items()}
-    env = {k: gitlab_variables(str(v), known) for k, v in config["variables"].items() if k != "DOCKER_HOST"}
-    env |= known | {
-        "HOME": str(tmp_path / "home"),
-        "PATH": f"{tool}/bin:{RUNNER_PATH}",
-        "CI": "true",
-        "GITLAB_CI": "true",
-        "WHEELBARROW_IMAGE_TAG": "gitlab-example-service:0.1.0",  # not the tag the rest of the suite checks
-    }
-    assert shutil.which("debootstrap", path=env["PATH"]) is None
-    script = "\n".join(stand_in.rewrite(line) for line in [*job["before_script"], *job["script"]])
-    sh(["docker", "rmi", stand_in.image("python:3.11-slim")], check=False)  # pulled by an earlier test
-    out = as_user(None, script, workspace, env)
-    assert out.returncode == 0, out.output[-6000:]
-    assert "pulling the runtime base" in out.output
-    assert "bootstrapping" not in out.output
-    assert "all 12 checks passed" in out.output
-    for path in job["artifacts"]["paths"]:
-        dist = workspace / path
-        assert sorted(p.name for p in dist.iterdir() if p.suffix in (".gz", ".tar"))
-        assert "OK" in sh(["sh", "-c", f"cd {dist} && sha256sum -c SHA256SUMS"]).output
-    for path in job["cache"]["paths"]:
-        assert (workspace / path).is_dir()
-    sh(["docker", "rmi", "gitlab-example-service:0.1.0"], check=False)
 
 
 # ---------------------------------------------------------------------------------------------------------
