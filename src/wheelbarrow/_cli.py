@@ -117,6 +117,8 @@ def _options(args: argparse.Namespace) -> Options:
     if push is not None:  # it reaches the engine's command line: a reference, never an option
         tip = "Give --push an image reference, e.g. --push registry.example:5000/team/app:1.0 (lower case)."
         image_reference(push, "--push", ConfigError, tip=tip)
+        if "@" in push:  # a digest names what is there; a push makes a tag
+            raise ConfigError(f"--push {push}: a push names a tag, not a digest", tip=tip)
     return Options(
         skip_image=getattr(args, "skip_image", False),
         simple_index=getattr(args, "simple_index", False),
@@ -279,7 +281,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt as err:
         signum = err.signum if isinstance(err, Interrupted) else signal.SIGINT
         name = signal.Signals(signum).name
-        tip = "Run the same command again: what finished is in the cache, and nothing was left half-written."
+        tip = "Run the same command again: nothing was left half-written"
+        tip += ", and what finished is in the cache." if args.command in ("build", "image", "bootstrap") else "."
         said = f"interrupted ({name}); every output is whole, the previous one or the new one"
         _print_error(said, [], tip)
         if args.json:

@@ -16,6 +16,7 @@ import os
 import platform
 import re
 import resource
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,6 +109,14 @@ class Engine:
     #: The platform of a target that is not this machine's (``linux/arm64``; "" for the native one): every
     #: image this engine builds, imports, pulls or runs is of it (the CLI's ``DOCKER_DEFAULT_PLATFORM``).
     platform: str = ""
+    #: When this engine's run started (Unix time), written into the names it holds images under.
+    since: int = field(default_factory=lambda: int(time.time()))
+
+    def held_tag(self, what: str = "") -> str:
+        """A name under :data:`CANDIDATES` for an image this run holds until it is verified or read:
+        ``<owner>-<run>-t<since>[-what]``. The sweep reads the run and its age from the name, never from
+        the image, whose creation time a reproducible build sets to ``SOURCE_DATE_EPOCH`` (1980)."""
+        return f"{CANDIDATES}:{owner()}-{self.run_id}-t{self.since}" + (f"-{what}" if what else "")
 
     def _run(
         self,
@@ -330,11 +339,15 @@ class Engine:
             self._run("rm", "-f", *dead, check=False)
 
     def sweep_images(self, repository: str) -> None:
-        """Remove ``repository:<run>-...`` tags whose run is dead (unverified images of killed runs)."""
-        result = self._run("images", repository, "--format", "{{.Tag}}\t{{.CreatedAt}}", check=False)
-        for line in result.output.splitlines():
-            tag, _, created = line.partition("\t")
-            if is_dead(tag.split("-", 1)[0], _created(created)):
+        """Remove ``repository:<owner>-...`` tags whose run is dead (unverified images of killed runs): its
+        lease was released, or, where the lease is not visible (another user's run), its name says it is
+        older than the lease."""
+        result = self._run("images", repository, "--format", "{{.Tag}}", check=False)
+        for tag in result.output.split():
+            fields = tag.split("-")
+            stamps = [int(f[1:]) for f in fields[1:] if re.fullmatch(r"t\d{9,11}", f)]
+            # Its age from its name (held_tag); a name without one is only removed when its run is known dead.
+            if is_dead(fields[0], float(stamps[0]) if stamps else None):
                 self.discard_image(f"{repository}:{tag}")
 
     def discard_image(self, ref: str) -> None:

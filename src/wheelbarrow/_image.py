@@ -24,7 +24,7 @@ from ._bootstrap import docker_dir, pulled_digest, resolve_runtime_base
 from ._cache import Cache, key_of
 from ._config import Config
 from ._engine import Engine
-from ._guard import owner, scratch
+from ._guard import scratch
 from ._log import Log
 from ._manifest import Manifest
 from ._repair import parse_ldconfig
@@ -256,13 +256,16 @@ def target_tag(ref: str, target: str) -> str:
         return ref
     name, sep, tag = ref.rpartition(":")
     if sep and "/" not in tag:
-        return f"{name}:{tag[: 127 - len(target)]}-{target}"  # a tag has at most 128 characters
+        if len(tag) + 1 + len(target) > 128:  # a tag has at most 128 characters; cut, two tags could meet
+            msg = f"{ref}: its tag is too long to carry the target (-{target}) within a tag's 128 characters"
+            raise ConfigError(msg, tip=f"Use a tag of at most {127 - len(target)} characters.")
+        return f"{name}:{tag}-{target}"
     return f"{ref}:{target}"
 
 
 def candidate_tag(engine: Engine) -> str:
     """Where a new image waits for its verification: the real tag keeps the previous image until then."""
-    return f"{CANDIDATES}:{owner()}-{engine.run_id}"
+    return engine.held_tag()
 
 
 def promote(image: Image, engine: Engine, log: Log) -> None:

@@ -162,7 +162,7 @@ def _toml_value(value: object) -> str:
 
 def target_values(config: Config) -> dict[str, object]:
     """``python``, and the target keys this run's configuration sets (flags, environment): what the plan assumed."""
-    values: dict[str, object] = {"python": config.python}
+    values: dict[str, object] = {} if config.targets else {"python": config.python}  # each target names its own
     defaults = {o.key: o.default for o in OPTIONS}
     for key in TARGET_KEYS:
         value, default = getattr(config, key.replace("-", "_")), defaults[key]
@@ -199,6 +199,8 @@ def table(config: Config, builds: tuple[SdistBuild, ...], machine: str) -> tuple
     names = [b.name for b in builds]
     values["build-from-source"] = names
     target = f"CPython {config.python} on manylinux (glibc <= {config.glibc}, {machine})"
+    if config.targets:
+        target = f"each of the targets {', '.join(config.targets)}"
     lines = [
         "[tool.wheelbarrow]",
         f"# Written by wheelbarrow init ({__version__}); every key is in the README's configuration reference.",
@@ -301,7 +303,11 @@ def init_project(
         if lister is None and lock.kind != "uv" and not all(p.files for p in lock.packages):
             lister = fetch_lister(config, lock, log, machine)
         lock = with_files(lock, log, lister)
-        builds = make_plan(config, lock, machine=machine).sdist_builds
+        found: dict[str, SdistBuild] = {}  # with targets, what any of them compiles
+        for each in config.per_target or (config,):
+            for build in make_plan(each, lock, machine=each.arch if each.target else machine).sdist_builds:
+                found.setdefault(build.name, build)
+        builds = tuple(found.values())
         block, values = table(config, builds, machine)
         new = appended(old, block)
         check_appended(config.project_dir, new, values)

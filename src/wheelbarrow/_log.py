@@ -31,13 +31,20 @@ def scrub(text: str) -> str:
     return _USERINFO.sub(r"\1", text)
 
 
-#: A terminal's escape sequences (CSI: colours, cursor moves; OSC: window titles, links) and every other
-#: control character but newline and tab.
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f]")
+#: A terminal's escape sequences (CSI: colours, cursor moves; OSC: window titles, links), every other
+#: control character but newline and tab (C0, DEL, and C1, which some terminals obey as ESC sequences),
+#: and the invisible marks that reorder or hide text (bidirectional overrides and isolates).
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+    r"|[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _control(match: re.Match[str]) -> str:
-    return "" if match[0].startswith("\x1b") and len(match[0]) > 1 else f"\\x{ord(match[0]):02x}"
+    if match[0].startswith("\x1b") and len(match[0]) > 1:
+        return ""
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:

@@ -23,6 +23,8 @@ and runs ``wheelbarrow merge PART...``:
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import re
@@ -43,16 +45,21 @@ from ._cache import Cache, sha256_of
 from ._config import Config
 from ._guard import MARKER, mark
 from ._image import target_tag
-from ._log import Log
+from ._log import Log, printable
 from ._manifest import Manifest
 from ._options import parse_target
-from ._wheelhouse import write_atomic
+from ._wheelhouse import requirements_text, write_atomic
 from .errors import ConfigError, WheelbarrowError, WheelhouseError
 
 SUMS = "SHA256SUMS"
 #: The largest manifest.json or SBOM read from a part (wheelbarrow's own are a few hundred kB at most).
 DOCUMENT_BYTES = 64 << 20
+#: How deep a part's folders may go (publish writes ``<target>/simple/<project>/<wheel>``).
+DEPTH = 4
+#: The largest pax extended header read from a wheelhouse tarball (a long wheel name needs a few hundred bytes).
+PAX_BYTES = 64 << 10
 _SUM_LINE = re.compile(r"^([0-9a-f]{64})  ([^\x00-\x1f\x7f]+)$")
+_FILE_NAME = re.compile(r"^(?!\.)[\w.+-]{1,255}$")
 _PUSHED = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 _IMAGE_ID = re.compile(r"^sha256:[0-9a-f]{64}$")
 _PART_TIP = (
@@ -87,6 +94,11 @@ def merge(config: Config, parts: Sequence[Path], log: Log, cache: Cache, push: s
         raise ConfigError(msg, tip=tip)
     if not parts:
         raise ConfigError("merge needs at least one part (a dist/ folder a job published)", tip=_PART_TIP)
+    dist = Path(os.path.realpath(config.dist_dir))
+    for part in parts:
+        if dist.is_relative_to(os.path.realpath(part)):
+            msg = f"dist-dir is {config.dist_dir}, inside the part {part}: merge writes apart from what it reads"
+            raise ConfigError(msg, tip="Point dist-dir (--dist-dir) at a folder outside the parts.")
     sources = _sources(config, parts, log)
     protected = (config.project_dir, config.cache_dir, *parts)
     by_target = {each.target: each for each in config.per_target}
@@ -102,13 +114,14 @@ def merge(config: Config, parts: Sequence[Path], log: Log, cache: Cache, push: s
                 msg = f"{source.part}: target {source.target} is version {manifest.project.version}, not {version}"
                 raise WheelhouseError(msg, tip="Merge the parts of one run: every job builds the same commit.")
             version = manifest.project.version
-            documents.append((source.target, _sbom_of(folder, source, config, version)))
+            documents.append((source.target, _sbom_of(folder, source, config, manifest)))
             if push:
                 pushed, image_id = _record_of(folder, source, push)
                 members.append(_targets.Member(by_target[source.target], pushed, image_id, manifest))
             (folder / SUMS).write_text(_publish.sha256sums(folder), encoding="utf-8")
         name = f"sbom-{canonicalize_name(config.project_name)}-{version}.cdx.json"
         write_atomic(stage / name, combined_sbom(config.project_name, version, documents))
+        _targets.write_dist_index(stage, config.per_target)
         indexes: list[dict[str, object]] = []
         if push:
             with log.stage("index"):
@@ -161,6 +174,9 @@ def _read_sums(part: Path) -> dict[str, str]:
     """path -> sha256 from ``part``'s SHA256SUMS: plain relative paths, each once, every line well formed."""
     try:
         info = os.lstat(part)
+    except FileNotFoundError as err:
+        tip = "Check the path (a shell pattern that matches nothing is passed on as written)."
+        raise ConfigError(f"the part {part} does not exist", tip=tip) from err
     except OSError as err:
         raise ConfigError(f"{part} cannot be read: {err.strerror or err}", tip=_PART_TIP) from err
     if not stat.S_ISDIR(info.st_mode):
@@ -182,8 +198,8 @@ def _read_sums(part: Path) -> dict[str, str]:
 
 def _plain_path(name: str) -> bool:
     """``cp311-x86_64/sbom-app-1.0-cp311-x86_64.cdx.json``: inside a target's folder, with no ``..``,
-    ``.``, empty or hidden component; or ``images.json`` at the top."""
-    if name == _targets.IMAGES:
+    ``.``, empty or hidden component; or ``images.json`` or ``targets.json`` at the top."""
+    if name in (_targets.IMAGES, _targets.INDEX):
         return True
     parts = name.split("/")
     if len(parts) < 2 or "\\" in name or any(not p or p.startswith(".") for p in parts):
@@ -197,19 +213,44 @@ def _plain_path(name: str) -> bool:
 
 def _walk(part: Path) -> list[str]:
     """The regular files in ``part`` (relative, posix), leaving out SHA256SUMS files and markers (merge
-    writes its own). A link, a device, a fifo or a socket anywhere is a ConfigError: nothing is followed."""
+    writes its own). At its top only target folders and the files publish writes there; below, folders
+    and files with one link each, at most :data:`DEPTH` deep. Anything else is a ConfigError: nothing is
+    followed or opened here."""
     files: list[str] = []
-    for top, dirs, names in os.walk(part, followlinks=False):
-        for name in [*dirs, *names]:
-            path = Path(top) / name
-            mode = os.lstat(path).st_mode
+    stack: list[tuple[Path, int]] = [(part, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            path = Path(entry.path)
+            info = entry.stat(follow_symlinks=False)
+            mode = info.st_mode
             if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
                 kind = "a link" if stat.S_ISLNK(mode) else "not a regular file"
                 raise ConfigError(f"{path} is {kind}: a published dist/ holds files only", tip=_PART_TIP)
-            relative = path.relative_to(part).as_posix()
-            if stat.S_ISREG(mode) and name not in (SUMS, MARKER):
-                files.append(relative)
+            if stat.S_ISREG(mode) and info.st_nlink > 1:
+                msg = f"{path} has {info.st_nlink} names (a hard link): a downloaded artifact's files have one"
+                raise ConfigError(msg, tip=_PART_TIP)
+            if depth == 0 and not _top_level(entry.name, stat.S_ISDIR(mode)):
+                msg = f"{path} is not what publish writes at the top of a dist/ (target folders, {SUMS}, "
+                msg += f"{_targets.INDEX}, {_targets.IMAGES})"
+                raise ConfigError(msg, tip=_PART_TIP)
+            if stat.S_ISDIR(mode):
+                if depth + 1 > DEPTH:
+                    raise ConfigError(f"{path} is nested deeper than publish ever writes", tip=_PART_TIP)
+                stack.append((path, depth + 1))
+            elif entry.name not in (SUMS, MARKER):
+                files.append(path.relative_to(part).as_posix())
     return files
+
+
+def _top_level(name: str, is_dir: bool) -> bool:
+    if not is_dir:
+        return name in (SUMS, MARKER, _targets.INDEX, _targets.IMAGES)
+    try:
+        parse_target(name)
+    except WheelbarrowError:
+        return False
+    return True
 
 
 def _read_regular(path: Path, limit: int, what: str, tip: str) -> bytes:
@@ -237,7 +278,10 @@ def _copy(source: Source, folder: Path) -> None:
         with os.fdopen(fd, "rb") as stream, dest.open("wb") as out:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise ConfigError(f"{source.folder / name} is not a regular file", tip=_PART_TIP)
-            shutil.copyfileobj(stream, out, 1 << 20)
+            try:
+                shutil.copyfileobj(stream, out, 1 << 20)
+            except OSError as err:  # a full disk: say where
+                raise OSError(err.errno, err.strerror, str(dest)) from err
         dest.chmod(0o644)
         if sha256_of(dest) != want:
             msg = f"{source.folder / name} does not match the sha256 its part's {SUMS} gives it"
@@ -254,24 +298,25 @@ def _one(folder: Path, pattern: str, source: Source, what: str) -> Path:
 
 
 def _manifest_of(folder: Path, source: Source, config: Config) -> Manifest:
-    """The manifest in the target's wheelhouse tarball, which must name that target and the project."""
+    """The manifest in the target's wheelhouse tarball, which must name that target and the project, and
+    which must list exactly the tarball's other members, each with its sha256 (see :func:`_members`)."""
     tarball = _one(folder, "wheelhouse-*.tar.gz", source, "wheelhouse tarball")
     tip = "Download the artifact again, or publish that target again: the tarball is not one publish wrote."
-    text = None
     try:
-        with tarfile.open(tarball, "r|gz") as archive:
-            for member in archive:
-                if member.name == "wheelhouse/manifest.json":
-                    if not member.isreg() or member.size > DOCUMENT_BYTES:
-                        break
-                    extracted = archive.extractfile(member)
-                    text = extracted.read().decode("utf-8") if extracted else None
-                    break
-    except (tarfile.TarError, EOFError, OSError, zlib.error, UnicodeDecodeError) as err:
+        _check_headers(tarball)
+        hashes, text = _members(tarball)
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as err:
         raise WheelhouseError(f"{tarball.name} of target {source.target} cannot be read: {err}", tip=tip) from err
     if text is None:
         raise WheelhouseError(f"{tarball.name} of target {source.target} holds no manifest.json", tip=tip)
     manifest = Manifest.from_json(text)
+    wanted = {w.file: w.sha256 for w in manifest.wheels}
+    wanted["requirements.txt"] = hashlib.sha256(requirements_text(manifest.wheels).encode()).hexdigest()
+    wanted["manifest.json"] = hashes.get("manifest.json", "")
+    if hashes != wanted:
+        odd = sorted(set(hashes) ^ set(wanted)) or sorted(n for n in hashes if hashes[n] != wanted[n])
+        msg = f"{tarball.name} of target {source.target} does not hold what its manifest lists: {', '.join(odd[:5])}"
+        raise WheelhouseError(msg, tip=tip)
     python, arch = parse_target(source.target)
     named = (manifest.target.python, manifest.target.machine, canonicalize_name(manifest.project.name))
     if named != (python, arch, canonicalize_name(config.project_name)):
@@ -281,26 +326,114 @@ def _manifest_of(folder: Path, source: Source, config: Config) -> Manifest:
     return manifest
 
 
-def _sbom_of(folder: Path, source: Source, config: Config, version: str) -> dict[str, Any]:
+def _check_headers(tarball: Path) -> None:
+    """Read the tar headers in ``tarball`` before :mod:`tarfile` does: only regular files and pax headers
+    of at most :data:`PAX_BYTES` (a GNU long name or a pax header is read whole into memory, so a small
+    tarball could claim gigabytes), sizes in octal, and a proper end."""
+    with gzip.open(tarball, "rb") as stream:
+        while True:
+            header = stream.read(512)
+            if len(header) < 512:
+                raise ValueError("it ends in the middle of a header")
+            if header == bytes(512):
+                return
+            kind, field = header[156:157], header[124:136]
+            if not re.fullmatch(rb"[0-7 \x00]*", field):  # base-256 sizes (over 8 GiB) included
+                raise ValueError("a member's size is not written as publish writes it")
+            size = int(field.strip(b" \x00") or b"0", 8)
+            if kind not in (b"0", b"\x00", b"x") or (kind == b"x" and size > PAX_BYTES):
+                raise ValueError(f"it holds a member of type {kind!r} ({size} bytes), which publish never writes")
+            remaining = (size + 511) // 512 * 512
+            while remaining:
+                chunk = stream.read(min(remaining, 1 << 20))
+                if not chunk:
+                    raise ValueError("it ends in the middle of a member")
+                remaining -= len(chunk)
+
+
+def _members(tarball: Path) -> tuple[dict[str, str], str | None]:
+    """Each member's file name and sha256, and manifest.json's text; every member must be a regular file
+    ``wheelhouse/<name>`` (no folder, no path), named once."""
+    hashes: dict[str, str] = {}
+    text = None
+    with tarfile.open(tarball, "r|gz") as archive:
+        for member in archive:
+            name = member.name.removeprefix("wheelhouse/")
+            if not member.isreg() or name == member.name or not _FILE_NAME.fullmatch(name) or name in hashes:
+                raise ValueError(f"it holds {member.name!r}, which publish never writes")
+            stream = archive.extractfile(member)
+            digest = hashlib.sha256()
+            data = b""
+            while stream is not None and (chunk := stream.read(1 << 20)):
+                digest.update(chunk)
+                if name == "manifest.json":
+                    data += chunk
+                    if len(data) > DOCUMENT_BYTES:
+                        raise ValueError("its manifest.json is larger than any manifest")
+            hashes[name] = digest.hexdigest()
+            if name == "manifest.json":
+                text = data.decode("utf-8")
+    return hashes, text
+
+
+def _sbom_of(folder: Path, source: Source, config: Config, manifest: Manifest) -> dict[str, Any]:
+    """The target's SBOM: CycloneDX of this project and version, of the shapes publish writes, with one
+    component per wheel of the target's wheelhouse (its file name and sha256)."""
     path = _one(folder, "sbom-*.cdx.json", source, "SBOM")
     tip = "Publish that target again: its SBOM is not one publish wrote."
+    version = manifest.project.version
     try:
-        document = json.loads(_read_regular(path, DOCUMENT_BYTES, f"{path} cannot be read", tip))
+        document = json.loads(
+            _read_regular(path, DOCUMENT_BYTES, f"{path} cannot be read", tip), parse_constant=_no_constant
+        )
     except (ValueError, RecursionError) as err:
-        raise WheelhouseError(f"{path} is not JSON: {err}", tip=tip) from err
-    root = document.get("metadata", {}).get("component", {}) if isinstance(document, dict) else {}
+        raise WheelhouseError(f"{path} is not plain JSON: {err}", tip=tip) from err
+    msg = f"{path} is not the CycloneDX SBOM of {config.project_name} {version} that publish writes"
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    root = metadata.get("component") if isinstance(metadata, dict) else None
     if (
         not isinstance(document, dict)
         or document.get("bomFormat") != "CycloneDX"
         or not isinstance(root, dict)
         or canonicalize_name(str(root.get("name", ""))) != canonicalize_name(config.project_name)
         or root.get("version") != version
-        or not isinstance(document.get("components", []), list)
-        or not isinstance(document.get("dependencies", []), list)
+        or not _components(document.get("components", []))
+        or not _dependencies(document.get("dependencies", []))
     ):
-        msg = f"{path} is not the CycloneDX SBOM of {config.project_name} {version} that publish writes"
         raise WheelhouseError(msg, tip=tip)
+    listed = {}
+    for component in document.get("components", []):
+        hashes = [h.get("content") for h in component.get("hashes", []) if isinstance(h, dict)]
+        listed[component.get("bom-ref")] = hashes
+    wheels = {w.file: [w.sha256] for w in manifest.wheels}
+    if listed != wheels:
+        odd = sorted(str(k) for k in set(listed) ^ set(wheels)) or sorted(k for k in wheels if listed[k] != wheels[k])
+        raise WheelhouseError(f"{msg}: it does not list the target's wheels ({', '.join(odd[:5])})", tip=tip)
     return document
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _components(value: object) -> bool:
+    """A list of objects, each with a string bom-ref and, if any, components of the same shape."""
+    if not isinstance(value, list):
+        return False
+    return all(
+        isinstance(c, dict) and isinstance(c.get("bom-ref"), str) and _components(c.get("components", []))
+        for c in value
+    )
+
+
+def _dependencies(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(d, dict)
+        and isinstance(d.get("ref"), str)
+        and isinstance(d.get("dependsOn", []), list)
+        and all(isinstance(r, str) for r in d.get("dependsOn", []))
+        for d in value
+    )
 
 
 def _record_of(folder: Path, source: Source, push: str) -> tuple[str, str]:
@@ -316,7 +449,8 @@ def _record_of(folder: Path, source: Source, push: str) -> tuple[str, str]:
     pushed = record.get("pushed") if isinstance(record, dict) else None
     image_id = record.get("id") if isinstance(record, dict) else None
     if not isinstance(pushed, str) or not _PUSHED.fullmatch(pushed) or pushed.rsplit("@", 1)[0] != want:
-        msg = f"target {source.target} was not pushed as {want} (with a digest), so no index can name it"
+        said = f"its record says {printable(pushed)[:300]}" if isinstance(pushed, str) else "its record names no push"
+        msg = f"target {source.target} was not pushed as {want} (with a digest), so no index can name it: {said}"
         raise WheelhouseError(msg, tip=tip)
     if not isinstance(image_id, str) or not _IMAGE_ID.fullmatch(image_id):
         raise WheelhouseError(f"{path} records no image id", tip=tip)

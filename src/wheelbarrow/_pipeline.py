@@ -412,7 +412,8 @@ def execute_all(
             with log.stage("index"):
                 indexes = _targets.push_indexes(members, push, log, runs[0].cache)
             _wheelhouse.write_atomic(stage / _targets.IMAGES, json.dumps(indexes, indent=2) + "\n")
-        if stages is PUBLISH:  # one SHA256SUMS over every target's files (and images.json)
+        if stages is PUBLISH:  # the index of targets, and one SHA256SUMS over every target's files
+            _targets.write_dist_index(stage, config.per_target)
             _wheelhouse.write_atomic(stage / "SHA256SUMS", _publish.sha256sums(stage))
     return runs
 

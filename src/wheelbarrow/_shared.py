@@ -30,8 +30,8 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from ._cache import Cache, CachedWheel, sha256_of
 from ._config import Config
-from ._engine import CANDIDATES, Engine
-from ._guard import owner, scratch
+from ._engine import Engine
+from ._guard import scratch
 from ._log import Log
 from .errors import EngineError, WheelbarrowError
 
@@ -89,7 +89,7 @@ class SharedCache:
         if not self.engine.pull(ref, quiet=True):
             self.log.info(f"not in the shared cache: {ref}")
             return None
-        held = f"{CANDIDATES}:{owner()}-{self.engine.run_id}-shared-{uuid.uuid4().hex[:8]}"
+        held = self.engine.held_tag(f"shared-{uuid.uuid4().hex[:8]}")
         try:
             self.engine.tag(ref, held)
         finally:

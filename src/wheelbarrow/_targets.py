@@ -40,6 +40,8 @@ IMAGES = "images.json"
 INDEX_VERSION = "1"
 _TARGET_DIR = re.compile(r"^cp3\d{1,2}-[a-z0-9_]+$")
 _ROOT_FILES = {MARKER, INDEX, IMAGES, "README.md", "SHA256SUMS"}
+#: What else merge writes at the top of a dist/ of targets: the one SBOM over every target.
+_ROOT_SBOM = re.compile(r"^sbom-[\w.+-]+\.cdx\.json$")
 
 README = """\
 # wheelhouse (several targets)
@@ -59,7 +61,8 @@ replaced as a whole on every successful run.
 def check_root(root: Path, what: str, key: str, protected: Sequence[Path]) -> Path:
     """The real path of ``root``, which a run may replace: absent, empty, a single-target ``what``
     wheelbarrow wrote (no index), or a root of targets holding only what wheelbarrow writes there (its
-    marker, index, README and marked target folders). Anything else is a ConfigError naming it."""
+    marker, index, README, ``images.json``, ``SHA256SUMS``, merge's SBOM and marked target folders).
+    Anything else is a ConfigError naming it. A wheelhouse and a dist/ of targets both carry the index."""
     real = check_output(root, what, key, protected)
     if not real.is_dir() or not (real / INDEX).is_file():
         return real
@@ -67,6 +70,7 @@ def check_root(root: Path, what: str, key: str, protected: Sequence[Path]) -> Pa
         p.name
         for p in real.iterdir()
         if p.name not in _ROOT_FILES
+        and not (what != "wheelhouse" and _ROOT_SBOM.match(p.name) and not p.is_symlink() and p.is_file())
         and not (_TARGET_DIR.match(p.name) and not p.is_symlink() and p.is_dir() and is_marked(p, what))
     )
     if strangers:
@@ -125,6 +129,17 @@ def write_index(root: Path, configs: Sequence[Config]) -> None:
                 "requirements_sha256": sha256_of(requirements),
             }
         )
+    index = {"version": INDEX_VERSION, "project": configs[0].project_name, "targets": targets}
+    write_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
+
+
+def write_dist_index(root: Path, configs: Sequence[Config]) -> None:
+    """``targets.json`` in a dist/ of targets (``root``), so the next publish or merge knows it for one and
+    refuses anything else in it (:func:`check_root`)."""
+    targets = [
+        {"target": c.target, "python": c.python, "arch": c.arch, "platform": c.platform, "dist": c.target}
+        for c in configs
+    ]
     index = {"version": INDEX_VERSION, "project": configs[0].project_name, "targets": targets}
     write_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
 

@@ -32,12 +32,12 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import json
-import os
 import platform
 import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -256,12 +256,19 @@ class GitHubRun:
 
 
 @pytest.fixture(scope="module")
-def github(hub: Hub, runner_user: pwd.struct_passwd, tmp_path_factory: pytest.TempPathFactory) -> GitHubRun:  # noqa: F811
-    base = tmp_path_factory.mktemp("github")
-    for folder in [base, *base.parents]:
-        if folder != Path("/") and folder.stat().st_mode & 0o005 != 0o005:
-            os.chmod(folder, folder.stat().st_mode | 0o005)  # noqa: PTH101 - the runner's user walks into it
-    run = GitHubRun(hub, runner_user, base, yaml.safe_load(WORKFLOW.read_text(encoding="utf-8")), base / "artifacts")
+def github(hub: Hub, runner_user: pwd.struct_passwd) -> Iterator[GitHubRun]:  # noqa: F811
+    # Not under pytest's own temporary folder: another pytest starting meanwhile (the other tier in CI)
+    # makes that private again, and the runner's user must walk into its workspace.
+    base = Path(tempfile.mkdtemp(prefix="wbtest-fan-out-"))
+    base.chmod(0o755)
+    try:
+        yield _run_workflow(hub, runner_user, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _run_workflow(hub: Hub, user: pwd.struct_passwd, base: Path) -> GitHubRun:
+    run = GitHubRun(hub, user, base, yaml.safe_load(WORKFLOW.read_text(encoding="utf-8")), base / "artifacts")
     run.artifacts.mkdir()
     for job_id, job in run.workflow["jobs"].items():  # in the file's order, which is the order of needs
         if "if" in job:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
+import tarfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -91,7 +94,13 @@ def test_the_targets_of_several_parts_become_one_dist_with_one_sbom_and_one_sha2
     dist = config.dist_dir
     assert merged.targets == ("cp311-x86_64", "cp311-aarch64")  # the project's order
     assert is_marked(dist, "dist/ directory")
-    assert {p.name for p in dist.iterdir()} == {MARKER, "SHA256SUMS", "sbom-demo-1.0.cdx.json", *merged.targets}
+    assert {p.name for p in dist.iterdir()} == {
+        MARKER,
+        "SHA256SUMS",
+        "targets.json",
+        "sbom-demo-1.0.cdx.json",
+        *merged.targets,
+    }
     for target in merged.targets:
         assert is_marked(dist / target, "dist/ directory")  # a later publish or merge may replace it
         assert (dist / target / f"sbom-demo-1.0-{target}.cdx.json").read_bytes() == (
@@ -228,6 +237,114 @@ def second_sbom(part: Path, _tmp: Path) -> None:
     _relist(part)
 
 
+def _retar(part: Path, change: Callable[[list[tuple[tarfile.TarInfo, bytes]]], None]) -> None:
+    """The part's wheelhouse tarball rewritten with ``change`` applied to its members, and listed again."""
+    tarball = _tarball(part)
+    with tarfile.open(tarball, "r:gz") as archive:
+        members = [(m, archive.extractfile(m).read() if m.isreg() else b"") for m in archive.getmembers()]  # type: ignore[union-attr]
+    change(members)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as out:
+        for info, data in members:
+            out.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    tarball.write_bytes(gzip.compress(raw.getvalue()))
+    _relist(part)
+
+
+def _member(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.size, info.linkname = kind, len(data), link
+    return info, data
+
+
+def second_manifest_naming_another_project(part: Path, _tmp: Path) -> None:
+    evil = json.dumps({"project": {"name": "evil"}}).encode()
+    _retar(part, lambda members: members.append(_member("wheelhouse/manifest.json", evil)))
+
+
+def member_out_of_the_wheelhouse(part: Path, _tmp: Path) -> None:
+    _retar(part, lambda members: members.append(_member("../../../tmp/PWNED", b"x")))
+
+
+def symlink_member(part: Path, _tmp: Path) -> None:
+    _retar(part, lambda members: members.append(_member("wheelhouse/link", kind=tarfile.SYMTYPE, link="/etc/shadow")))
+
+
+def long_name_bomb(part: Path, _tmp: Path) -> None:
+    """A GNU long name of 64 MiB (it compresses to a few kB): tarfile would read it whole into memory."""
+    header = tarfile.TarInfo("././@LongLink")
+    header.type, header.size = tarfile.GNUTYPE_LONGNAME, 64 << 20
+    raw = header.tobuf(tarfile.GNU_FORMAT) + b"a" * (64 << 20) + bytes(1024)
+    _tarball(part).write_bytes(gzip.compress(raw, compresslevel=1))
+    _relist(part)
+
+
+def tarball_cut_short(part: Path, _tmp: Path) -> None:
+    _tarball(part).write_bytes(_tarball(part).read_bytes()[:3])
+    _relist(part)
+
+
+def wheel_that_is_not_the_manifest_s(part: Path, _tmp: Path) -> None:
+    def swap(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        for index, (info, _data) in enumerate(members):
+            if info.name.endswith(".whl"):
+                info.size = 5
+                members[index] = (info, b"other")
+
+    _retar(part, swap)
+
+
+def unlisted_member(part: Path, _tmp: Path) -> None:
+    _retar(part, lambda members: members.append(_member("wheelhouse/extra.whl", b"x")))
+
+
+def _sbom_edit(part: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    document = json.loads(_sbom(part).read_text(encoding="utf-8"))
+    change(document)
+    _sbom(part).write_text(json.dumps(document), encoding="utf-8")
+    _relist(part)
+
+
+def sbom_metadata_a_list(part: Path, _tmp: Path) -> None:
+    _sbom_edit(part, lambda d: d.update(metadata=[]))
+
+
+def sbom_depends_on_a_number(part: Path, _tmp: Path) -> None:
+    _sbom_edit(part, lambda d: d["dependencies"].append({"ref": "x", "dependsOn": 5}))
+
+
+def sbom_with_nan(part: Path, _tmp: Path) -> None:
+    text = _sbom(part).read_text(encoding="utf-8").replace('"version": 1', '"version": NaN', 1)
+    _sbom(part).write_text(text, encoding="utf-8")
+    _relist(part)
+
+
+def another_targets_sbom(part: Path, tmp: Path) -> None:
+    other = next((tmp / "parts" / "dist-cp311-x86_64").glob("*/sbom-*"))
+    _sbom(part).write_text(other.read_text(encoding="utf-8"), encoding="utf-8")
+    _relist(part)
+
+
+def nested_too_deep(part: Path, _tmp: Path) -> None:
+    deep = part / "cp311-aarch64" / Path(*["d"] * 40)
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"x")
+    _relist(part)
+
+
+def hard_link_to_a_host_file(part: Path, tmp: Path) -> None:
+    host = tmp / "host-secret"
+    host.write_text("secret")
+    os.link(host, part / "cp311-aarch64" / "secret")
+    _relist(part)
+
+
+def folder_that_is_not_a_target(part: Path, _tmp: Path) -> None:
+    (part / "junk" / "deeper").mkdir(parents=True)
+
+
 ATTACKS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "a file the sums do not list": (unlisted_file, "not list"),
     "a listed file gone": (listed_file_gone, "which its SHA256SUMS lists"),
@@ -243,6 +360,23 @@ ATTACKS: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "a tarball that is not one": (not_a_tarball, "cannot be read"),
     "the SBOM of another project": (another_projects_sbom, "is not the CycloneDX SBOM of demo"),
     "a second SBOM": (second_sbom, "several SBOM"),
+    "a second manifest.json in the tarball (tar keeps the last)": (
+        second_manifest_naming_another_project,
+        "which publish never writes",
+    ),
+    "a tarball member out of the wheelhouse": (member_out_of_the_wheelhouse, "which publish never writes"),
+    "a symlink in the tarball": (symlink_member, "which publish never writes"),
+    "a 64 MiB long name that compresses to kB": (long_name_bomb, "publish never writes"),
+    "a tarball cut to 3 bytes": (tarball_cut_short, "cannot be read"),
+    "a wheel in the tarball that is not the manifest's": (wheel_that_is_not_the_manifest_s, "does not hold what"),
+    "a tarball member the manifest does not list": (unlisted_member, "does not hold what"),
+    "SBOM metadata that is a list": (sbom_metadata_a_list, "is not the CycloneDX SBOM"),
+    "an SBOM dependency on a number": (sbom_depends_on_a_number, "is not the CycloneDX SBOM"),
+    "NaN in the SBOM": (sbom_with_nan, "is not plain JSON"),
+    "another target's SBOM": (another_targets_sbom, "does not list the target's wheels"),
+    "folders nested 40 deep": (nested_too_deep, "nested deeper"),
+    "a hard link to a host file": (hard_link_to_a_host_file, "hard link"),
+    "a folder at the top that is not a target": (folder_that_is_not_a_target, "is not what publish writes"),
 }
 
 
@@ -275,7 +409,7 @@ def test_every_target_once_and_only_the_projects(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="sets no targets"):
         merge(single, [x86, arm])
     for odd in (tmp_path / "absent", x86 / "SHA256SUMS"):
-        with pytest.raises(ConfigError, match=r"cannot be read|not a folder"):
+        with pytest.raises(ConfigError, match=r"does not exist|not a folder"):
             merge(config, [odd, arm])
     link = tmp_path / "link-to-part"
     link.symlink_to(x86)
@@ -323,3 +457,25 @@ def test_with_push_each_target_must_have_been_pushed_as_ref_dash_target(
     assert [m.manifest.target.machine for m in members] == ["x86_64", "aarch64"]
     assert json.loads((config.dist_dir / _targets.IMAGES).read_text(encoding="utf-8")) == list(merged.indexes)
     assert "images.json" in (config.dist_dir / "SHA256SUMS").read_text(encoding="utf-8")
+
+
+def test_a_stray_in_a_merged_dist_stops_the_next_merge_and_is_kept(tmp_path: Path) -> None:
+    config = project(tmp_path)
+    given = parts(config, tmp_path)
+    merge(config, given)
+    (config.dist_dir / "NOTES.txt").write_text("my notes", encoding="utf-8")
+    (config.dist_dir / "keep").mkdir()
+    (config.dist_dir / "keep" / "file").write_text("precious", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"did not write there: NOTES\.txt, keep"):
+        merge(config, given)
+    assert (config.dist_dir / "NOTES.txt").read_text(encoding="utf-8") == "my notes"
+    assert (config.dist_dir / "keep" / "file").read_text(encoding="utf-8") == "precious"
+
+
+def test_dist_dir_inside_a_part_is_refused_even_unmarked(tmp_path: Path) -> None:
+    config = project(tmp_path)
+    given = parts(config, tmp_path)
+    inside = load_config(config.project_dir, environ={"WHEELBARROW_DIST_DIR": str(given[0] / "out")})
+    with pytest.raises(ConfigError, match="inside the part"):
+        merge(inside, given)
+    assert not (given[0] / "out").exists()

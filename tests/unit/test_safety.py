@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.conftest import sample_manifest, snapshot, write_project
-from wheelbarrow import _guard, _shapes, _wheelhouse
+from wheelbarrow import _engine, _guard, _shapes, _wheelhouse
 from wheelbarrow._cache import Cache, source_files, tree_digest
+from wheelbarrow._cmd import Result
 from wheelbarrow._config import Config, load_config
 from wheelbarrow._lock import marker_environment, parse_pylock, parse_requirements, poetry_lock_files
 from wheelbarrow._log import Log
@@ -386,6 +387,39 @@ def test_the_sweep_removes_only_marked_folders_of_dead_runs(tmp_path: Path, leas
     assert link.name in left
 
 
+def test_held_images_are_swept_by_the_age_in_their_name_never_the_image_s(
+    leases: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reproducible image says it was made in 1980 (SOURCE_DATE_EPOCH): another user's run that holds one
+    as its candidate, on a shared engine, must keep it. Only a released lease, or a name older than the
+    lease, lets it go."""
+    assert leases
+    now, old = int(time.time()), int(time.time() - _guard.LEASE_SECONDS - 60)
+    tags = {
+        f"{'d' * 12}-run1-t{now}": True,  # this user's run, lease released: dead
+        f"{'e' * 12}-run2-t{now}": False,  # lease held: alive
+        f"{'f' * 12}-run3-t{now}": False,  # another user's (lease not visible), named now: kept
+        f"{'f' * 12}-run4-t{now}-shared-0a1b2c3d": False,  # ... a shared-cache entry it holds: kept
+        f"{'f' * 12}-run5-t{old}": True,  # another user's, named longer ago than the lease: gone
+        f"{'f' * 12}-run6": False,  # no age in the name, lease not visible: kept
+        f"{'d' * 12}-run7": True,  # no age in the name, lease released: dead
+    }
+    removed: list[str] = []
+
+    def engine_run(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        if argv[1] == "images":  # every image made in 1980, as a reproducible build stamps it
+            return Result(tuple(argv), 0, "".join(f"{t}\t1980-01-01 00:00:00 +0000 UTC\n" for t in tags))
+        if argv[1] == "rmi":
+            removed.append(argv[2].rsplit(":", 1)[1])
+        return Result(tuple(argv), 0, "")
+
+    monkeypatch.setattr(_engine, "run", engine_run)
+    _engine.Engine(quiet()).sweep_images(_engine.CANDIDATES)
+    assert sorted(removed) == sorted(t for t, gone in tags.items() if gone)
+    held = _engine.Engine(quiet()).held_tag("shared-0a1b2c3d")
+    assert re.fullmatch(rf"{_engine.CANDIDATES}:\w+-[0-9a-f]{{12}}-t\d{{10}}-shared-0a1b2c3d", held), held
+
+
 def test_two_writers_of_one_cache_key_both_succeed(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     wheel = tmp_path / "six-1.16.0-py3-none-any.whl"
@@ -516,7 +550,7 @@ def test_no_engine_method_lets_a_command_failure_out(monkeypatch: pytest.MonkeyP
     }
     public = {n for n in dir(_engine.Engine) if not n.startswith("_")} | {"call", "copy_into", "copy_out"}
     quiet_ones = {"image_id", "pull", "has_buildkit", "run_image", "label_args", "limit_args", "sweep", "sweep_images"}
-    quiet_ones |= {"discard_image", "remove_leftovers", "log", "name", "run_id", "platform"}
+    quiet_ones |= {"discard_image", "remove_leftovers", "log", "name", "run_id", "platform", "since", "held_tag"}
     quiet_ones |= {"fits", "image_size"}  # an image that is not there is not of the platform, and has no size
     quiet_ones |= {"started", "label"}  # a command that does not start is what verify reports; no label is ""
     assert public - quiet_ones <= set(calls), "a new engine method needs a case here"

@@ -126,12 +126,13 @@ def test_a_target_adds_its_name_to_the_tag(ref: str, expected: str) -> None:
     assert target_tag(ref, "cp313-x86_64") == expected
 
 
-def test_a_long_tag_keeps_the_target_and_the_limit() -> None:
-    tagged = target_tag("app:" + "v" * 128, "cp313-aarch64")
-    tag = tagged.split(":", 1)[1]
-    assert len(tag) == 128
-    assert tag.endswith("-cp313-aarch64")
-    assert target_tag("app:" + "v" * 128, "cp311-aarch64") != tagged
+def test_a_tag_too_long_to_carry_its_target_is_refused_never_cut() -> None:
+    """Cut to 128 characters, two tags that differ only at their end would name one image."""
+    longest = "app:" + "v" * (127 - len("cp313-aarch64"))
+    assert len(target_tag(longest, "cp313-aarch64").split(":", 1)[1]) == 128
+    for tag in ("v" * 115 + "-release", "v" * 115 + "-rc1"):
+        with pytest.raises(ConfigError, match="too long to carry the target"):
+            target_tag(f"registry:5000/app:{tag}", "cp313-aarch64")
 
 
 # --- the folder of targets ------------------------------------------------------------------------
@@ -240,7 +241,13 @@ def test_execute_all_writes_the_root_as_one_output(tmp_path: Path, monkeypatch: 
     _pipeline.execute_all(config, quiet(), _pipeline.PUBLISH)
     assert seen == ["cp311-x86_64", "cp313-x86_64"]
     assert is_marked(config.dist_dir, "dist/ directory")
-    assert {p.name for p in config.dist_dir.iterdir()} == {MARKER, "SHA256SUMS", "cp311-x86_64", "cp313-x86_64"}
+    assert {p.name for p in config.dist_dir.iterdir()} == {
+        MARKER,
+        "SHA256SUMS",
+        _targets.INDEX,
+        "cp311-x86_64",
+        "cp313-x86_64",
+    }
 
 
 @pytest.mark.parametrize("previous", ["single", "targets"])
@@ -550,15 +557,19 @@ def test_a_failed_push_never_removes_a_name_that_was_there_before(ref: str, monk
     assert removed == ([ref] if ref.startswith("registry.example") else [])  # only the tag made for the push
 
 
-@pytest.mark.parametrize("ref", ["--help", "-q", "Upper/Case:1", "a b", "x;rm -rf /"])
-def test_publish_push_takes_an_image_reference_never_an_option(
-    ref: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "ref", ["--help", "-q", "Upper/Case:1", "a b", "x;rm -rf /", "registry:5000/team/app@sha256:" + "a" * 64]
+)
+@pytest.mark.parametrize("command", ["publish", "merge"])
+def test_push_takes_an_image_tag_never_an_option_or_a_digest(
+    ref: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from wheelbarrow._cli import main
 
-    project = write_project(tmp_path / "p")
-    assert main(["publish", "--project", str(project), f"--push={ref}"]) == 2
-    assert "ERROR: --push: " in capsys.readouterr().err
+    project = write_project(tmp_path / "p", 'targets = ["cp311-x86_64"]')
+    parts = [str(tmp_path)] if command == "merge" else []
+    assert main([command, "--project", str(project), f"--push={ref}", *parts]) == 2
+    assert "ERROR: --push" in capsys.readouterr().err
 
 
 def test_init_keeps_the_targets_it_was_given(tmp_path: Path) -> None:
@@ -566,7 +577,10 @@ def test_init_keeps_the_targets_it_was_given(tmp_path: Path) -> None:
 
     config = load_config(write_project(tmp_path), environ={}, overrides={"targets": "cp311-x86_64,cp313-x86_64"})
     assert target_values(config)["targets"] == ["cp311-x86_64", "cp313-x86_64"]
-    assert "targets" not in target_values(load_config(write_project(tmp_path / "one"), environ={}))
+    assert "python" not in target_values(config)  # each target names its CPython: python would go unused
+    single = target_values(load_config(write_project(tmp_path / "one"), environ={}))
+    assert "targets" not in single
+    assert single["python"] == "3.11"
 
 
 def test_a_python_that_no_target_names_is_said_to_be_unused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
