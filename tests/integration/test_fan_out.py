@@ -290,6 +290,7 @@ def check_merged(dist: Path, hub: Hub, tag: str, merge_log: str) -> None:
     assert {p.name for p in dist.iterdir() if not p.name.startswith(".")} == {
         "SHA256SUMS",
         "images.json",
+        "targets.json",
         "sbom-example-multi-0.1.0.cdx.json",
         *TARGETS,
     }
