@@ -1,10 +1,12 @@
 """The whole pipeline (build, image, verify, publish) on the other engines: podman (rootful, on a host
-without CAP_SYS_RESOURCE), and a Docker engine reached over TCP that cannot see this machine's files, so
-every input must be copied in."""
+without CAP_SYS_RESOURCE; and rootless, as a user that is not root), and a Docker engine reached over TCP
+that cannot see this machine's files, so every input must be copied in."""
 
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,8 @@ import pytest
 from tests.integration.conftest import (
     EXAMPLE,
     LABEL,
+    REPO,
+    RUNTIME_BASE,
     Build,
     Postgres,
     Runner,
@@ -21,6 +25,7 @@ from tests.integration.conftest import (
     second_dockerd,
     sh,
 )
+from tests.integration.test_runner_path import RUNNER_PATH, as_user, runner_user  # noqa: F401 - a fixture
 
 PIPELINE = ("build", "image", "verify", "publish")
 CONNECT = (
@@ -69,6 +74,54 @@ def test_podman_runs_the_whole_pipeline(wheelbarrow: Runner, postgres: Postgres,
     assert answer.output.strip().splitlines()[-1] == "42"
     left = sh(["podman", "ps", "-aq", "--filter", f"label={LABEL}"]).output.split()
     assert left == []
+
+
+def test_rootless_podman_runs_the_whole_pipeline(
+    example_build: Build,
+    runner_user: pwd.struct_passwd,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    """As a user that is not root, with podman's own store in that user's home (user namespaces, the vfs
+    driver, slirp4netns for the builder's one networked step): the runtime base comes into that store as a
+    registry would bring it (``podman load`` of the bootstrapped base; a user cannot bootstrap), and the
+    builder is derived from it."""
+    del example_build  # it made the bootstrapped base loaded here
+    user = runner_user
+    home = Path(user.pw_dir)
+    work = Path(os.path.realpath(tmp_path)) / "rootless"
+    work.mkdir()
+    for folder in [work, *work.parents]:
+        if folder != Path("/") and folder.stat().st_mode & 0o005 != 0o005:
+            folder.chmod(folder.stat().st_mode | 0o005)  # the user walks into it
+    sh(["docker", "save", RUNTIME_BASE, "-o", str(work / "base.tar")])
+    copy_project(EXAMPLE, work / "service")
+    sh(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(work)])
+    env = {"HOME": str(home), "USER": user.pw_name, "PATH": f"{work}/venv/bin:{RUNNER_PATH}"}
+    env |= {
+        "WHEELBARROW_ENGINE": "podman",
+        "WHEELBARROW_CACHE_DIR": str(work / "cache"),
+        "WHEELBARROW_DEBIAN_SUITE": "",  # a user cannot bootstrap: the base is the one in the user's store
+        "WHEELBARROW_RUNTIME_BASE": RUNTIME_BASE,
+        "WHEELBARROW_IMAGE_TAG": "rootless-example-service:0.1.0",
+    }
+    setup = f"/usr/bin/python3 -m venv {work}/venv && {work}/venv/bin/pip install -q '{REPO}[poetry,uv]'"
+    setup += f" && podman load -q -i {work / 'base.tar'} && podman info --format '{{{{.Host.Security.Rootless}}}}'"
+    made = as_user(user, setup, work, env)
+    assert made.returncode == 0, made.output[-4000:]
+    assert made.output.strip().splitlines()[-1] == "true"  # podman itself says it runs rootless
+    try:
+        for command in PIPELINE:
+            done = as_user(user, f"wheelbarrow {command} --project service", work, env)
+            assert done.returncode == 0, f"{command}:\n{done.output[-5000:]}"
+        sums = sh(["bash", "-c", f"cd {work / 'service' / 'dist'} && sha256sum -c SHA256SUMS"]).output
+        assert sums.count(": OK") == 4, sums
+        mine = as_user(user, "podman image exists rootless-example-service:0.1.0", work, env)
+        assert mine.returncode == 0  # in the user's own store ...
+        assert sh(["podman", "image", "exists", "rootless-example-service:0.1.0"], check=False).returncode != 0
+        left = as_user(user, f"podman ps -aq --filter label={LABEL}", work, env)
+        assert left.output.split() == []
+    finally:
+        as_user(user, "podman system reset --force", work, env)  # its vfs store holds gigabytes
 
 
 @pytest.fixture
