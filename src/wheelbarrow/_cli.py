@@ -197,11 +197,6 @@ def _payload(
             payload = {"dist": str(published.dist), "files": list(published.files), "pushed": published.pushed}
         case "merge" if run.merged:
             merged = run.merged
-            if not args.json:
-                for name in merged.files:
-                    if "/" not in name:
-                        log.sink(f"  {merged.dist / name}")
-                log.sink(f"merged {', '.join(merged.targets)} into {merged.dist}")
             payload = {"dist": str(merged.dist), "targets": list(merged.targets), "files": list(merged.files)}
             payload["indexes"] = list(merged.indexes)
         case "cache":

@@ -48,6 +48,7 @@ from ._image import target_tag
 from ._log import Log, printable
 from ._manifest import Manifest
 from ._options import parse_target
+from ._shapes import read_file
 from ._wheelhouse import requirements_text, write_atomic
 from .errors import ConfigError, WheelbarrowError, WheelhouseError
 
@@ -131,6 +132,10 @@ def merge(config: Config, parts: Sequence[Path], log: Log, cache: Cache, push: s
         files = tuple(
             sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file() and p.name != MARKER)
         )
+    for name in files:
+        if "/" not in name:
+            log.info(f"  {config.dist_dir / name}")
+    log.notice(f"merged {', '.join(s.target for s in sources)} into {config.dist_dir}")
     return Merged(config.dist_dir, tuple(s.target for s in sources), files, tuple(indexes))
 
 
@@ -142,8 +147,9 @@ def _sources(config: Config, parts: Sequence[Path], log: Log) -> list[Source]:
     a target twice, a missing or an unknown one is a ConfigError naming it."""
     found: dict[str, Source] = {}
     for part in parts:
+        _check_part(part)
+        listed = _walk(part)  # first: no link anywhere, SHA256SUMS included, before anything is read
         sums = _read_sums(part)
-        listed = _walk(part)
         unlisted = sorted(set(listed) - set(sums))
         missing = sorted(set(sums) - set(listed))
         if unlisted or missing:
@@ -170,8 +176,8 @@ def _sources(config: Config, parts: Sequence[Path], log: Log) -> list[Source]:
     return [found[t] for t in config.targets]
 
 
-def _read_sums(part: Path) -> dict[str, str]:
-    """path -> sha256 from ``part``'s SHA256SUMS: plain relative paths, each once, every line well formed."""
+def _check_part(part: Path) -> None:
+    """``part`` exists and is a folder, not a link to one."""
     try:
         info = os.lstat(part)
     except FileNotFoundError as err:
@@ -182,7 +188,14 @@ def _read_sums(part: Path) -> dict[str, str]:
     if not stat.S_ISDIR(info.st_mode):
         kind = "a link (give the folder it points to)" if stat.S_ISLNK(info.st_mode) else "not a folder"
         raise ConfigError(f"{part} is {kind}", tip=_PART_TIP)
-    data = _read_regular(part / SUMS, 16 << 20, f"{part} has no readable {SUMS}", _PART_TIP)
+
+
+def _read_sums(part: Path) -> dict[str, str]:
+    """path -> sha256 from ``part``'s SHA256SUMS: plain relative paths, each once, every line well formed."""
+    try:
+        data = read_file(part / SUMS, ConfigError, _PART_TIP, limit=16 << 20)
+    except FileNotFoundError as err:
+        raise ConfigError(f"{part} has no {SUMS}", tip=_PART_TIP) from err
     sums: dict[str, str] = {}
     for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
         found = _SUM_LINE.fullmatch(line)
@@ -251,19 +264,6 @@ def _top_level(name: str, is_dir: bool) -> bool:
     except WheelbarrowError:
         return False
     return True
-
-
-def _read_regular(path: Path, limit: int, what: str, tip: str) -> bytes:
-    """A regular file's bytes, at most ``limit``; a link, a fifo or a device is never opened for reading."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as err:
-        raise ConfigError(f"{what} ({err.strerror or err})", tip=tip) from err
-    with os.fdopen(fd, "rb") as stream:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            raise ConfigError(f"{what} (not a regular file of at most {limit >> 20} MiB)", tip=tip)
-        return stream.read(limit + 1)[:limit]
 
 
 def _copy(source: Source, folder: Path) -> None:
@@ -383,9 +383,7 @@ def _sbom_of(folder: Path, source: Source, config: Config, manifest: Manifest) -
     tip = "Publish that target again: its SBOM is not one publish wrote."
     version = manifest.project.version
     try:
-        document = json.loads(
-            _read_regular(path, DOCUMENT_BYTES, f"{path} cannot be read", tip), parse_constant=_no_constant
-        )
+        document = json.loads(read_file(path, WheelhouseError, tip, limit=DOCUMENT_BYTES), parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:
         raise WheelhouseError(f"{path} is not plain JSON: {err}", tip=tip) from err
     msg = f"{path} is not the CycloneDX SBOM of {config.project_name} {version} that publish writes"
@@ -443,7 +441,7 @@ def _record_of(folder: Path, source: Source, push: str) -> tuple[str, str]:
     want = target_tag(push, source.target)
     tip = f"Run that target's job with publish --push {push} (each job pushes {push}-<its target>)."
     try:
-        record = json.loads(_read_regular(path, DOCUMENT_BYTES, f"{path} cannot be read", tip))
+        record = json.loads(read_file(path, WheelhouseError, tip, limit=DOCUMENT_BYTES))
     except (ValueError, RecursionError) as err:
         raise WheelhouseError(f"{path} is not JSON: {err}", tip=tip) from err
     pushed = record.get("pushed") if isinstance(record, dict) else None

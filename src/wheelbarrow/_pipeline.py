@@ -398,19 +398,15 @@ def execute_all(
             runs.append(run)
         if stages is BUILD:
             _targets.write_index(stage, staged)
-        push = (options or Options()).push
-        if stages is PUBLISH and push and not (options or Options()).no_index:
-            members = [
-                _targets.Member(
-                    each,
-                    published.pushed or "",
-                    published.image_id or "",
-                    _wheelhouse.read_wheelhouse(each.wheelhouse)[0],
-                )
-                for each, published in ((r.config, r.need(r.published, "publish")) for r in runs)
-            ]
+        given = options or Options()
+        if stages is PUBLISH and given.push and not given.no_index:
+            members = []
+            for run in runs:
+                published = run.need(run.published, "publish")
+                manifest, _sha = _wheelhouse.read_wheelhouse(run.config.wheelhouse)
+                members.append(_targets.Member(run.config, published.pushed or "", published.image_id or "", manifest))
             with log.stage("index"):
-                indexes = _targets.push_indexes(members, push, log, runs[0].cache)
+                indexes = _targets.push_indexes(members, given.push, log, runs[0].cache)
             _wheelhouse.write_atomic(stage / _targets.IMAGES, json.dumps(indexes, indent=2) + "\n")
         if stages is PUBLISH:  # the index of targets, and one SHA256SUMS over every target's files
             _targets.write_dist_index(stage, config.per_target)

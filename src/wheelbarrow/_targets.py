@@ -129,8 +129,7 @@ def write_index(root: Path, configs: Sequence[Config]) -> None:
                 "requirements_sha256": sha256_of(requirements),
             }
         )
-    index = {"version": INDEX_VERSION, "project": configs[0].project_name, "targets": targets}
-    write_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
+    _write_index(root, configs, targets)
 
 
 def write_dist_index(root: Path, configs: Sequence[Config]) -> None:
@@ -140,6 +139,10 @@ def write_dist_index(root: Path, configs: Sequence[Config]) -> None:
         {"target": c.target, "python": c.python, "arch": c.arch, "platform": c.platform, "dist": c.target}
         for c in configs
     ]
+    _write_index(root, configs, targets)
+
+
+def _write_index(root: Path, configs: Sequence[Config], targets: list[dict[str, str]]) -> None:
     index = {"version": INDEX_VERSION, "project": configs[0].project_name, "targets": targets}
     write_atomic(root / INDEX, json.dumps(index, indent=2) + "\n")
 
