@@ -58,6 +58,15 @@ def local_name(name: str) -> str:
 CANDIDATES = local_name("candidate")
 
 
+#: Engine commands that change no image: the answers of ``image inspect`` outlive them.
+_READ_ONLY = frozenset({"version", "ps", "images", "inspect", "logs", "rm"})
+
+
+def changes_no_image(words: Sequence[str]) -> bool:
+    """Whether an engine command (its words after ``docker``) leaves every image as it was."""
+    return bool(words) and (words[0] in _READ_ONLY or tuple(words[:2]) in {("image", "inspect"), ("buildx", "version")})
+
+
 def is_local_only(ref: str) -> bool:
     """Whether ``ref`` names an image only wheelbarrow makes, locally: one it must never pull."""
     return ref.startswith(LOCAL_ONLY)
@@ -111,6 +120,10 @@ class Engine:
     platform: str = ""
     #: When this engine's run started (Unix time), written into the names it holds images under.
     since: int = field(default_factory=lambda: int(time.time()))
+    #: The answers of ``image inspect`` this run got, kept until a command that may change an image runs
+    #: (:func:`changes_no_image`): a no-op build asks about the same bases several times.
+    _inspected: dict[tuple[str, ...], Result] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _changes: int = field(default=0, init=False, repr=False, compare=False)  # commands that may have changed one
 
     def held_tag(self, what: str = "") -> str:
         """A name under :data:`CANDIDATES` for an image this run holds until it is verified or read:
@@ -126,16 +139,30 @@ class Engine:
         check: bool = True,
         stream: bool = False,
     ) -> Result:
-        """Every engine command: a failure is an :class:`EngineCommandError`, never a bare CommandFailed."""
+        """Every engine command: a failure is an :class:`EngineCommandError`, never a bare CommandFailed.
+
+        An ``image inspect`` is answered from this run's earlier answer to the same question, until a
+        command that may change an image (a build, a tag, a pull, a run that may pull ...) clears them."""
         if self.platform:
             env = {**(env or {}), "DOCKER_DEFAULT_PLATFORM": self.platform}
+        words = tuple(os.fspath(a) for a in args)
+        inspect = words[:2] == ("image", "inspect") and not check
+        if inspect and words in self._inspected:
+            return self._inspected[words]
+        if not changes_no_image(words):
+            self._changes += 1
+            self._inspected.clear()
+        changes = self._changes
         try:
-            return run([self.name, *args], self.log, env=env, stdin=stdin, check=check, stream=stream)
+            result = run([self.name, *args], self.log, env=env, stdin=stdin, check=check, stream=stream)
         except CommandFailed as err:
             verb = " ".join(str(a) for a in args[:2])
             msg = f"'{self.name} {verb}' failed (exit {err.result.returncode}):\n{err.result.tail(8)}"
             tip = f"Check that the {self.name} engine is healthy ({self.name} info) and has free disk space."
             raise EngineCommandError(msg, tip=tip, output=err.result.output, returncode=err.result.returncode) from err
+        if inspect and changes == self._changes:  # not kept when another thread changed an image meanwhile
+            self._inspected[words] = result
+        return result
 
     def check(self) -> str:
         """Fail early, and clearly, when the engine is missing or stopped."""
@@ -318,25 +345,29 @@ class Engine:
         procs = min(procs if procs != resource.RLIM_INFINITY else PODMAN_LIMIT, PODMAN_PROCS)
         return ["--ulimit", f"nofile={files}:{files}", "--ulimit", f"nproc={procs}:{procs}"]
 
-    def sweep(self) -> None:
-        """Remove containers of runs that are dead (their lease is free, or too old to check)."""
+    def sweep(self, *, own: bool = False) -> None:
+        """Remove containers of runs that are dead (their lease is free, or too old to check); with ``own``,
+        this run's containers as well (its end: one listing does both)."""
         result = self._run(
             "ps",
             "-a",
             "--filter",
             f"label={RUN_LABEL}",
             "--format",
-            f'{{{{.ID}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}\t{{{{.CreatedAt}}}}',
+            f'{{{{.ID}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}\t{{{{.CreatedAt}}}}\t{{{{.Label "{RUN_LABEL}"}}}}',
             check=False,
         )
+        rows = [line.split("\t") for line in result.output.splitlines()]
+        mine = [fields[0] for fields in rows if own and len(fields) == 4 and fields[3] == self.run_id]
         dead = [
             fields[0]
-            for fields in (line.split("\t") for line in result.output.splitlines())
-            if len(fields) == 3 and is_dead(fields[1], _created(fields[2]))
+            for fields in rows
+            if len(fields) == 4 and fields[0] not in mine and is_dead(fields[1], _created(fields[2]))
         ]
         if result.returncode == 0 and dead:
             self.log.info(f"removing {len(dead)} container(s) left by runs that were killed")
-            self._run("rm", "-f", *dead, check=False)
+        if result.returncode == 0 and (dead or mine):
+            self._run("rm", "-f", *mine, *dead, check=False)
 
     def sweep_images(self, repository: str) -> None:
         """Remove ``repository:<owner>-...`` tags whose run is dead (unverified images of killed runs): its
@@ -354,14 +385,10 @@ class Engine:
         self._run("rmi", ref, check=False)
 
     def remove_leftovers(self) -> None:
-        """Remove every container this run created (cibuildwheel's included); never raises."""
-        try:
-            result = self._run("ps", "-aq", "--filter", f"label={RUN_LABEL}={self.run_id}", check=False)
-            ids = result.output.split()
-            if result.returncode == 0 and ids:
-                self._run("rm", "-f", *ids, check=False)
-        except WheelbarrowError:
-            pass  # no engine: nothing can be left in it
+        """Remove every container this run created (cibuildwheel's included), and those of dead runs that
+        appeared since the run began; never raises."""
+        with contextlib.suppress(WheelbarrowError):  # no engine: nothing can be left in it
+            self.sweep(own=True)
 
     def copy_from_image(self, image: str, src: PurePosixPath, dest: Path) -> None:
         """Copy what the directory ``src`` of ``image`` holds into ``dest``, from a container that is

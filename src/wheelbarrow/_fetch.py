@@ -364,25 +364,30 @@ def fetch_build_requirements(
     are remembered in the cache, so later runs reuse exactly those files.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    for requires in dict.fromkeys(requirement_sets):
-        if not requires:
-            continue
-        flags = _target_flags(plan)
+    flags = _target_flags(plan)
+
+    def resolve(requires: tuple[str, ...]) -> list[Path]:
         key = key_of({"build-requirements": list(requires), "target": flags})
         pinned = cache.memo(key)
         files = [cache.artifact(f["file"], f["sha256"]) for f in pinned] if isinstance(pinned, list) else [None]
         if all(files):
-            for path in files:
-                assert path is not None
-                shutil.copyfile(path, dest / path.name)
-            continue
+            return [path for path in files if path is not None]
         with scratch("buildreqs", dest.parent) as tmp:
             downloads = Path(tmp) / "wheels"  # only pip's files: the scratch folder holds wheelbarrow's own too
             pip_download([*flags, *requires], downloads, log)
-            resolved = []
+            stored, resolved = [], []
             for path in sorted(downloads.iterdir()):
                 sha = sha256_of(path)
-                shutil.copyfile(cache.store_artifact(path, sha), dest / path.name)
+                stored.append(cache.store_artifact(path, sha))
                 resolved.append({"file": path.name, "sha256": sha})
         cache.store_memo(key, resolved)
+        return stored
+
+    # Each set (an sdist's, the project's) is resolved by its own pip, all at once; the files are copied
+    # afterwards, in this thread, so two sets that share a wheel never write it at the same time.
+    sets = [requires for requires in dict.fromkeys(requirement_sets) if requires]
+    found = in_threads([(requires, functools.partial(resolve, requires)) for requires in sets], workers=len(sets) or 1)
+    for paths in found.values():
+        for path in paths:
+            shutil.copyfile(path, dest / path.name)
     return tuple(sorted(dest.iterdir()))

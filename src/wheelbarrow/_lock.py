@@ -29,11 +29,12 @@ from ._cmd import CommandFailed, run, which
 from ._config import Config
 from ._guard import scratch
 from ._log import Log
+from ._parallel import in_threads
 from ._project import dynamic_fields, read_pyproject
 from ._pylock import parse_pylock
 from ._requirements import LockedFile, LockedPackage, parse_requirements, read_text
 from ._tags import target_tags
-from .errors import LockError, MissingLockError, StaleLockError
+from .errors import LockError, MissingLockError, StaleLockError, WheelbarrowError
 
 __all__ = [
     "Lock",
@@ -285,7 +286,8 @@ def _check_then_export(
             f"not checking that uv.lock is fresh: pyproject.toml declares {', '.join(sorted(dynamic))} dynamic, "
             "and uv would run the project's build backend on the host to learn them"
         )
-    else:
+
+    def checked() -> str:
         try:
             run([program, *check], log, cwd=config.project_dir, env=env)
         except CommandFailed as err:
@@ -296,16 +298,42 @@ def _check_then_export(
                 raise LockError(msg, tip=index) from err
             msg = f"{lock} is stale or invalid for {config.project_dir / 'pyproject.toml'}:\n{err.result.tail(5)}"
             raise StaleLockError(msg, tip=f"Run '{tool} lock' in the project, commit the lock, and run again.") from err
-    try:
-        if tool == "uv":
-            return run([program, *export, "--no-build"], log, cwd=config.project_dir, env=env, hint=hint).output
-        with scratch("poetry-export") as alone:
-            for name in ("pyproject.toml", "poetry.lock"):
-                shutil.copyfile(config.project_dir / name, alone / name)
-            return run([program, *export], log, cwd=alone, env=env, hint=hint).output
-    except CommandFailed as err:
-        msg = f"{tool} export failed:\n{err.result.tail(8)}"
-        raise LockError(msg, tip=tip) from err
+        return ""
+
+    def exported() -> str:
+        try:
+            if tool == "uv":
+                return run([program, *export, "--no-build"], log, cwd=config.project_dir, env=env, hint=hint).output
+            with scratch("poetry-export") as alone:
+                for name in ("pyproject.toml", "poetry.lock"):
+                    shutil.copyfile(config.project_dir / name, alone / name)
+                return run([program, *export], log, cwd=alone, env=env, hint=hint).output
+        except CommandFailed as err:
+            msg = f"{tool} export failed:\n{err.result.tail(8)}"
+            raise LockError(msg, tip=tip) from err
+
+    # The check and the export read the same two files and do not wait for each other: both run at once
+    # (each starts the tool, about a second for Poetry). A stale lock is the error said, whatever the export did.
+    jobs = [("check", _outcome(checked))] if not dynamic else []
+    outcomes = in_threads([*jobs, ("export", _outcome(exported))], workers=2)
+    for outcome in outcomes.values():
+        if isinstance(outcome, WheelbarrowError):
+            raise outcome
+    text = outcomes["export"]
+    assert isinstance(text, str), "an export that failed was raised above"
+    return text
+
+
+def _outcome(job: Callable[[], str]) -> Callable[[], str | WheelbarrowError]:
+    """``job``, with its error returned instead of raised: the caller picks which error to say."""
+
+    def wrapped() -> str | WheelbarrowError:
+        try:
+            return job()
+        except WheelbarrowError as err:
+            return err
+
+    return wrapped
 
 
 def poetry_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...]]:

@@ -23,6 +23,8 @@ def in_threads(work: Sequence[tuple[K, Callable[[], V]]], workers: int) -> dict[
     process from ending, and what it would still write lands in the scratch folder being removed or,
     whole or not at all, in the cache.
     """
+    if not work:
+        return {}
     jobs: queue.SimpleQueue[tuple[K, Callable[[], V]]] = queue.SimpleQueue()
     for job in work:
         jobs.put(job)
@@ -50,7 +52,7 @@ def in_threads(work: Sequence[tuple[K, Callable[[], V]]], workers: int) -> dict[
                     done.set()
 
     threads = [
-        threading.Thread(target=worker, name=f"wheelbarrow-fetch-{n}", daemon=True)
+        threading.Thread(target=worker, name=f"wheelbarrow-job-{n}", daemon=True)
         for n in range(max(1, min(workers, len(work))))
     ]
     for thread in threads:

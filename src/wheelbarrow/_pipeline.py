@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -35,9 +37,7 @@ from . import (
     _init,
     _lock,
     _manifest,
-    _merge,
     _plan,
-    _publish,
     _repair,
     _schedule,
     _targets,
@@ -45,14 +45,19 @@ from . import (
     _wheelhouse,
 )
 from ._cache import Cache, sha256_of
+from ._cmd import stop_all
 from ._config import Config
 from ._engine import Engine
 from ._fetch import Fetched
 from ._guard import tempdir
 from ._log import Log
+from ._parallel import in_threads
 from ._repair import platform_tag
 from ._shared import SharedCache
 from .errors import BuildError, FileSystemError, VerifyError, WheelbarrowError
+
+if TYPE_CHECKING:  # publish and merge load the SBOM library: imported by their stages, not by every command
+    from . import _merge, _publish
 
 T = TypeVar("T")
 
@@ -106,6 +111,7 @@ class Run:
     candidate: str = ""  # the tag a new runtime image waits under until it is verified
     verified: str = ""  # the image verify checked
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of this run
+    wall: float = 0.0  # seconds of the whole run: less than the stages' sum when some ran at once
 
     def __post_init__(self) -> None:
         self.machine = self.machine or self.config.arch
@@ -179,9 +185,10 @@ def stage_builder(run: Run) -> None:
     pure = plan.project.engine == "pure" or plan.project.either  # either: a pure build is the fallback
     project_requires = _fetch.build_requires_of_project(plan.project.source) if pure else ()
     shared = SharedCache.of(run.config, run.engine, run.log)
-    run.builder = _build.prepare_builder(
+    builder = _build.prepare_builder(
         plan, run.builder_base, run.build_requirements, project_requires, run.engine, run.log, shared
     )
+    run.builder = _build.with_installer(builder, run.engine, run.cache)
     run.log.info(f"builder image {run.builder.tag} ({run.builder.image_id[:19]})")
 
 
@@ -297,6 +304,8 @@ def stage_tag(run: Run) -> None:
 
 
 def stage_publish(run: Run) -> None:
+    from . import _publish  # noqa: PLC0415 - the SBOM library loads for the commands that write one
+
     options = run.options
     run.published = _publish.publish(
         run.config, run.engine, run.log, skip_image=options.skip_image, simple=options.simple_index, push=options.push
@@ -304,6 +313,8 @@ def stage_publish(run: Run) -> None:
 
 
 def stage_merge(run: Run) -> None:
+    from . import _merge  # noqa: PLC0415 - the SBOM library loads for the commands that write one
+
     run.merged = _merge.merge(run.config, run.options.parts, run.log, run.cache, push=run.options.push)
 
 
@@ -325,6 +336,8 @@ class Stage:
     fn: Callable[[Run], None]
     needs_lock: bool = True  # holds the project's lock: one run per project at a time
     uses_engine: bool = False  # the engine is checked once, before the first such stage
+    #: Runs at the same time as the stage after it: neither reads what the other leaves on the run.
+    with_next: bool = False
 
 
 LOCK = Stage("lock", stage_lock, needs_lock=False)
@@ -336,7 +349,7 @@ BUILD: tuple[Stage, ...] = (
     PLAN_STAGE,
     Stage("outputs", stage_outputs),
     ENGINE,
-    Stage("fetch", stage_fetch),
+    Stage("fetch", stage_fetch, with_next=True),  # the index and the engine at once
     Stage("bases", stage_bases, uses_engine=True),
     Stage("builder", stage_builder, uses_engine=True),
     Stage("build + repair", stage_build, uses_engine=True),
@@ -409,6 +422,8 @@ def execute_all(
                 indexes = _targets.push_indexes(members, given.push, log, runs[0].cache)
             _wheelhouse.write_atomic(stage / _targets.IMAGES, json.dumps(indexes, indent=2) + "\n")
         if stages is PUBLISH:  # the index of targets, and one SHA256SUMS over every target's files
+            from . import _publish  # noqa: PLC0415 - as stage_publish
+
             _targets.write_dist_index(stage, config.per_target)
             _wheelhouse.write_atomic(stage / "SHA256SUMS", _publish.sha256sums(stage))
     return runs
@@ -448,20 +463,47 @@ def execute(config: Config, log: Log, stages: tuple[Stage, ...] = BUILD, options
             sweep_files(config, log)
         cache = Cache(config.cache_dir, log)
         run = Run(config=config, log=log, engine=engine, cache=cache, options=options or Options())
+        began = time.monotonic()
         try:
-            for stage in stages:
-                with log.stage(stage.name), _file_errors(stage.name):
-                    stage.fn(run)
-                run.timings[stage.name] = log.timings.get(stage.name, 0.0)
+            for group in groups(stages):
+                run_group(run, group)
+            run.wall = time.monotonic() - began
         finally:
             _guard.remove_tempdir(run.work)
             if any(stage.uses_engine for stage in stages):
-                run.engine.remove_leftovers()
-                with contextlib.suppress(WheelbarrowError):  # no engine: nothing can be left in it
-                    run.engine.sweep()  # again: a killed run's container may have appeared since the first
+                run.engine.remove_leftovers()  # and a killed run's container that appeared since the first sweep
             if run.candidate and run.engine.image_id(run.candidate):
                 run.engine.discard_image(run.candidate)  # unverified: never left behind
     return run
+
+
+def groups(stages: tuple[Stage, ...]) -> list[tuple[Stage, ...]]:
+    """``stages`` in the groups that run at once: a stage with ``with_next`` joins the group of the next."""
+    groups: list[list[Stage]] = [[]]
+    for stage in stages:
+        groups[-1].append(stage)
+        if not stage.with_next:
+            groups.append([])
+    return [tuple(group) for group in groups if group]
+
+
+def run_group(run: Run, group: tuple[Stage, ...]) -> None:
+    """The stages of one group, each announced and timed as its own; several run in threads, and the
+    first to fail stops the others' commands (as Ctrl-C does) before its error is raised."""
+
+    def one(stage: Stage) -> None:
+        with run.log.stage(stage.name), _file_errors(stage.name):
+            stage.fn(run)
+        run.timings[stage.name] = run.log.timings.get(stage.name, 0.0)
+
+    if len(group) == 1:
+        one(group[0])
+        return
+    try:
+        in_threads([(stage.name, functools.partial(one, stage)) for stage in group], workers=len(group))
+    except BaseException:
+        stop_all()
+        raise
 
 
 @contextlib.contextmanager

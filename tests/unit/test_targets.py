@@ -459,9 +459,9 @@ def test_a_local_base_of_another_platform_is_never_used_for_a_target(
         return store(argv, *args, **kwargs)
 
     monkeypatch.setattr(_engine, "run", refused)
-    local["python:3.11-slim"] = "linux/s390x"
+    local["python:3.11-slim"] = "linux/s390x"  # another target's run pulled its own platform under the name
     with pytest.raises(BootstrapError, match="not on this machine and cannot be pulled"):
-        _bootstrap.resolve_runtime_base(native, engine, quiet())
+        _bootstrap.resolve_runtime_base(native, _engine.Engine(quiet()), quiet())
 
 
 def test_one_maker_per_image_name_and_the_second_finds_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

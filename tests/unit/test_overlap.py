@@ -1,0 +1,298 @@
+"""What makes a run faster must not make it wrong: the engine's kept answers, the stages and commands that
+run at the same time, and the installer of the builds' isolated environments."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from tests.unit.conftest import demo_plan, quiet, write_project
+from wheelbarrow import _build, _engine, _fetch, _lock, _pipeline
+from wheelbarrow._cache import Cache
+from wheelbarrow._cmd import CommandFailed, Result
+from wheelbarrow._config import load_config
+from wheelbarrow._parallel import in_threads
+from wheelbarrow._report import ConsoleLog, summary_table
+from wheelbarrow.errors import FetchError, FileSystemError, LockError, StaleLockError
+
+# -- the engine keeps what image inspect said, until something may have changed an image ------------------
+
+
+def store_engine(monkeypatch: pytest.MonkeyPatch, images: dict[str, str]) -> list[list[str]]:
+    """An engine whose store holds ``images`` (name: id); ``tag``, ``rmi``, ``pull`` and ``build`` change
+    it as the real one would. Returns every command run."""
+    ran: list[list[str]] = []
+
+    def answer(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        ran.append(list(argv))
+        words = argv[1:]
+        if words[:2] == ["image", "inspect"]:
+            ref = words[-1]
+            return Result(tuple(argv), 0, images[ref] + "\n") if ref in images else Result(tuple(argv), 1, "No such")
+        if words[0] == "tag":
+            images[words[2]] = images[words[1]]
+        elif words[0] == "rmi":
+            images.pop(words[1], None)
+        elif words[0] == "pull":
+            images[words[1]] = "sha256:pulled"
+        return Result(tuple(argv), 0, "")
+
+    monkeypatch.setattr(_engine, "run", answer)
+    return ran
+
+
+def inspections(ran: list[list[str]]) -> int:
+    return sum(argv[1:3] == ["image", "inspect"] for argv in ran)
+
+
+def test_an_engine_asks_once_until_a_command_may_change_an_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    images = {"base:1": "sha256:b"}
+    ran = store_engine(monkeypatch, images)
+    engine = _engine.Engine(quiet())
+    assert [engine.image_id("base:1") for _ in range(3)] == ["sha256:b"] * 3
+    assert engine.image_id("app:1") is None
+    assert engine.image_id("app:1") is None
+    assert inspections(ran) == 2  # one per image
+    engine.sweep()  # listing containers, removing dead ones: no image changes
+    engine._run("logs", "x", check=False)  # noqa: SLF001 - the seam every command goes through
+    assert engine.image_id("base:1") == "sha256:b"
+    assert inspections(ran) == 2
+    # each command that may change an image makes the next question go to the engine again
+    engine.tag("base:1", "app:1")
+    assert engine.image_id("app:1") == "sha256:b"
+    engine.discard_image("app:1")
+    assert engine.image_id("app:1") is None
+    engine.pull("app:1")
+    assert engine.image_id("app:1") == "sha256:pulled"
+    engine.run_image("app:1", ["true"])  # a run may pull its image
+    engine.image_id("app:1")
+    assert inspections(ran) == 6
+
+
+def test_each_engine_asks_for_itself_and_only_quiet_inspects_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    images = {"base:1": "sha256:b"}
+    ran = store_engine(monkeypatch, images)
+    first = _engine.Engine(quiet())
+    first.image_id("base:1")
+    images["base:1"] = "sha256:moved"  # another process moved the tag: the next run sees it
+    assert _engine.Engine(quiet()).image_id("base:1") == "sha256:moved"
+    assert first.image_id("base:1") == "sha256:b"  # within one run: the answer it had
+    before = inspections(ran)
+    first.repo_digests("base:1")  # an inspect whose failure raises (check=True) is asked each time
+    first.repo_digests("base:1")
+    assert inspections(ran) == before + 2
+    before = inspections(ran)
+    first.label("base:1", "x")
+    first.label("base:1", "x")
+    assert inspections(ran) == before + 1
+    assert _engine.changes_no_image(["image", "inspect", "x"])
+    assert _engine.changes_no_image(["ps", "-a"])
+    for words in (["build", "."], ["tag", "a", "b"], ["rmi", "a"], ["pull", "a"], ["run", "a"], ["load"], []):
+        assert not _engine.changes_no_image(words), words
+
+
+def test_the_end_of_a_run_removes_its_own_containers_and_dead_runs_in_one_listing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[list[str]] = []
+    now = time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime())
+    monkeypatch.setattr(_engine, "is_dead", lambda owner, _created: owner == "dead")
+
+    def answer(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        ran.append(list(argv))
+        if argv[1] == "ps":
+            rows = [("c1", "live", "me"), ("c2", "live", "other"), ("c3", "dead", "old"), ("c4", "live", "me")]
+            return Result(tuple(argv), 0, "".join(f"{i}\t{o}\t{now}\t{r}\n" for i, o, r in rows))
+        return Result(tuple(argv), 0, "")
+
+    monkeypatch.setattr(_engine, "run", answer)
+    engine = _engine.Engine(quiet(), run_id="me")
+    engine.sweep()  # the start of a run: only the dead run's
+    assert ran[-1] == ["docker", "rm", "-f", "c3"]
+    ran.clear()
+    engine.remove_leftovers()
+    assert [argv[1] for argv in ran] == ["ps", "rm"]
+    assert ran[-1] == ["docker", "rm", "-f", "c1", "c4", "c3"]  # never another live run's (c2)
+
+
+# -- stages that run at the same time ----------------------------------------------------------------------
+
+
+def test_stages_marked_with_next_form_one_group() -> None:
+    a, b, c, d = (_pipeline.Stage(n, lambda _r: None) for n in "abcd")
+    linked = _pipeline.Stage("b", lambda _r: None, with_next=True)
+    assert _pipeline.groups((a, linked, c, d)) == [(a,), (linked, c), (d,)]
+    assert _pipeline.groups((a, b)) == [(a,), (b,)]
+    names = [[s.name for s in g] for g in _pipeline.groups(_pipeline.BUILD)]
+    assert ["fetch", "bases"] in names  # the index and the engine at once
+    for group in _pipeline.groups(_pipeline.BUILD):  # no stage of a group needs another of it
+        assert len(group) == 1 or [s.name for s in group] == ["fetch", "bases"]
+
+
+def run_of(tmp_path: Path) -> _pipeline.Run:
+    config = load_config(write_project(tmp_path / "p"), environ={})
+    return _pipeline.Run(
+        config=config, log=quiet(), engine=_engine.Engine(quiet()), cache=Cache(tmp_path / "c", quiet())
+    )
+
+
+def test_a_group_runs_at_once_and_each_stage_is_timed(tmp_path: Path) -> None:
+    run = run_of(tmp_path)
+    both = threading.Barrier(2, timeout=5)  # each waits for the other: only stages at the same time pass
+
+    def meet(_run: _pipeline.Run) -> None:
+        both.wait()
+        time.sleep(0.2)
+
+    group = (_pipeline.Stage("x", meet, with_next=True), _pipeline.Stage("y", meet))
+    began = time.monotonic()
+    _pipeline.run_group(run, group)
+    assert time.monotonic() - began < 0.39
+    assert set(run.timings) == {"x", "y"}
+    assert all(0.19 < t < 0.39 for t in run.timings.values())
+
+
+def test_the_first_stage_to_fail_stops_the_others_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = run_of(tmp_path)
+    stopped = threading.Event()
+    monkeypatch.setattr(_pipeline, "stop_all", stopped.set)
+
+    def fails(_run: _pipeline.Run) -> None:
+        raise FetchError("the index said no", tip="t")
+
+    def waits(_run: _pipeline.Run) -> None:
+        stopped.wait(5)  # a long command, until it is stopped
+
+    group = (_pipeline.Stage("fetch", fails, with_next=True), _pipeline.Stage("bases", waits))
+    began = time.monotonic()
+    with pytest.raises(FetchError, match="the index said no"):
+        _pipeline.run_group(run, group)
+    assert stopped.is_set()
+    assert time.monotonic() - began < 4.5
+    disk = _pipeline.Stage("fetch", lambda _r: (_ for _ in ()).throw(OSError(28, "No space left")), with_next=True)
+    with pytest.raises(FileSystemError, match="fetch: could not read or write"):  # as when alone
+        _pipeline.run_group(run, (disk, _pipeline.Stage("bases", lambda _r: None)))
+
+
+def test_stages_at_once_show_one_spinner_and_the_summary_says_the_runs_own_time() -> None:
+    console = Console(file=open("/dev/null", "w"), force_terminal=True)  # noqa: SIM115, PTH123 - closed with console
+    log = ConsoleLog(console, quiet=True)
+    both = threading.Barrier(2, timeout=5)
+
+    def stage(name: str) -> None:
+        with log.stage(name):
+            both.wait()  # both stages are open at once; rich allows one live display only
+
+    in_threads([("a", lambda: stage("a")), ("b", lambda: stage("b"))], workers=2)
+    console.file.close()
+    table = summary_table([], {"fetch": 2.0, "bases": 0.5, "build": 3.0}, wall=5.0)
+    assert str(table.caption).startswith("total 5.0 s: fetch 2.0s, bases 0.5s, build 3.0s (some at the same time)")
+    assert "same time" not in str(summary_table([], {"fetch": 2.0}, wall=2.0).caption)
+    assert in_threads([], workers=3) == {}
+
+
+# -- commands that run at the same time -------------------------------------------------------------------
+
+
+def test_build_requirement_sets_resolve_at_once_and_a_shared_wheel_is_copied_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = demo_plan(tmp_path / "p")
+    both = threading.Barrier(2, timeout=5)
+    calls: list[list[str]] = []
+
+    def pip_download(args: list[str], dest: Path, _log: object) -> None:
+        calls.append(args)
+        both.wait()  # the two sets' pips run at the same time
+        dest.mkdir(parents=True)
+        (dest / "setuptools-80.0-py3-none-any.whl").write_bytes(b"shared")
+        if "poetry-core>=2" in args:
+            (dest / "poetry_core-2.0-py3-none-any.whl").write_bytes(b"poetry")
+
+    monkeypatch.setattr(_fetch, "pip_download", pip_download)
+    cache = Cache(tmp_path / "cache", quiet())
+    sets = [("setuptools>=40",), ("poetry-core>=2",), ("setuptools>=40",), ()]
+    dest = tmp_path / "work" / "buildreqs"
+    found = _fetch.fetch_build_requirements(plan, sets, dest, cache, quiet())
+    assert [p.name for p in found] == ["poetry_core-2.0-py3-none-any.whl", "setuptools-80.0-py3-none-any.whl"]
+    assert len(calls) == 2  # each set once, the empty one never
+    assert (dest / "setuptools-80.0-py3-none-any.whl").read_bytes() == b"shared"
+    # the next run takes both sets from the cache, without pip
+    monkeypatch.setattr(_fetch, "pip_download", lambda *_a: pytest.fail("resolved again"))
+    again = _fetch.fetch_build_requirements(plan, sets, tmp_path / "work2" / "buildreqs", cache, quiet())
+    assert [p.name for p in again] == [p.name for p in found]
+
+
+@pytest.mark.parametrize(
+    ("check_fails", "export_fails", "raised"),
+    [
+        (True, False, StaleLockError),
+        (True, True, StaleLockError),  # a stale lock is what is said, whatever the export did
+        (False, True, LockError),
+        (False, False, None),
+    ],
+)
+def test_the_lock_check_and_export_run_at_once_and_a_stale_lock_is_the_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    check_fails: bool,
+    export_fails: bool,
+    raised: type[Exception] | None,
+) -> None:
+    project = write_project(tmp_path / "p")
+    (project / "poetry.lock").write_text("# lock\n", encoding="utf-8")
+    config = load_config(project, environ={})
+    both = threading.Barrier(2, timeout=5)
+    monkeypatch.setattr(_lock, "which", lambda tool, **_k: f"/usr/bin/{tool}")
+
+    def run(argv: list[str], *_args: object, **_kwargs: object) -> Result:
+        both.wait()  # the check and the export are running at the same time
+        failing = check_fails if "check" in argv else export_fails
+        result = Result(tuple(argv), 1 if failing else 0, "requests==2.0 --hash=sha256:aa\n" if not failing else "no")
+        if failing:
+            raise CommandFailed(result)
+        return result
+
+    monkeypatch.setattr(_lock, "run", run)
+    if raised is None:
+        assert _lock.export_poetry(config, quiet()).startswith("requests==2.0")
+    else:
+        with pytest.raises(raised) as caught:
+            _lock.export_poetry(config, quiet())
+        assert type(caught.value) is raised
+
+
+# -- the installer of the builds' isolated environments ---------------------------------------------------
+
+
+def test_a_builder_with_uv_builds_with_it_offline_and_one_without_uses_pip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = demo_plan(tmp_path / "p")
+    engine = _engine.Engine(quiet(), run_id="abc123")
+    asked: list[str] = []
+
+    def run_image(_self: object, image: str, argv: list[str], **_kwargs: object) -> Result:
+        asked.append(image)
+        return Result(tuple(argv), 0 if image.endswith("with-uv") else 1, "")
+
+    monkeypatch.setattr(_engine.Engine, "run_image", run_image)
+    cache = Cache(tmp_path / "cache", quiet())
+    with_uv = _build.with_installer(_build.Builder("b:with-uv", "sha256:1"), engine, cache)
+    without = _build.with_installer(_build.Builder("b:without", "sha256:2"), engine, cache)
+    assert (with_uv.uv, without.uv) == (True, False)
+    assert _build.with_installer(_build.Builder("b:with-uv", "sha256:1"), engine, cache).uv
+    assert asked == ["b:with-uv", "b:without"]  # asked once per image id
+    env = _build.cibuildwheel_env(plan, with_uv, engine, 315532800)
+    assert env["CIBW_BUILD_FRONTEND"] == "build[uv]"
+    inner = env["CIBW_ENVIRONMENT_LINUX"].split()
+    for setting in ("UV_NO_INDEX=1", "UV_OFFLINE=1", f"UV_FIND_LINKS={_build.WHEELS_IN_IMAGE}", "PIP_NO_INDEX=1"):
+        assert setting in inner
+    assert "UV_PYTHON_DOWNLOADS=never" in inner
+    plain = _build.cibuildwheel_env(plan, without, engine, 315532800)
+    assert plain["CIBW_BUILD_FRONTEND"] == "build"
+    assert not [s for s in plain["CIBW_ENVIRONMENT_LINUX"].split() if s.startswith("UV_")]
