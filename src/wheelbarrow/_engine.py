@@ -59,7 +59,7 @@ CANDIDATES = local_name("candidate")
 
 
 #: Engine commands that change no image: the answers of ``image inspect`` outlive them.
-_READ_ONLY = frozenset({"version", "ps", "images", "inspect", "logs", "rm"})
+_READ_ONLY = frozenset({"version", "ps", "images", "inspect", "logs", "rm", "exec"})
 
 
 def changes_no_image(words: Sequence[str]) -> bool:
@@ -80,6 +80,15 @@ PODMAN_PROCS = 32768
 MINIMUM: dict[EngineName, tuple[int, int]] = {"docker": (20, 10), "podman": (4, 0)}
 
 
+#: Run by the image's Python in a started container: exit 0 when 127.0.0.1:PORT answers HTTP within 1 s.
+ANSWERS = (
+    "import socket, sys\n"
+    "with socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=1) as s:\n"
+    "    s.sendall(b'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n')\n"
+    "    sys.exit(0 if s.recv(5) == b'HTTP/' else 3)\n"
+)
+
+
 @dataclass(frozen=True)
 class Started:
     """A container running its image's command (:meth:`Engine.started`); ``failed``: why it did not start."""
@@ -97,6 +106,13 @@ class Started:
         running, code = (words[0] == "true", int(words[1])) if len(words) == 2 and words[1].isdigit() else (False, -1)
         logs = self.engine._run("logs", "--tail", "40", self.name, check=False)  # noqa: SLF001
         return running, code, logs.output.strip()
+
+    def answers(self, port: int, python: str) -> bool:
+        """Whether the command answers an HTTP request on ``port`` inside its container (loopback: the network
+        is off), asked with the image's own ``python``: a status line back means the server and the app
+        behind it are up."""
+        argv = [python, "-S", "-c", ANSWERS, str(port)]
+        return self.engine._run("exec", self.name, *argv, check=False).returncode == 0  # noqa: SLF001
 
 
 @dataclass(frozen=True)

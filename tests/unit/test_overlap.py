@@ -296,3 +296,49 @@ def test_a_builder_with_uv_builds_with_it_offline_and_one_without_uses_pip(
     plain = _build.cibuildwheel_env(plan, without, engine, 315532800)
     assert plain["CIBW_BUILD_FRONTEND"] == "build"
     assert not [s for s in plain["CIBW_ENVIRONMENT_LINUX"].split() if s.startswith("UV_")]
+
+
+# -- verify: a server that answers on its port has started ------------------------------------------------
+
+
+class Started:
+    """A started container: running (or not) on every look; ``answers`` says what each request got."""
+
+    def __init__(self, running: bool, *answers: bool) -> None:
+        self.running, self.replies, self.asked, self.failed = running, list(answers), 0, ""
+
+    def state(self) -> tuple[bool, int, str]:
+        return self.running, 0 if self.running else 3, "Worker failed to boot."
+
+    def answers(self) -> bool:
+        self.asked += 1
+        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+
+
+@pytest.mark.parametrize(
+    ("started", "ok", "detail", "waited"),
+    [
+        (Started(True, False, False, True), True, "answered HTTP after 0.6 s", 0.6),  # the third look: at once
+        (Started(True, False), True, "running after 3 s", 3.0),  # no answer: judged as without a port
+        (Started(False, True), False, "exited 3", 0.0),  # ended: a reply from nothing running never counts
+    ],
+)
+def test_a_command_that_answers_on_its_port_passes_at_once(
+    started: Started, ok: bool, detail: str, waited: float
+) -> None:
+    from wheelbarrow._verify import START_CHECK, start_check
+
+    now = [0.0]
+    check = start_check(
+        started,  # type: ignore[arg-type]
+        ("gunicorn", "app:app"),
+        0.0,
+        lambda: now[0],
+        lambda seconds: now.__setitem__(0, now[0] + seconds),
+        answers=started.answers,
+    )
+    assert (check.name, check.ok) == (START_CHECK, ok)
+    assert detail in check.detail
+    assert now[0] == pytest.approx(waited, abs=0.31)
+    if not started.running:
+        assert started.asked == 0  # never asked a container that is not running
