@@ -12,9 +12,13 @@ Run from the repository root with wheelbarrow and its tools installed
 3. a no-op `wheelbarrow build`;
 4. an edit to the example service's code, then a new verified image, three times (median), next to each
    Dockerfile's rebuild after the same edit with its layer cache;
-5. two sdists (psycopg2 and MarkupSafe) built with --jobs 2 vs --jobs 1;
-6. a no-op build of the largest corpus project (tests/projects/corpus-poetry, 62 locked packages);
-7. image sizes, by running bench/image_sizes.py.
+5. two sdists (psycopg2 and MarkupSafe) built with --jobs 2 vs --jobs 1, each build's own time, and the
+   best --jobs 2 could do (the longest build plus what is not building);
+6. one locked package bumped (tests/projects/uv-app's six, locked again with uv), then a verified image;
+7. a no-op build of the largest corpus project (tests/projects/corpus-poetry, 62 locked packages);
+8. image sizes, by running bench/image_sizes.py.
+
+The cold build runs with --json and prints each stage's share of its time.
 
 It ends with one JSON object (seconds and ratios) for other tools to read.
 """
@@ -35,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "service"
 TWO = ROOT / "tests" / "projects" / "two-sdists"
 LARGE = ROOT / "tests" / "projects" / "corpus-poetry"
+BUMP = ROOT / "tests" / "projects" / "uv-app"  # six 1.16.0, bumped to 1.17.0 and locked again with uv
 EDITS = 3  # edit -> image is measured this many times; the median is compared with the target
 
 
@@ -62,6 +67,35 @@ def wheelbarrow(project: Path, cache: Path, *args: str) -> float:
             *args[1:],
         ]
     )
+
+
+def wheelbarrow_json(project: Path, cache: Path, *args: str) -> tuple[float, dict[str, object]]:
+    """A command run with --json: its seconds and what it printed (stage timings, wall, each wheel's build)."""
+    cmd = args[0] if args else "build"
+    argv = [sys.executable, "-m", "wheelbarrow", cmd, "--project", str(project), "--cache-dir", str(cache)]
+    start = time.monotonic()
+    proc = subprocess.run([*argv, "--json", *args[1:]], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}")
+    payload: dict[str, object] = json.loads(proc.stdout)
+    return time.monotonic() - start, payload
+
+
+def shares(label: str, seconds: float, payload: dict[str, object]) -> None:
+    """Where a run's time went: each stage's seconds and share of the command's own time."""
+    timings, wall = payload["timings"], payload["wall"]
+    assert isinstance(timings, dict)
+    assert isinstance(wall, float)
+    parts = ", ".join(f"{name} {t:.1f} s ({t / seconds:.0%})" for name, t in timings.items() if t >= 0.05)
+    print(
+        f"{label}: {seconds:.2f} s; stages: {parts}; outside the stages (start, imports, end): {seconds - wall:.2f} s"
+    )
+
+
+def build_seconds(payload: dict[str, object]) -> dict[str, float]:
+    wheels = payload["wheels"]
+    assert isinstance(wheels, list)
+    return {str(w["wheel"]).split("-")[0]: float(w["build_seconds"]) for w in wheels if w["build_seconds"]}
 
 
 def copy(source: Path, dest: Path) -> Path:
@@ -117,7 +151,8 @@ def main() -> None:  # noqa: PLR0915 - one measurement after another, in the ord
     with tempfile.TemporaryDirectory(prefix="wheelbarrow-bench-") as tmp_name:
         tmp = Path(tmp_name)
         service = copy(EXAMPLE, tmp / "service")
-        results["cold build_wheels"] = wheelbarrow(service, tmp / "cache")
+        results["cold build_wheels"], cold_json = wheelbarrow_json(service, tmp / "cache")
+        shares("cold build_wheels", results["cold build_wheels"], cold_json)
         builder = str(manifest(service)["builder"]["image"])  # type: ignore[index]
         builder_base = str(manifest(service)["builder"]["base"])  # type: ignore[index]
         runtime_base = str(manifest(service)["runtime_base"]["image"])  # type: ignore[index]
@@ -154,7 +189,24 @@ def main() -> None:  # noqa: PLR0915 - one measurement after another, in the ord
             cache.mkdir()
             for section in ("artifacts", "memo"):
                 shutil.copytree(tmp / "warm" / section, cache / section)
-            results[f"two sdists, --jobs {jobs}"] = wheelbarrow(two, cache, "build", "--jobs", jobs)
+            results[f"two sdists, --jobs {jobs}"], two_json = wheelbarrow_json(two, cache, "build", "--jobs", jobs)
+            each = build_seconds(two_json)
+            print(f"--jobs {jobs}: " + ", ".join(f"{name} built in {t:.1f} s" for name, t in each.items()))
+            if jobs == "1":  # --jobs 2 can at best take the longest build's time, plus what is not building
+                longest, serial = max(each.values()), results["two sdists, --jobs 1"]
+                results["two sdists, --jobs 2 at best"] = serial - sum(each.values()) + longest
+        bumped = copy(BUMP, tmp / "bump")
+        uv = [str(Path(sys.executable).with_name("uv")), "--directory", str(bumped)]
+        subprocess.run([*uv, "lock", "-q"], check=True)
+        wheelbarrow(bumped, tmp / "bump-cache")
+        wheelbarrow(bumped, tmp / "bump-cache", "image")
+        pyproject = bumped / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text().replace('"six==1.16.0"', '"six==1.17.0"'))
+        subprocess.run([*uv, "lock", "-q"], check=True)  # the user's own step: not timed
+        start = time.monotonic()
+        wheelbarrow(bumped, tmp / "bump-cache")
+        wheelbarrow(bumped, tmp / "bump-cache", "image")
+        results["one locked package bumped -> verified image"] = time.monotonic() - start
         large = copy(LARGE, tmp / "large")
         wheelbarrow(large, tmp / "large-cache")
         results["corpus-poetry (62 locked) no-op build"] = wheelbarrow(large, tmp / "large-cache")
@@ -173,6 +225,7 @@ def main() -> None:  # noqa: PLR0915 - one measurement after another, in the ord
         "edit_vs_multistage": edit / results["multistage Dockerfile, after an app edit"],
         "edit_vs_tutorial": edit / results["tutorial Dockerfile, after an app edit"],
         "jobs2_vs_jobs1": results["two sdists, --jobs 2"] / results["two sdists, --jobs 1"],
+        "jobs2_best_vs_jobs1": results["two sdists, --jobs 2 at best"] / results["two sdists, --jobs 1"],
     }
     for label, ratio in ratios.items():
         print(f"{label:<50} {ratio:7.2f}x")
@@ -184,6 +237,7 @@ def main() -> None:  # noqa: PLR0915 - one measurement after another, in the ord
         "noop_s": round(results["no-op build_wheels"], 3),
         "edit_to_image_s": round(edit, 2),
         "large_noop_s": round(results["corpus-poetry (62 locked) no-op build"], 3),
+        "bump_to_image_s": round(results["one locked package bumped -> verified image"], 2),
     }
     sys.stdout.flush()
     subprocess.run([sys.executable, str(Path(__file__).with_name("image_sizes.py"))], check=True)

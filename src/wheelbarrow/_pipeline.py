@@ -219,6 +219,7 @@ def project_version(plan: _plan.BuildPlan, built: list[_schedule.Built]) -> str:
 def stage_wheelhouse(run: Run) -> None:
     plan, builder, lock = run.need_plan(), run.need(run.builder, "builder"), run.need(run.lock, "lock")
     entries: list[tuple[Path, _manifest.WheelEntry, str]] = []
+    seconds: dict[str, float] = {}  # each built wheel's build time
     version = project_version(plan, run.built)
     for wheel in run.index_wheels:
         entry = _wheelhouse.entry_for(wheel.path, wheel.name, wheel.version, "index", platform_tag(wheel.filename))
@@ -237,6 +238,7 @@ def stage_wheelhouse(run: Run) -> None:
             expected_from_base=repaired.expected_from_base,
         )
         entries.append((repaired.path, entry, "cache" if built.from_cache else "built"))
+        seconds[entry.file] = round(built.seconds, 2)
     entries.sort(key=lambda item: item[1].name)
     run.manifest = _manifest.Manifest(
         project=_manifest.Project(plan.project.name, version),
@@ -268,6 +270,7 @@ def stage_wheelhouse(run: Run) -> None:
             "size": e.size,
             "grafted": list(e.grafted_libraries),
             "from_base": list(e.expected_from_base),
+            "build_seconds": seconds.get(e.file, 0.0),
         }
         for _, e, origin in entries
     ]

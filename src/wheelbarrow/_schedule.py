@@ -13,6 +13,7 @@ at a time, each in its own container, their output prefixed by name.
 from __future__ import annotations
 
 import dataclasses
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from importlib import metadata
@@ -41,6 +42,7 @@ class Built:
     sdist: Fetched | None  # None: the project itself
     wheel: RepairedWheel
     from_cache: bool
+    seconds: float = 0.0  # how long its build took (0 when it came from a cache)
 
     @property
     def name(self) -> str:
@@ -159,8 +161,8 @@ def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs
     if misses:
         ctx.log.info(f"building {len(misses)} wheel(s), {min(jobs, len(misses))} at a time")
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="build") as pool:
-            futures: dict[Future[RepairedWheel], int] = {
-                pool.submit(_build_one, todo[i][0], ctx, cache, todo[i][1]): i for i in misses
+            futures: dict[Future[tuple[RepairedWheel, float]], int] = {
+                pool.submit(_timed, todo[i][0], ctx, cache, todo[i][1]): i for i in misses
             }
             try:
                 wait(futures)  # every build runs to its end: one run names every build that fails
@@ -173,13 +175,21 @@ def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs
             for future, index in futures.items():
                 error = future.exception()
                 if error is None:
-                    results[index] = Built(todo[index][0], future.result(), from_cache=False)
+                    wheel, seconds = future.result()
+                    results[index] = Built(todo[index][0], wheel, from_cache=False, seconds=seconds)
                 else:
                     sdist = todo[index][0]
                     failed.append((sdist.name if sdist else "the project", error))
             if failed:
                 raise one_error(failed)
     return [results[i] for i in range(len(todo))]
+
+
+def _timed(sdist: Fetched | None, ctx: BuildContext, cache: Cache, key: str) -> tuple[RepairedWheel, float]:
+    """:func:`_build_one`'s wheel, and the build's own seconds (from when its thread took it up)."""
+    began = time.monotonic()
+    wheel = _build_one(sdist, ctx, cache, key)
+    return wheel, time.monotonic() - began
 
 
 def one_error(failed: list[tuple[str, BaseException]]) -> BaseException:

@@ -342,3 +342,31 @@ def test_a_command_that_answers_on_its_port_passes_at_once(
     assert now[0] == pytest.approx(waited, abs=0.31)
     if not started.running:
         assert started.asked == 0  # never asked a container that is not running
+
+
+def test_each_build_reports_its_own_seconds_and_a_cached_one_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from wheelbarrow import _schedule
+    from wheelbarrow._repair import RepairedWheel
+
+    naps = {"slow": 0.4, "quick": 0.1}
+    sdists = [SimpleNamespace(name=n, filename=f"{n}-1.0.tar.gz") for n in ("slow", "quick", "cached")]
+    monkeypatch.setattr(_schedule, "sdist_key", lambda s, _ctx: s.name)
+    monkeypatch.setattr(_schedule, "project_key", lambda _ctx: "project")
+    hit = RepairedWheel(tmp_path / "cached.whl", "any", (), ())
+    monkeypatch.setattr(_schedule, "_from_cache", lambda _c, key: hit if key in {"cached", "project"} else None)
+
+    def build_one(sdist: SimpleNamespace, *_args: object) -> RepairedWheel:
+        time.sleep(naps[sdist.name])
+        return RepairedWheel(tmp_path / f"{sdist.name}.whl", "any", (), ())
+
+    monkeypatch.setattr(_schedule, "_build_one", build_one)
+    ctx = SimpleNamespace(log=quiet(), shared=None)
+    built = _schedule.build_all(tuple(sdists), ctx, Cache(tmp_path / "c", quiet()), jobs=2)  # type: ignore[arg-type]
+    seconds = {b.name: b.seconds for b in built}
+    assert seconds["slow"] == pytest.approx(0.4, abs=0.15)
+    assert seconds["quick"] == pytest.approx(0.1, abs=0.09)
+    assert (seconds["cached"], seconds["project"], built[2].from_cache) == (0.0, 0.0, True)
