@@ -337,13 +337,20 @@ def build_project_platform(ctx: BuildContext) -> RepairedWheel:
     return build_project_pure(ctx)
 
 
-def sdist_epoch(sdist: Path) -> int:
-    """SOURCE_DATE_EPOCH for an sdist: set in the environment, else its newest member's mtime.
+def sdist_epoch(sdist: Path, cache: Cache | None = None, sha256: str = "") -> int:
+    """SOURCE_DATE_EPOCH for an sdist: set in the environment, else its newest member's mtime (remembered
+    in ``cache`` for the sdist of that ``sha256``: reading every member of a large sdist takes a while).
 
     It depends on the sdist alone, so a new commit of the project does not rebuild its dependencies.
     """
     if _EPOCH.fullmatch(os.environ.get("SOURCE_DATE_EPOCH", "")):
         return int(os.environ["SOURCE_DATE_EPOCH"])
+    if cache is not None and sha256:
+        return cache.remember(key_of({"sdist-epoch": sha256}), int, lambda: _newest_member(sdist))
+    return _newest_member(sdist)
+
+
+def _newest_member(sdist: Path) -> int:
     try:
         if sdist.name.endswith(".zip"):
             with zipfile.ZipFile(sdist) as archive:

@@ -118,13 +118,13 @@ def read_lock(config: Config, log: Log, *, machine: str, cache: Cache | None = N
     match kind:
         case "poetry":
             text = _export_cached("poetry", config, path, log, cache, export_poetry)
-            files = poetry_lock_files(path)
+            files = _files_cached(path, cache, poetry_lock_files)
             packages = tuple(
                 _attach_files(p, files.get((p.name, p.version), ())) for p in parse_requirements(text, env, path)
             )
         case "uv":
             text = _export_cached("uv", config, path, log, cache, export_uv)
-            files = uv_lock_files(path)  # uv export pins hashes; uv.lock names the files they belong to
+            files = _files_cached(path, cache, uv_lock_files)  # uv export pins hashes; uv.lock names their files
             packages = tuple(
                 _attach_files(p, files.get((p.name, p.version), ()))
                 for p in parse_requirements(text, env, path, root=config.project_dir)
@@ -356,6 +356,37 @@ def poetry_lock_files(path: Path) -> dict[tuple[str, str], tuple[LockedFile, ...
         name = _shapes.name(package.get("name"), where, LockError, tip="Regenerate it with 'poetry lock'.")
         out[(name, str(package.get("version")))] = locked
     return out
+
+
+LockFiles = dict[tuple[str, str], tuple[LockedFile, ...]]
+#: Bumped when what the lock parsers read changes: their remembered answers are then asked again.
+_FILES_FORMAT = 1
+
+
+def _files_cached(path: Path, cache: Cache | None, parse: Callable[[Path], LockFiles]) -> LockFiles:
+    """``parse(path)`` (a lock's files: which file and sha256 belong to which package), remembered for this
+    exact lock: parsing a large lock's TOML takes longer than a no-op build's every other step. What is
+    remembered is checked as the lock was (file names and hashes of the right shape), else not used."""
+    if cache is None:
+        return parse(path)
+    key = key_of({"lock-files": _FILES_FORMAT, "parser": parse.__name__, "lock": sha256_of(path)})
+
+    def rows() -> list[object]:
+        return [
+            [name, version, [[f.filename, f.sha256] for f in files]] for (name, version), files in parse(path).items()
+        ]
+
+    where, tip = f"{path} (as remembered in the cache)", ""
+    try:
+        return {
+            (str(name), str(version)): tuple(
+                LockedFile(_shapes.filename(f, where, LockError, tip), _shapes.sha256(h, where, LockError, tip))
+                for f, h in files
+            )
+            for name, version, files in cache.remember(key, list, rows)
+        }
+    except (TypeError, ValueError, LockError):  # a remembered answer of another shape: the lock is parsed again
+        return parse(path)
 
 
 def _attach_files(package: LockedPackage, files: tuple[LockedFile, ...]) -> LockedPackage:

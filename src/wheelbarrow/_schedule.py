@@ -66,8 +66,8 @@ def _stable_env(ctx: BuildContext, epoch: int) -> dict[str, str]:
     return env
 
 
-def sdist_key(sdist: Fetched, ctx: BuildContext) -> str:
-    epoch = sdist_epoch(sdist.path)
+def sdist_key(sdist: Fetched, ctx: BuildContext, cache: Cache | None = None) -> str:
+    epoch = sdist_epoch(sdist.path, cache, sdist.sha256)
     return key_of(
         {"kind": "sdist", "sdist": sdist.sha256, "epoch": epoch, "env": _stable_env(ctx, epoch), **_common(ctx)}
     )
@@ -147,7 +147,7 @@ def _engine_still_there(ctx: BuildContext, name: str, err: Exception) -> None:
 
 def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs: int) -> list[Built]:
     """Every sdist and the project, from the cache or built; in input order, the project last."""
-    todo: list[tuple[Fetched | None, str]] = [(s, sdist_key(s, ctx)) for s in sdists]
+    todo: list[tuple[Fetched | None, str]] = [(s, sdist_key(s, ctx, cache)) for s in sdists]
     todo.append((None, project_key(ctx)))
     results: dict[int, Built] = {}
     misses: list[int] = []

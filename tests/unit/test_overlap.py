@@ -354,7 +354,7 @@ def test_each_build_reports_its_own_seconds_and_a_cached_one_none(
 
     naps = {"slow": 0.4, "quick": 0.1}
     sdists = [SimpleNamespace(name=n, filename=f"{n}-1.0.tar.gz") for n in ("slow", "quick", "cached")]
-    monkeypatch.setattr(_schedule, "sdist_key", lambda s, _ctx: s.name)
+    monkeypatch.setattr(_schedule, "sdist_key", lambda s, _ctx, _cache: s.name)
     monkeypatch.setattr(_schedule, "project_key", lambda _ctx: "project")
     hit = RepairedWheel(tmp_path / "cached.whl", "any", (), ())
     monkeypatch.setattr(_schedule, "_from_cache", lambda _c, key: hit if key in {"cached", "project"} else None)
@@ -370,3 +370,61 @@ def test_each_build_reports_its_own_seconds_and_a_cached_one_none(
     assert seconds["slow"] == pytest.approx(0.4, abs=0.15)
     assert seconds["quick"] == pytest.approx(0.1, abs=0.09)
     assert (seconds["cached"], seconds["project"], built[2].from_cache) == (0.0, 0.0, True)
+
+
+# -- what a no-op remembers instead of reading again -------------------------------------------------------
+
+
+def test_an_sdists_epoch_is_remembered_by_its_sha256_and_the_environment_still_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+    import tarfile
+
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        info = tarfile.TarInfo("demo-1.0/PKG-INFO")
+        info.mtime, info.size = 1_700_000_000, 4
+        archive.addfile(info, io.BytesIO(b"data"))
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    cache = Cache(tmp_path / "cache", quiet())
+    assert _build.sdist_epoch(sdist, cache, "1" * 64) == 1_700_000_000
+    sdist.write_bytes(b"not read again")  # the same sha256 names the same bytes: the answer is remembered
+    assert _build.sdist_epoch(sdist, cache, "1" * 64) == 1_700_000_000
+    with pytest.raises(FetchError, match="not a readable sdist"):  # another sha256 is read
+        _build.sdist_epoch(sdist, cache, "2" * 64)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "315532800")
+    assert _build.sdist_epoch(sdist, cache, "1" * 64) == 315532800
+
+
+def test_a_locks_files_are_remembered_for_that_lock_and_a_bad_memory_is_not_used(tmp_path: Path) -> None:
+    import json
+
+    lock = tmp_path / "poetry.lock"
+    entry = '[[package]]\nname = "six"\nversion = "1.16.0"\nfiles = [{file = "FILE", hash = "sha256:HASH"}]\n'
+    lock.write_text(entry.replace("FILE", "six-1.16.0-py2.py3-none-any.whl").replace("HASH", "a" * 64))
+    cache = Cache(tmp_path / "cache", quiet())
+    parsed: list[Path] = []
+
+    def poetry_lock_files(path: Path) -> _lock.LockFiles:  # the parser's name is part of the key
+        parsed.append(path)
+        return _lock.poetry_lock_files(path)
+
+    first = _lock._files_cached(lock, cache, poetry_lock_files)  # noqa: SLF001 - the memo under test
+    assert first == {("six", "1.16.0"): (_lock.LockedFile("six-1.16.0-py2.py3-none-any.whl", "a" * 64),)}
+    assert _lock._files_cached(lock, cache, poetry_lock_files) == first  # noqa: SLF001
+    assert len(parsed) == 1
+    lock.write_text(lock.read_text().replace("a" * 64, "b" * 64))  # another lock: parsed
+    assert _lock._files_cached(lock, cache, poetry_lock_files)[("six", "1.16.0")][0].sha256 == "b" * 64  # noqa: SLF001
+    assert len(parsed) == 2
+    (memo,) = [m for m in (tmp_path / "cache" / "memo").glob("*.json") if "b" * 64 in m.read_text()]
+    for bad in (
+        [["six", "1.16.0", [["../../evil.whl", "b" * 64]]]],  # a path, not a file name
+        [["six", "1.16.0", [["six-1.16.0-py2.py3-none-any.whl", "zz"]]]],  # not a sha256
+        [["six", "1.16.0"]],  # another shape
+        [1],
+    ):
+        memo.write_text(json.dumps(bad))
+        again = _lock._files_cached(lock, cache, poetry_lock_files)  # noqa: SLF001
+        assert again == {("six", "1.16.0"): (_lock.LockedFile("six-1.16.0-py2.py3-none-any.whl", "b" * 64),)}
+    assert len(parsed) == 6  # each bad memory: the lock itself was read
