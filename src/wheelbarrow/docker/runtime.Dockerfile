@@ -14,11 +14,13 @@ USER root
 ARG KEEP_PIP=false
 ARG SOURCE_DATE_EPOCH=315532800
 # pip lives in /opt/installer, which never reaches the final image: the venv
-# gets pip only with KEEP_PIP=true. deps/ and app/ split the wheelhouse, so the
-# dependencies' layer stays cached when only the project's own wheel changes.
+# gets pip only with KEEP_PIP=true. It is a layer of its own (making it takes
+# seconds), kept while the base is the same. deps/ and app/ split the
+# wheelhouse, so the dependencies' layer stays cached when only the project's
+# own wheel changes.
+RUN python3 -m venv /opt/installer
 COPY deps/ /tmp/deps/
-RUN python3 -m venv /opt/installer \
- && if [ "$KEEP_PIP" = "true" ]; then python3 -m venv /opt/venv; else python3 -m venv --without-pip /opt/venv; fi \
+RUN if [ "$KEEP_PIP" = "true" ]; then python3 -m venv /opt/venv; else python3 -m venv --without-pip /opt/venv; fi \
  && /opt/installer/bin/pip --python /opt/venv/bin/python install --no-index --no-cache-dir \
       --disable-pip-version-check --no-compile \
       --find-links /tmp/deps --require-hashes -r /tmp/deps/requirements.txt \
