@@ -274,20 +274,28 @@ def _from_cache_or_path(item: Wanted, cache: Cache) -> Fetched | None:
 
 def fetch_locked(plan: BuildPlan, cache: Cache, log: Log) -> tuple[tuple[Fetched, ...], tuple[Fetched, ...]]:
     """Every locked wheel and sdist of the plan, verified, from the cache or the index."""
+    found = fetch_items([*plan.index_wheels, *plan.sdist_builds], plan, cache, log)
+    return tuple(found[w] for w in plan.index_wheels), tuple(found[b] for b in plan.sdist_builds)
+
+
+def fetch_items(items: Sequence[Wanted], plan: BuildPlan, cache: Cache, log: Log) -> dict[Wanted, Fetched]:
+    """Each locked file of ``items``, verified, from the cache or the index (a build's sdists first, its
+    wheels while it builds: :data:`wheelbarrow._pipeline.BUILD`)."""
     found: dict[Wanted, Fetched] = {}
-    everything: list[Wanted] = [*plan.index_wheels, *plan.sdist_builds]
-    for item in everything:
+    for item in items:
         hit = _from_cache_or_path(item, cache)
         if hit is not None:
             found[item] = hit
-    missing = [item for item in everything if item not in found]
-    log.info(f"{len(found)} locked files in the cache, {len(missing)} to download")
+    missing = [item for item in items if item not in found]
+    what = "wheels" if all(isinstance(i, IndexWheel) for i in items) else "sdists" if items else "files"
+    what = "files" if len({isinstance(i, IndexWheel) for i in items}) > 1 else what
+    log.info(f"{len(found)} locked {what} in the cache, {len(missing)} to download")
     found |= _download(missing, plan, cache, log)
     for item, fetched in found.items():
         if not belongs(fetched.filename, item.name, item.version):
             msg = f"the lock pins {fetched.filename} for {item.name}=={item.version}: it is another project's file"
             raise LockError(msg, tip="The lock was edited or merged badly: regenerate it.")
-    return tuple(found[w] for w in plan.index_wheels), tuple(found[b] for b in plan.sdist_builds)
+    return found
 
 
 #: The largest pyproject.toml read from an sdist (real ones are a few kB; a member's stated size is checked
@@ -353,6 +361,21 @@ def _requires_from_pyproject(data: bytes | None, where: str) -> tuple[str, ...]:
         raise FetchError(msg, tip=tip)
     # Untrusted (the sdist's own words): each must be a requirement by name, never an option or a URL.
     return tuple(_shapes.requirement(r, f"{where}: [build-system] requires", FetchError, tip) for r in requires)
+
+
+def build_requires_remembered(sdist: Fetched, cache: Cache) -> tuple[str, ...]:
+    """:func:`build_requires_of_sdist`, remembered for the sdist of that sha256 (reading them reads the
+    archive). What is remembered is checked as the sdist's own words are; a bad memory is not used."""
+    key = key_of({"build-requires": sdist.sha256})
+    known = cache.memo(key)
+    if isinstance(known, list):
+        try:
+            return tuple(_shapes.requirement(r, "remembered", FetchError, "") for r in known)
+        except FetchError:
+            pass  # edited by hand, or by a bug: read the sdist again
+    requires = build_requires_of_sdist(sdist.path)
+    cache.store_memo(key, list(requires))
+    return requires
 
 
 def fetch_build_requirements(

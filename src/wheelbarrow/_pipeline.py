@@ -153,13 +153,23 @@ def stage_plan(run: Run) -> None:
 
 
 def stage_fetch(run: Run) -> None:
+    """The sdists to build and every build's requirements: what the builder and the builds wait for."""
     plan = run.need_plan()
-    run.index_wheels, run.sdists = _fetch.fetch_locked(plan, run.cache, run.log)
-    requirement_sets = [_fetch.build_requires_of_sdist(s.path) for s in run.sdists]
+    found = _fetch.fetch_items(plan.sdist_builds, plan, run.cache, run.log)
+    run.sdists = tuple(found[b] for b in plan.sdist_builds)
+    requirement_sets = [_fetch.build_requires_remembered(s, run.cache) for s in run.sdists]
     requirement_sets.append(_fetch.build_requires_of_project(plan.project.source))
     dest = run.work / "buildreqs"
     run.build_requirements = _fetch.fetch_build_requirements(plan, requirement_sets, dest, run.cache, run.log)
     run.log.info(f"build requirements: {', '.join(p.name for p in run.build_requirements)}")
+
+
+def stage_wheels(run: Run) -> None:
+    """The index's wheels of the lock, fetched while the sdists build (nothing waits for them but the
+    wheelhouse)."""
+    plan = run.need_plan()
+    found = _fetch.fetch_items(plan.index_wheels, plan, run.cache, run.log)
+    run.index_wheels = tuple(found[w] for w in plan.index_wheels)
 
 
 def stage_bases(run: Run) -> None:
@@ -352,10 +362,11 @@ BUILD: tuple[Stage, ...] = (
     PLAN_STAGE,
     Stage("outputs", stage_outputs),
     ENGINE,
-    Stage("fetch", stage_fetch, with_next=True),  # the index and the engine at once
+    Stage("fetch", stage_fetch, with_next=True),  # the sdists and build requirements, and the bases, at once
     Stage("bases", stage_bases, uses_engine=True),
     Stage("builder", stage_builder, uses_engine=True),
-    Stage("build + repair", stage_build, uses_engine=True),
+    Stage("build + repair", stage_build, uses_engine=True, with_next=True),  # the wheels come meanwhile
+    Stage("wheels", stage_wheels),
     Stage("wheelhouse", stage_wheelhouse),
 )
 IMAGE: tuple[Stage, ...] = (

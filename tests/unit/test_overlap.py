@@ -129,8 +129,8 @@ def test_stages_marked_with_next_form_one_group() -> None:
     assert _pipeline.groups((a, b)) == [(a,), (b,)]
     names = [[s.name for s in g] for g in _pipeline.groups(_pipeline.BUILD)]
     assert ["fetch", "bases"] in names  # the index and the engine at once
-    for group in _pipeline.groups(_pipeline.BUILD):  # no stage of a group needs another of it
-        assert len(group) == 1 or [s.name for s in group] == ["fetch", "bases"]
+    assert ["build + repair", "wheels"] in names  # the index's wheels come while the sdists build
+    assert [n for n in names if len(n) > 1] == [["fetch", "bases"], ["build + repair", "wheels"]]
 
 
 def run_of(tmp_path: Path) -> _pipeline.Run:
@@ -428,3 +428,29 @@ def test_a_locks_files_are_remembered_for_that_lock_and_a_bad_memory_is_not_used
         again = _lock._files_cached(lock, cache, poetry_lock_files)  # noqa: SLF001
         assert again == {("six", "1.16.0"): (_lock.LockedFile("six-1.16.0-py2.py3-none-any.whl", "b" * 64),)}
     assert len(parsed) == 6  # each bad memory: the lock itself was read
+
+
+def test_an_sdists_build_requirements_are_remembered_and_a_bad_memory_never_becomes_an_option(
+    tmp_path: Path,
+) -> None:
+    import io
+    import json
+    import tarfile
+
+    from wheelbarrow._fetch import Fetched
+
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    data = b'[build-system]\nrequires = ["setuptools>=40"]\n'
+    with tarfile.open(sdist, "w:gz") as archive:
+        info = tarfile.TarInfo("demo-1.0/pyproject.toml")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    fetched = Fetched("demo", "1.0", sdist, "3" * 64)
+    cache = Cache(tmp_path / "cache", quiet())
+    assert _fetch.build_requires_remembered(fetched, cache) == ("setuptools>=40",)
+    (memo,) = (tmp_path / "cache" / "memo").glob("*.json")
+    for bad in (["--index-url=http://127.0.0.1:9/simple"], ["./local/path"], ["x @ file:///etc"], [7]):
+        memo.write_text(json.dumps(bad))
+        assert _fetch.build_requires_remembered(fetched, cache) == ("setuptools>=40",)  # read from the sdist
+    sdist.write_bytes(b"gone")  # remembered: the sdist of that sha256 is not read again
+    assert _fetch.build_requires_remembered(fetched, cache) == ("setuptools>=40",)
