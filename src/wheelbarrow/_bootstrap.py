@@ -30,7 +30,7 @@ from ._cmd import CommandFailed, run
 from ._config import DERIVED_BUILDER, Config
 from ._engine import Engine, is_local_only, local_name
 from ._fetch import pip_download, target_flags
-from ._guard import image_lock, scratch
+from ._guard import scratch
 from ._log import Log
 from ._options import DEBIAN_GLIBC, DEBIAN_PYTHON
 from ._shared import KEY_LABEL, SharedCache
@@ -139,7 +139,7 @@ def check_emulation(config: Config, root: Path = Path("/proc/sys/fs/binfmt_misc"
 
 def _rootfs_image(config: Config, suite: str, engine: Engine, log: Log) -> str:
     tag = local_name(f"debian:{suite}{_arch_suffix(config)}")
-    with image_lock(tag, log):
+    with engine.image_lock(tag, log):
         if engine.image_id(tag):
             log.info(f"{tag} exists; reusing it (remove it to bootstrap afresh)")
             return tag
@@ -275,7 +275,7 @@ def _resolve(ref: str, role: Role, config: Config, engine: Engine, log: Log) -> 
             'as root with debootstrap, set debian-suite = "bookworm" to bootstrap one from Debian packages.'
         )
         raise BootstrapError(msg, tip=tip)
-    with image_lock(bootstrapped, log):
+    with engine.image_lock(bootstrapped, log):
         if engine.image_id(bootstrapped):  # another run made it while this one waited
             return bootstrapped
         log.info(f"{ref} is not here; bootstrapping a local {role} base from Debian {config.debian_suite}")
@@ -307,7 +307,7 @@ def derived_builder(runtime: str, config: Config, engine: Engine, log: Log) -> s
         }
     )
     tag = local_name(f"derived-builder:{key[:16]}")
-    with image_lock(tag, log):
+    with engine.image_lock(tag, log):
         if engine.image_id(tag):
             log.info(f"builder base {tag}, derived from the runtime base {runtime}, is up to date")
             return tag
@@ -387,7 +387,7 @@ def with_runtime_packages(
         }
     )
     tag = local_name(f"runtime-with-packages:{key[:16]}")
-    with image_lock(tag, log):
+    with engine.image_lock(tag, log):
         if engine.image_id(tag) or (shared and shared.fetch_image(tag, key)):
             return tag
         log.info(f"installing runtime-packages into the runtime base: {' '.join(packages)}")

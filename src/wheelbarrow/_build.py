@@ -26,7 +26,7 @@ from ._cache import IGNORED_IN_PROJECT, Cache, key_of, sha256_of, skipped
 from ._cmd import CommandFailed, Result, run, which
 from ._engine import Engine, local_name
 from ._fetch import Fetched
-from ._guard import image_lock, scratch
+from ._guard import scratch
 from ._log import Log
 from ._plan import BuildPlan
 from ._repair import RepairedWheel, is_pure, one_repaired_wheel, repair_command
@@ -100,7 +100,7 @@ def prepare_builder(
         }
     )
     tag = local_name(f"builder:{re.sub(r'[^a-z0-9_.-]', '-', plan.project.name.lower())}-{key[:12]}")
-    with image_lock(tag, log):
+    with engine.image_lock(tag, log):
         existing = engine.image_id(tag)
         if existing:
             log.info(f"builder image {tag} is up to date")
@@ -147,9 +147,10 @@ def python_in_builder(plan: BuildPlan) -> str:
 
 def _offline_env(epoch: int, *, uv: bool = False) -> dict[str, str]:
     env = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": WHEELS_IN_IMAGE, "SOURCE_DATE_EPOCH": str(epoch)}
-    if uv:  # uv reads none of pip's settings: the same wheels, no index, nothing downloaded, no cache kept
+    if uv:  # uv reads none of pip's settings: the same wheels, no index, nothing downloaded, no cache kept,
+        # and no configuration file: an sdist's own [tool.uv] (or a uv.toml in it) is never read
         env |= {"UV_NO_INDEX": "1", "UV_FIND_LINKS": WHEELS_IN_IMAGE, "UV_OFFLINE": "1", "UV_NO_CACHE": "1"}
-        env["UV_PYTHON_DOWNLOADS"] = "never"
+        env |= {"UV_PYTHON_DOWNLOADS": "never", "UV_NO_CONFIG": "1"}
     return env
 
 
@@ -337,6 +338,10 @@ def build_project_platform(ctx: BuildContext) -> RepairedWheel:
     return build_project_pure(ctx)
 
 
+#: The range of an sdist's SOURCE_DATE_EPOCH: not before 1980 (zip dates start there), not after 9999.
+EPOCH_FLOOR, EPOCH_CEILING = 315532800, 253402300800
+
+
 def sdist_epoch(sdist: Path, cache: Cache | None = None, sha256: str = "") -> int:
     """SOURCE_DATE_EPOCH for an sdist: set in the environment, else its newest member's mtime (remembered
     in ``cache`` for the sdist of that ``sha256``: reading every member of a large sdist takes a while).
@@ -345,9 +350,15 @@ def sdist_epoch(sdist: Path, cache: Cache | None = None, sha256: str = "") -> in
     """
     if _EPOCH.fullmatch(os.environ.get("SOURCE_DATE_EPOCH", "")):
         return int(os.environ["SOURCE_DATE_EPOCH"])
-    if cache is not None and sha256:
-        return cache.remember(key_of({"sdist-epoch": sha256}), int, lambda: _newest_member(sdist))
-    return _newest_member(sdist)
+    if cache is None or not sha256:
+        return _newest_member(sdist)
+    key = key_of({"sdist-epoch": sha256})
+    known = cache.memo(key)
+    if type(known) is int and EPOCH_FLOOR <= known < EPOCH_CEILING:  # a bad memory (a bool, 1970) is not used
+        return known
+    epoch = _newest_member(sdist)
+    cache.store_memo(key, epoch)
+    return epoch
 
 
 def _newest_member(sdist: Path) -> int:
@@ -362,7 +373,7 @@ def _newest_member(sdist: Path) -> int:
         msg = f"{sdist.name} is not a readable sdist archive: {err}"
         tip = "The lock names a file that is not an sdist: re-lock, or fix the local file."
         raise FetchError(msg, tip=tip) from err
-    return max([*stamps, 315532800])
+    return min(max([*stamps, EPOCH_FLOOR]), EPOCH_CEILING - 1)
 
 
 def source_date_epoch(project_dir: Path, log: Log) -> int:

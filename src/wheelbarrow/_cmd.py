@@ -8,6 +8,8 @@ actionable :class:`~wheelbarrow.errors.WheelbarrowError`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shlex
 import shutil
@@ -15,13 +17,17 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from ._log import Log
 from .errors import ToolMissingError
 
+P = ParamSpec("P")
+R = TypeVar("R")
 #: Seconds an interrupted child gets to clean up before it is killed.
 STOP_GRACE = 20
 
@@ -58,6 +64,71 @@ def which(tool: str, *, hint: str = "") -> str:
 
 _LIVE: set[subprocess.Popen[bytes]] = set()
 _LIVE_LOCK = threading.Lock()
+
+
+class Cancelled(Exception):  # noqa: N818 - never shown: the error that cancelled the work is
+    """A command was refused, or stopped, because the work it belongs to was cancelled (:class:`Cancel`)."""
+
+
+class Cancel:
+    """Cancellation of the commands of one thread's work (a stage that runs beside others): once
+    :meth:`cancel` is called, its running commands are interrupted as by Ctrl-C and :func:`run` refuses to
+    start another in that thread. The thread takes it up with :meth:`applies`."""
+
+    _current = threading.local()
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.live: set[subprocess.Popen[bytes]] = set()
+        self.since: float | None = None  # when it was cancelled (time.monotonic)
+
+    @contextlib.contextmanager
+    def applies(self) -> Iterator[None]:
+        Cancel._current.token = self
+        try:
+            yield
+        finally:
+            Cancel._current.token = None
+
+    @staticmethod
+    def current() -> Cancel | None:
+        token: Cancel | None = getattr(Cancel._current, "token", None)
+        return token
+
+    def cancel(self) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+        self.event.set()
+        with _LIVE_LOCK:
+            live = list(self.live)
+        for proc in live:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+
+    @staticmethod
+    def carried(fn: Callable[P, R]) -> Callable[P, R]:
+        """``fn``, run in another thread under the cancel of the thread that made it here (a stage's
+        builds or downloads, in workers of their own, are cancelled with it)."""
+        token = Cancel.current()
+        if token is None:
+            return fn
+
+        @functools.wraps(fn)
+        def under(*args: P.args, **kwargs: P.kwargs) -> R:
+            with token.applies():
+                return fn(*args, **kwargs)
+
+        return under
+
+    def kill(self) -> None:
+        """What is still running after :meth:`cancel` and a grace: killed."""
+        with _LIVE_LOCK:
+            live = list(self.live)
+        for proc in live:
+            if proc.poll() is None:
+                proc.kill()
+
+
 #: Set once the run is interrupted: what interrupted children print as they die is kept, not shown.
 _STOPPING = threading.Event()
 
@@ -101,6 +172,9 @@ def run(
     ``stream`` shows the output live (long steps such as compiles) while still
     capturing it, so a failure can replay its tail.
     """
+    token = Cancel.current()
+    if token is not None and token.event.is_set():
+        raise Cancelled(f"not started, its work was cancelled: {shlex.join(os.fspath(a) for a in argv)}")
     args = [os.fspath(a) for a in argv]
     args[0] = which(args[0], hint=hint) if os.sep not in args[0] else args[0]
     log.command(shlex.join(args))
@@ -120,6 +194,10 @@ def run(
     chunks: list[str] = []
     with _LIVE_LOCK:
         _LIVE.add(proc)
+        if token is not None:
+            token.live.add(proc)
+    if token is not None and token.event.is_set():  # cancelled while it started
+        proc.send_signal(signal.SIGINT)
     try:
         assert proc.stdout is not None
         if stdin is not None:
@@ -138,9 +216,13 @@ def run(
     finally:
         with _LIVE_LOCK:
             _LIVE.discard(proc)
+            if token is not None:
+                token.live.discard(proc)
         if proc.stdout is not None:
             proc.stdout.close()
     result = Result(tuple(args), returncode, "".join(chunks))
+    if token is not None and token.event.is_set():
+        raise Cancelled(f"stopped, its work was cancelled: {shlex.join(args)}")
     if check and returncode != 0:
         raise CommandFailed(result)
     return result

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from ._cmd import CommandFailed, Result, run
 from ._config import EngineName
-from ._guard import OWNER_LABEL, is_dead, owner
+from ._guard import OWNER_LABEL, image_lock, is_dead, owner
 from ._log import Log
 from ._options import PLATFORMS
 from .errors import (
@@ -59,7 +59,7 @@ CANDIDATES = local_name("candidate")
 
 
 #: Engine commands that change no image: the answers of ``image inspect`` outlive them.
-_READ_ONLY = frozenset({"version", "ps", "images", "inspect", "logs", "rm", "exec"})
+_READ_ONLY = frozenset({"version", "ps", "images", "inspect", "logs", "rm"})
 
 
 def changes_no_image(words: Sequence[str]) -> bool:
@@ -80,15 +80,6 @@ PODMAN_PROCS = 32768
 MINIMUM: dict[EngineName, tuple[int, int]] = {"docker": (20, 10), "podman": (4, 0)}
 
 
-#: Run by the image's Python in a started container: exit 0 when 127.0.0.1:PORT answers HTTP within 1 s.
-ANSWERS = (
-    "import socket, sys\n"
-    "with socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=1) as s:\n"
-    "    s.sendall(b'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n')\n"
-    "    sys.exit(0 if s.recv(5) == b'HTTP/' else 3)\n"
-)
-
-
 @dataclass(frozen=True)
 class Started:
     """A container running its image's command (:meth:`Engine.started`); ``failed``: why it did not start."""
@@ -106,13 +97,6 @@ class Started:
         running, code = (words[0] == "true", int(words[1])) if len(words) == 2 and words[1].isdigit() else (False, -1)
         logs = self.engine._run("logs", "--tail", "40", self.name, check=False)  # noqa: SLF001
         return running, code, logs.output.strip()
-
-    def answers(self, port: int, python: str) -> bool:
-        """Whether the command answers an HTTP request on ``port`` inside its container (loopback: the network
-        is off), asked with the image's own ``python``: a status line back means the server and the app
-        behind it are up."""
-        argv = [python, "-S", "-c", ANSWERS, str(port)]
-        return self.engine._run("exec", self.name, *argv, check=False).returncode == 0  # noqa: SLF001
 
 
 @dataclass(frozen=True)
@@ -179,6 +163,15 @@ class Engine:
         if inspect and changes == self._changes:  # not kept when another thread changed an image meanwhile
             self._inspected[words] = result
         return result
+
+    @contextlib.contextmanager
+    def image_lock(self, image: str, log: Log) -> Iterator[None]:
+        """:func:`wheelbarrow._guard.image_lock` (one maker per local image name), after which every answer
+        this engine kept is forgotten: while it waited, another run may have made the image."""
+        with image_lock(image, log):
+            self._changes += 1
+            self._inspected.clear()
+            yield
 
     def check(self) -> str:
         """Fail early, and clearly, when the engine is missing or stopped."""

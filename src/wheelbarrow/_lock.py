@@ -12,6 +12,8 @@ Three inputs give the same :class:`Lock`:
 
 from __future__ import annotations
 
+import hashlib
+import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -363,30 +365,41 @@ LockFiles = dict[tuple[str, str], tuple[LockedFile, ...]]
 _FILES_FORMAT = 1
 
 
+#: A file and its sha256 as both lock formats write them, in one inline table: Poetry's
+#: ``{file = "NAME", hash = "sha256:HEX"}``, uv's ``{ url = ".../NAME", hash = "sha256:HEX", ... }``.
+_FILE_HASH = re.compile(r'"(?:[^"]*/)?([^"/]+)", hash = "sha256:([0-9a-f]{64})"')
+
+
 def _files_cached(path: Path, cache: Cache | None, parse: Callable[[Path], LockFiles]) -> LockFiles:
     """``parse(path)`` (a lock's files: which file and sha256 belong to which package), remembered for this
-    exact lock: parsing a large lock's TOML takes longer than a no-op build's every other step. What is
-    remembered is checked as the lock was (file names and hashes of the right shape), else not used."""
+    exact lock: parsing a large lock's TOML takes longer than a no-op build's every other step.
+
+    A remembered answer is used only when each of its files is named, with that sha256, in one entry of
+    the lock as it is now (found by :data:`_FILE_HASH`, far quicker than parsing), and when its names and
+    hashes have the shapes a lock's must: an edited memory is not used, the lock is parsed again."""
     if cache is None:
         return parse(path)
-    key = key_of({"lock-files": _FILES_FORMAT, "parser": parse.__name__, "lock": sha256_of(path)})
+    data = path.read_bytes()
+    key = key_of({"lock-files": _FILES_FORMAT, "parser": parse.__name__, "lock": hashlib.sha256(data).hexdigest()})
 
     def rows() -> list[object]:
-        return [
-            [name, version, [[f.filename, f.sha256] for f in files]] for (name, version), files in parse(path).items()
-        ]
+        files = parse(path).items()
+        return [[name, version, [[f.filename, f.sha256] for f in locked]] for (name, version), locked in files]
 
-    where, tip = f"{path} (as remembered in the cache)", ""
+    where = f"{path} (as remembered in the cache)"
     try:
-        return {
+        remembered = {
             (str(name), str(version)): tuple(
-                LockedFile(_shapes.filename(f, where, LockError, tip), _shapes.sha256(h, where, LockError, tip))
-                for f, h in files
+                LockedFile(_shapes.filename(f, where, LockError), _shapes.sha256(h, where, LockError)) for f, h in files
             )
             for name, version, files in cache.remember(key, list, rows)
         }
-    except (TypeError, ValueError, LockError):  # a remembered answer of another shape: the lock is parsed again
+    except (TypeError, ValueError, LockError):  # a remembered answer of another shape
         return parse(path)
+    in_lock = set(_FILE_HASH.findall(data.decode("utf-8", "replace")))
+    if any((f.filename, f.sha256) not in in_lock for files in remembered.values() for f in files):
+        return parse(path)  # a file the lock does not pin with that hash: the memory is not the lock's
+    return remembered
 
 
 def _attach_files(package: LockedPackage, files: tuple[LockedFile, ...]) -> LockedPackage:

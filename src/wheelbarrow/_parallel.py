@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from ._cmd import Cancel, Cancelled
+
 K = TypeVar("K")
 V = TypeVar("V")
 #: How long a failed or interrupted fetch waits for downloads still running to notice and stop.
@@ -33,6 +35,7 @@ def in_threads(work: Sequence[tuple[K, Callable[[], V]]], workers: int) -> dict[
     done = threading.Event()
     lock = threading.Lock()
 
+    @Cancel.carried  # the jobs' commands (a pip download) are cancelled with the calling thread's work
     def worker() -> None:
         while not done.is_set():
             try:
@@ -57,9 +60,12 @@ def in_threads(work: Sequence[tuple[K, Callable[[], V]]], workers: int) -> dict[
     ]
     for thread in threads:
         thread.start()
+    cancel = Cancel.current()  # the calling thread's work (a stage beside others) may be cancelled
     try:
         while not done.wait(0.2) and any(t.is_alive() for t in threads):
-            pass
+            if cancel is not None and cancel.event.is_set():
+                msg = "cancelled while jobs were running"
+                raise Cancelled(msg)
     finally:
         done.set()  # the threads take no new job
         deadline = time.monotonic() + GRACE_SECONDS

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,13 +45,13 @@ from . import (
     _wheelhouse,
 )
 from ._cache import Cache, sha256_of
-from ._cmd import stop_all
+from ._cmd import Cancel, Cancelled
 from ._config import Config
 from ._engine import Engine
 from ._fetch import Fetched
 from ._guard import tempdir
 from ._log import Log
-from ._parallel import in_threads
+from ._parallel import GRACE_SECONDS
 from ._repair import platform_tag
 from ._shared import SharedCache
 from .errors import BuildError, FileSystemError, VerifyError, WheelbarrowError
@@ -304,7 +304,7 @@ def stage_verify(run: Run) -> None:
     base = run.image.base if run.image else _image.runtime_base_of(run.config, manifest, run.engine, run.log)
     config = run.config
     checks = _verify.verify_image(
-        run.engine, tag, base, manifest, run.log, run.cache, config.command, start=config.verify_start, port=config.port
+        run.engine, tag, base, manifest, run.log, run.cache, config.command, start=config.verify_start
     )
     run.checks = tuple(checks)
     shown = run.image.tag if run.image else tag
@@ -502,8 +502,12 @@ def groups(stages: tuple[Stage, ...]) -> list[tuple[Stage, ...]]:
 
 
 def run_group(run: Run, group: tuple[Stage, ...]) -> None:
-    """The stages of one group, each announced and timed as its own; several run in threads, and the
-    first to fail stops the others' commands (as Ctrl-C does) before its error is raised."""
+    """The stages of one group, each announced and timed as its own; several run in threads.
+
+    The error said is always the same for the same failures: that of the first stage, in the pipeline's
+    order, that failed. So a stage's failure cancels the stages after it (their commands are interrupted as
+    by Ctrl-C, and none is started again: :class:`~wheelbarrow._cmd.Cancel`), while the stages before it
+    run to their end, since one of them may fail too. Ctrl-C (or a signal) cancels every stage."""
 
     def one(stage: Stage) -> None:
         with run.log.stage(stage.name), _file_errors(stage.name):
@@ -513,11 +517,48 @@ def run_group(run: Run, group: tuple[Stage, ...]) -> None:
     if len(group) == 1:
         one(group[0])
         return
+    tokens = [Cancel() for _ in group]
+    failures: dict[int, BaseException] = {}
+    finished = [threading.Event() for _ in group]
+
+    def work(index: int) -> None:
+        with tokens[index].applies():
+            try:
+                one(group[index])
+            except BaseException as err:  # noqa: BLE001 - handed to the calling thread, said there
+                failures[index] = err
+                for later in tokens[index + 1 :]:
+                    later.cancel()
+            finally:
+                finished[index].set()
+
+    for index in range(len(group)):
+        threading.Thread(target=work, args=(index,), name=f"wheelbarrow-{group[index].name}", daemon=True).start()
     try:
-        in_threads([(stage.name, functools.partial(one, stage)) for stage in group], workers=len(group))
-    except BaseException:
-        stop_all()
+        _wait(finished, tokens)
+    except BaseException:  # Ctrl-C, a signal: every stage is cancelled, and given its grace
+        for token in tokens:
+            token.cancel()
+        _wait(finished, tokens)
         raise
+    real = [failures[n] for n in sorted(failures) if not isinstance(failures[n], Cancelled)]
+    if real:
+        raise real[0]
+
+
+def _wait(finished: list[threading.Event], tokens: list[Cancel]) -> None:
+    """Until every stage has ended, a fifth of a second at a time (Ctrl-C interrupts the wait). A cancelled
+    stage's commands get :data:`~wheelbarrow._parallel.GRACE_SECONDS` to end, as Ctrl-C gives them; then
+    what still runs is killed, and a stage still not ended a second later is left (its thread is a daemon:
+    it cannot keep the process from ending)."""
+    while not all(event.wait(0.2) for event in finished if not event.is_set()):
+        cancelled = [t.since for t in tokens if t.since is not None]
+        late = time.monotonic() - min(cancelled) - GRACE_SECONDS if cancelled else 0.0
+        if late > 0:
+            for token in tokens:
+                token.kill()
+        if late > 1:
+            return
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from ._build import (
     sdist_epoch,
 )
 from ._cache import IGNORED_IN_PROJECT, Cache, key_of, tree_digest
-from ._cmd import CommandFailed, run, stop_all
+from ._cmd import Cancel, CommandFailed, run, stop_all
 from ._fetch import Fetched
 from ._log import Log
 from ._repair import RepairedWheel
@@ -116,7 +116,8 @@ def _build_one(sdist: Fetched | None, ctx: BuildContext, cache: Cache, key: str)
     try:
         if sdist is not None:
             ctx.log.info(f"building {sdist.filename} with cibuildwheel (network off)")
-            wheel = build_sdist(sdist, ctx)
+            # the epoch its key was made with, as the key read it (from the cache's memory, or the sdist)
+            wheel = build_sdist(sdist, ctx, epoch=sdist_epoch(sdist.path, cache, sdist.sha256))
         else:
             ctx.log.info(f"building the project ({ctx.plan.project.engine}, network off)")
             wheel = build_project_pure(ctx) if ctx.plan.project.engine == "pure" else build_project_platform(ctx)
@@ -162,7 +163,7 @@ def build_all(sdists: tuple[Fetched, ...], ctx: BuildContext, cache: Cache, jobs
         ctx.log.info(f"building {len(misses)} wheel(s), {min(jobs, len(misses))} at a time")
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="build") as pool:
             futures: dict[Future[tuple[RepairedWheel, float]], int] = {
-                pool.submit(_timed, todo[i][0], ctx, cache, todo[i][1]): i for i in misses
+                pool.submit(Cancel.carried(_timed), todo[i][0], ctx, cache, todo[i][1]): i for i in misses
             }
             try:
                 wait(futures)  # every build runs to its end: one run names every build that fails

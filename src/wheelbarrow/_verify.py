@@ -15,8 +15,7 @@ image's own user, ``--network none``) and reports; this module judges:
 * every library the manifest expects from the base is there, and every ``runtime-packages`` package;
 * no ``*.whl`` beyond those the base image itself ships;
 * ``pip check`` is clean (run from outside the venv when pip is not in it);
-* the image's own command, started with the network off, is still running after 3 s or exited 0; with a
-  ``port``, answering an HTTP request on it (inside the container) passes at once.
+* the image's own command, started with the network off, is still running after 3 s or exited 0.
 """
 
 from __future__ import annotations
@@ -138,22 +137,14 @@ def start_check(
     since: float,
     clock: Callable[[], float],
     sleep: Callable[[float], None] = time.sleep,
-    answers: Callable[[], bool] | None = None,
 ) -> Check:
     """Whether the container running the image's own command is still running ``START_SECONDS`` after
-    ``since`` (or ended with 0): a misspelt program or an app that does not import ends it at once.
-
-    With ``answers`` (the image has a ``port``), a running command that answers an HTTP request on it
-    passes at once: a server answers only once the app behind it has loaded (gunicorn's workers import it
-    before the first request is served). One that does not answer is judged as without a port."""
+    ``since`` (or ended with 0): a misspelt program or an app that does not import ends it at once."""
     shown = " ".join(command)
     if started.failed:
         return Check(START_CHECK, ok=False, detail=f"{shown}: it did not start: {started.failed}")
     while True:
         running, code, said = started.state()
-        if running and answers is not None and answers():
-            waited = clock() - since
-            return Check(START_CHECK, ok=True, detail=f"{shown}: answered HTTP after {waited:.1f} s (network off)")
         if not running or clock() - since >= START_SECONDS:
             break
         sleep(0.3)
@@ -177,7 +168,6 @@ def verify_image(
     command: tuple[str, ...] = (),
     *,
     start: bool = True,
-    port: int | None = None,
 ) -> list[Check]:
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
     base_wheels = cache.remember(
@@ -192,8 +182,7 @@ def verify_image(
         since = time.monotonic()
         report = probe(engine, image, ["full", json.dumps(wanted), packages], VENV_PYTHON)
         if started is not None:
-            answers = (lambda: started.answers(port, VENV_PYTHON)) if port else None
-            started_check = start_check(started, command, since, time.monotonic, answers=answers)
+            started_check = start_check(started, command, since, time.monotonic)
         elif command:
             started_check = Check(START_CHECK, ok=True, detail="not started (verify-start = false)")
         else:

@@ -3,9 +3,12 @@ run at the same time, and the installer of the builds' isolated environments."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from rich.console import Console
@@ -13,11 +16,13 @@ from rich.console import Console
 from tests.unit.conftest import demo_plan, quiet, write_project
 from wheelbarrow import _build, _engine, _fetch, _lock, _pipeline
 from wheelbarrow._cache import Cache
-from wheelbarrow._cmd import CommandFailed, Result
+from wheelbarrow._cmd import Cancel, Cancelled, CommandFailed, Result
+from wheelbarrow._cmd import run as run_command
 from wheelbarrow._config import load_config
+from wheelbarrow._log import Log
 from wheelbarrow._parallel import in_threads
 from wheelbarrow._report import ConsoleLog, summary_table
-from wheelbarrow.errors import FetchError, FileSystemError, LockError, StaleLockError
+from wheelbarrow.errors import BootstrapError, FetchError, FileSystemError, LockError, StaleLockError
 
 # -- the engine keeps what image inspect said, until something may have changed an image ------------------
 
@@ -95,6 +100,20 @@ def test_each_engine_asks_for_itself_and_only_quiet_inspects_are_kept(monkeypatc
         assert not _engine.changes_no_image(words), words
 
 
+def test_an_engine_asks_again_once_it_holds_an_images_lock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run that waited for another to make a base must see what that run made, not what it was told
+    before it waited."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    images: dict[str, str] = {}
+    ran = store_engine(monkeypatch, images)
+    engine = _engine.Engine(quiet())
+    assert engine.image_id("localhost/wheelbarrow/runtime-base:bullseye") is None
+    images["localhost/wheelbarrow/runtime-base:bullseye"] = "sha256:made"  # the other run made it meanwhile
+    with engine.image_lock("localhost/wheelbarrow/runtime-base:bullseye", quiet()):
+        assert engine.image_id("localhost/wheelbarrow/runtime-base:bullseye") == "sha256:made"
+    assert inspections(ran) == 2
+
+
 def test_the_end_of_a_run_removes_its_own_containers_and_dead_runs_in_one_listing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -156,26 +175,155 @@ def test_a_group_runs_at_once_and_each_stage_is_timed(tmp_path: Path) -> None:
     assert all(0.19 < t < 0.39 for t in run.timings.values())
 
 
-def test_the_first_stage_to_fail_stops_the_others_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+class FakeProcess:
+    """A host command without a process: ``sleep N`` runs until it is signalled, anything else ends at once
+    with 0. Every one started is kept in ``STARTED``."""
+
+    STARTED: ClassVar[list[list[str]]] = []
+
+    def __init__(self, args: list[str], **_kwargs: object) -> None:
+        FakeProcess.STARTED.append(list(args))
+        self.args, self.ended = args, threading.Event()
+        self.returncode: int | None = None
+        self.stdin = None
+        if "sleep" not in args[0]:
+            self._end(0)
+        self.stdout = self
+
+    def _end(self, code: int) -> None:
+        self.returncode = self.returncode if self.returncode is not None else code
+        self.ended.set()
+
+    def __iter__(self) -> FakeProcess:
+        return self
+
+    def __next__(self) -> bytes:
+        self.ended.wait()
+        raise StopIteration
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        self._end(-signum)
+
+    def kill(self) -> None:
+        self._end(-9)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.ended.wait(timeout)
+        return self.returncode if self.returncode is not None else -1
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def processes(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    import subprocess
+
+    FakeProcess.STARTED = []
+    monkeypatch.setattr(subprocess, "Popen", FakeProcess)
+    return FakeProcess.STARTED
+
+
+def sleeper(seconds: int = 30) -> Callable[[_pipeline.Run], None]:
+    """A stage running a long host command (a pull that hangs, a debootstrap), then another one."""
+
+    def stage(_run: _pipeline.Run) -> None:
+        run_command(["sleep", str(seconds)], quiet(), check=False)
+        run_command(["true"], quiet())  # a fallback it would start next (a bootstrap after a failed pull)
+
+    return stage
+
+
+def fails_after(seconds: float, error: Exception) -> Callable[[_pipeline.Run], None]:
+    def stage(_run: _pipeline.Run) -> None:
+        time.sleep(seconds)
+        raise error
+
+    return stage
+
+
+def test_an_earlier_stages_failure_cancels_the_later_ones_commands_and_starts_none(
+    tmp_path: Path, processes: list[list[str]]
+) -> None:
     run = run_of(tmp_path)
-    stopped = threading.Event()
-    monkeypatch.setattr(_pipeline, "stop_all", stopped.set)
-
-    def fails(_run: _pipeline.Run) -> None:
-        raise FetchError("the index said no", tip="t")
-
-    def waits(_run: _pipeline.Run) -> None:
-        stopped.wait(5)  # a long command, until it is stopped
-
-    group = (_pipeline.Stage("fetch", fails, with_next=True), _pipeline.Stage("bases", waits))
+    group = (
+        _pipeline.Stage("fetch", fails_after(0.3, FetchError("the index said no", tip="t")), with_next=True),
+        _pipeline.Stage("bases", sleeper()),
+    )
     began = time.monotonic()
     with pytest.raises(FetchError, match="the index said no"):
         _pipeline.run_group(run, group)
-    assert stopped.is_set()
-    assert time.monotonic() - began < 4.5
-    disk = _pipeline.Stage("fetch", lambda _r: (_ for _ in ()).throw(OSError(28, "No space left")), with_next=True)
+    assert time.monotonic() - began < 3  # the sleep was interrupted
+    assert [argv[-1] for argv in processes] == ["30"]  # and `true`, the fallback, never started
+    disk = _pipeline.Stage("fetch", fails_after(0, OSError(28, "No space left")), with_next=True)
     with pytest.raises(FileSystemError, match="fetch: could not read or write"):  # as when alone
-        _pipeline.run_group(run, (disk, _pipeline.Stage("bases", lambda _r: None)))
+        _pipeline.run_group(run, (disk, _pipeline.Stage("bases", sleeper())))
+
+
+@pytest.mark.parametrize("earlier_fails", [True, False])
+def test_the_error_said_is_the_earliest_stages_whichever_failed_first(
+    tmp_path: Path, earlier_fails: bool, processes: list[list[str]]
+) -> None:
+    """A later stage that fails at once (a base that cannot be had) does not hide an earlier one's failure
+    (a wrong hash from the index): the earlier stage runs to its end, and its error is the one said."""
+    run = run_of(tmp_path)
+    fetch = fails_after(0.5, FetchError("wrong sha256", tip="t")) if earlier_fails else (lambda _r: None)
+    group = (
+        _pipeline.Stage("fetch", fetch, with_next=True),
+        _pipeline.Stage("bases", fails_after(0, BootstrapError("no base", tip="t"))),
+    )
+    for _ in range(3):
+        with pytest.raises(FetchError if earlier_fails else BootstrapError):
+            _pipeline.run_group(run, group)
+
+
+def test_ctrl_c_cancels_every_stage_of_a_group(tmp_path: Path, processes: list[list[str]]) -> None:
+    import _thread
+
+    run = run_of(tmp_path)
+
+    def interrupts(_run: _pipeline.Run) -> None:
+        time.sleep(0.3)
+        _thread.interrupt_main()  # as the signal handler does in the main thread
+        sleeper()(_run)
+
+    group = (_pipeline.Stage("fetch", interrupts, with_next=True), _pipeline.Stage("bases", sleeper()))
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _pipeline.run_group(run, group)
+    assert time.monotonic() - began < 3
+    assert [argv[-1] for argv in processes] == ["30", "30"]  # both sleeps stopped, no fallback started
+
+
+def test_a_cancelled_thread_starts_no_command_and_its_jobs_stop(processes: list[list[str]]) -> None:
+    token = Cancel()
+    outcome: list[object] = []
+
+    def work() -> None:
+        with token.applies():
+            try:
+                in_threads([("a", lambda: run_command(["sleep", "30"], quiet(), check=False))], workers=1)
+            except Cancelled as err:
+                outcome.append(err)
+            try:
+                run_command(["true"], quiet())
+            except Cancelled as err:
+                outcome.append(err)
+
+    thread = threading.Thread(target=work)
+    began = time.monotonic()
+    thread.start()
+    time.sleep(0.3)
+    token.cancel()
+    thread.join(10)
+    assert time.monotonic() - began < 5  # the sleep in a job's own thread was interrupted with its caller
+    assert [type(o) for o in outcome] == [Cancelled, Cancelled]
+    assert "not started" in str(outcome[1])
+    assert [argv[-1] for argv in processes] == ["30"]
+    assert Cancel.current() is None  # this thread was never under it
 
 
 def test_stages_at_once_show_one_spinner_and_the_summary_says_the_runs_own_time() -> None:
@@ -293,55 +441,10 @@ def test_a_builder_with_uv_builds_with_it_offline_and_one_without_uses_pip(
     for setting in ("UV_NO_INDEX=1", "UV_OFFLINE=1", f"UV_FIND_LINKS={_build.WHEELS_IN_IMAGE}", "PIP_NO_INDEX=1"):
         assert setting in inner
     assert "UV_PYTHON_DOWNLOADS=never" in inner
+    assert "UV_NO_CONFIG=1" in inner  # the sdist's own [tool.uv] (its find-links, its required-version) is not read
     plain = _build.cibuildwheel_env(plan, without, engine, 315532800)
     assert plain["CIBW_BUILD_FRONTEND"] == "build"
     assert not [s for s in plain["CIBW_ENVIRONMENT_LINUX"].split() if s.startswith("UV_")]
-
-
-# -- verify: a server that answers on its port has started ------------------------------------------------
-
-
-class Started:
-    """A started container: running (or not) on every look; ``answers`` says what each request got."""
-
-    def __init__(self, running: bool, *answers: bool) -> None:
-        self.running, self.replies, self.asked, self.failed = running, list(answers), 0, ""
-
-    def state(self) -> tuple[bool, int, str]:
-        return self.running, 0 if self.running else 3, "Worker failed to boot."
-
-    def answers(self) -> bool:
-        self.asked += 1
-        return self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
-
-
-@pytest.mark.parametrize(
-    ("started", "ok", "detail", "waited"),
-    [
-        (Started(True, False, False, True), True, "answered HTTP after 0.6 s", 0.6),  # the third look: at once
-        (Started(True, False), True, "running after 3 s", 3.0),  # no answer: judged as without a port
-        (Started(False, True), False, "exited 3", 0.0),  # ended: a reply from nothing running never counts
-    ],
-)
-def test_a_command_that_answers_on_its_port_passes_at_once(
-    started: Started, ok: bool, detail: str, waited: float
-) -> None:
-    from wheelbarrow._verify import START_CHECK, start_check
-
-    now = [0.0]
-    check = start_check(
-        started,  # type: ignore[arg-type]
-        ("gunicorn", "app:app"),
-        0.0,
-        lambda: now[0],
-        lambda seconds: now.__setitem__(0, now[0] + seconds),
-        answers=started.answers,
-    )
-    assert (check.name, check.ok) == (START_CHECK, ok)
-    assert detail in check.detail
-    assert now[0] == pytest.approx(waited, abs=0.31)
-    if not started.running:
-        assert started.asked == 0  # never asked a container that is not running
 
 
 def test_each_build_reports_its_own_seconds_and_a_cached_one_none(
@@ -395,6 +498,47 @@ def test_an_sdists_epoch_is_remembered_by_its_sha256_and_the_environment_still_w
         _build.sdist_epoch(sdist, cache, "2" * 64)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "315532800")
     assert _build.sdist_epoch(sdist, cache, "1" * 64) == 315532800
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")  # the sdist's bytes are still not an archive
+    (memo,) = [m for m in (tmp_path / "cache" / "memo").glob("*.json") if m.read_text().strip() == "1700000000"]
+    for bad in ("true", "-5", "1e20", '"1700000000"'):  # a bool is an int to Python; none is an epoch
+        memo.write_text(bad)
+        with pytest.raises(FetchError):  # not used: the sdist is read again (and is no archive)
+            _build.sdist_epoch(sdist, cache, "1" * 64)
+
+
+def test_a_build_gets_the_epoch_its_key_was_made_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from wheelbarrow import _schedule
+
+    asked: list[tuple[Path, object, str]] = []
+    built: list[object] = []
+
+    def sdist_epoch(path: Path, cache: object, sha: str) -> int:
+        asked.append((path, cache, sha))
+        return 1234
+
+    def build_sdist(_sdist: object, _ctx: object, epoch: int) -> None:
+        built.append(epoch)
+        pytest.fail("built")
+
+    monkeypatch.setattr(_schedule, "sdist_epoch", sdist_epoch)
+    monkeypatch.setattr(_schedule, "build_sdist", build_sdist)
+    sdist = SimpleNamespace(name="demo", filename="demo-1.0.tar.gz", path=tmp_path / "demo-1.0.tar.gz", sha256="9" * 64)
+
+    @dataclasses.dataclass
+    class Context:
+        log: Log
+        plan: object = None
+        engine: object = None
+
+    ctx = Context(quiet())
+    cache = Cache(tmp_path / "cache", quiet())
+    monkeypatch.setattr(_schedule, "_engine_still_there", lambda *_a: None)
+    with pytest.raises(pytest.fail.Exception):
+        _schedule._build_one(sdist, ctx, cache, "key")  # type: ignore[arg-type]  # noqa: SLF001
+    assert built == [1234]  # what sdist_epoch answered for the key, from the same cache and sha256
+    assert asked == [(sdist.path, cache, "9" * 64)]
 
 
 def test_a_locks_files_are_remembered_for_that_lock_and_a_bad_memory_is_not_used(tmp_path: Path) -> None:
@@ -423,11 +567,13 @@ def test_a_locks_files_are_remembered_for_that_lock_and_a_bad_memory_is_not_used
         [["six", "1.16.0", [["six-1.16.0-py2.py3-none-any.whl", "zz"]]]],  # not a sha256
         [["six", "1.16.0"]],  # another shape
         [1],
+        [["six", "1.16.0", [["six-1.16.0-py2.py3-none-any.whl", "a" * 64]]]],  # a hash the lock no longer pins
+        [["six", "1.16.0", [["six-1.16.0.tar.gz", "b" * 64]]]],  # a file the lock does not name with it
     ):
         memo.write_text(json.dumps(bad))
         again = _lock._files_cached(lock, cache, poetry_lock_files)  # noqa: SLF001
         assert again == {("six", "1.16.0"): (_lock.LockedFile("six-1.16.0-py2.py3-none-any.whl", "b" * 64),)}
-    assert len(parsed) == 6  # each bad memory: the lock itself was read
+    assert len(parsed) == 8  # each bad memory: the lock itself was read
 
 
 def test_an_sdists_build_requirements_are_remembered_and_a_bad_memory_never_becomes_an_option(
