@@ -129,7 +129,8 @@ class Cancel:
                 proc.kill()
 
 
-#: Set once the run is interrupted: what interrupted children print as they die is kept, not shown.
+#: Set once the run is interrupted: what interrupted children print as they die is kept, not shown (so too
+#: for the children of cancelled work, :class:`Cancel`).
 _STOPPING = threading.Event()
 
 
@@ -207,7 +208,7 @@ def run(
         for raw in proc.stdout:
             line = raw.decode("utf-8", "replace")
             chunks.append(line)
-            if stream and not _STOPPING.is_set():
+            if stream and not _STOPPING.is_set() and not (token is not None and token.event.is_set()):
                 log.info("    " + line.rstrip("\n"))
         returncode = proc.wait()
     except BaseException:
