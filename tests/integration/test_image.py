@@ -144,18 +144,18 @@ def test_verify_fails_an_image_that_breaks_each_rule(
         "no C or C++ headers",
         "runs as non-root",
         "venv not writable by the runtime user",
-        "every extension imports and ldd finds every ELF file's libraries",
+        "every extension imports and every ELF file's libraries are found",
         "no wheel files beyond the base's",
-        "pip check",
+        "dependency check",
         "the command starts and keeps running",  # gunicorn cannot import its app without libpq
     }, out.output[-3000:]
     assert failed["no compiler or build tool"] == ", ".join(
         f"{tool}=/usr/local/bin/{tool}" for tool in ("as", "clang-16", "gcc", "x86_64-linux-gnu-g++-12")
     )
     assert failed["no C or C++ headers"] == "/usr/include/sub/zlib.hpp, /usr/local/include/Python.h"
-    assert "libpq" in failed["every extension imports and ldd finds every ELF file's libraries"]
+    assert "libpq" in failed["every extension imports and every ELF file's libraries are found"]
     assert failed["no wheel files beyond the base's"] == "/tmp/left-behind-1.0-py3-none-any.whl"
-    assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["pip check"]
+    assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["dependency check"]
     assert "[PASS] exactly one libssl mapped" in out.output
     assert "ERROR: the image example-service:broken failed 8 of 12 checks" in out.output
 
@@ -287,7 +287,7 @@ def test_a_package_cannot_forge_the_report_of_verify(
         sh(["docker", "rmi", tag])
     assert out.returncode == 11, out.output[-3000:]
     failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
-    assert "libpq" in failed["every extension imports and ldd finds every ELF file's libraries"]
+    assert "libpq" in failed["every extension imports and every ELF file's libraries are found"]
 
 
 def test_an_image_from_another_wheelhouse_is_neither_verified_nor_published(

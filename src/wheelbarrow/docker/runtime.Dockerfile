@@ -38,7 +38,8 @@ RUN touch /tmp/app.installed \
  && mkdir -p /out/opt && cp -a /opt/venv /out/opt/venv \
  && find /out/opt -exec touch -h -d "@${SOURCE_DATE_EPOCH}" {} +
 
-FROM ${BASE}
+# The slim image (runtime-style = "slim"); runtime-distroless.Dockerfile goes on from this stage.
+FROM ${BASE} AS slim
 USER root
 ARG SOURCE_DATE_EPOCH=315532800
 # The user's layer is stamped too: files the user tools changed get
