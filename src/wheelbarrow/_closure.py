@@ -1,12 +1,14 @@
 """Runs INSIDE the runtime base, in the closure stage of a distroless build (standard library only).
 
-``python3 -S -m wheelbarrow._closure DEST EPOCH EXCLUDE [tzdata]`` copies into ``DEST`` exactly what the
+``python3 -S -m wheelbarrow._closure DEST EPOCH EXCLUDE PACKAGES [tzdata]`` copies into ``DEST`` exactly what the
 service executes, each file at its own path, symbolic links kept as links and their targets copied too:
 
 * the interpreter of the base (the venv's ``python`` leads to it) and its standard library, without the
   top-level modules that match a pattern of ``EXCLUDE`` (comma-separated, fnmatch; also matched against
   ``lib-dynload`` and ``__pycache__`` files by their module name);
 * the venv (``/opt/venv``);
+* every file of the ``runtime-packages`` (``PACKAGES``, comma-separated; their documentation aside): what
+  they hold is loaded by name at run time (``dlopen``), which no DT_NEEDED entry says;
 * the shared-library closure of every ELF file copied so far, resolved by :mod:`wheelbarrow._elf` in this
   base (the libraries the manifest expects from the base among them), their dynamic loader, and the
   libraries glibc loads by name (``libgcc_s`` for thread cancellation, NSS modules where they exist);
@@ -38,6 +40,7 @@ VENV = "/opt/venv"
 APP_USER = "app"
 BY_NAME = ("libgcc_s.so.1", "libnss_files.so.2", "libnss_dns.so.2")
 PREFIX = "wheelbarrow-closure: "
+DOCS = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/lintian/", "/usr/share/info/")
 
 
 class Copier:
@@ -97,6 +100,18 @@ def _stdlib(copier: Copier, exclude: tuple[str, ...]) -> None:
                 continue
             inner = exclude if entry in ("__pycache__", "lib-dynload") else ()
             copier.keep(os.path.join(top, entry), inner)
+
+
+def _packaged(copier: Copier, packages: tuple[str, ...]) -> None:
+    """Every file dpkg lists for each package (runtime-packages), but its documentation."""
+    for package in packages:
+        name = package.split("=", 1)[0]
+        listings = glob.glob(f"/var/lib/dpkg/info/{name}.list") + glob.glob(f"/var/lib/dpkg/info/{name}:*.list")
+        for listing in sorted(listings):
+            with open(listing, encoding="utf-8", errors="replace") as f:
+                for line in f.read().splitlines():
+                    if os.path.isfile(line) and not line.startswith(DOCS):
+                        copier.keep(line)
 
 
 def _elf_files(copier: Copier) -> list[str]:
@@ -180,8 +195,9 @@ def _stamp(dest: str, epoch: int) -> None:
 
 
 def main() -> None:
-    dest, epoch, exclude = sys.argv[1], int(sys.argv[2]), tuple(p for p in sys.argv[3].split(",") if p)
-    tzdata = "tzdata" in sys.argv[4:]
+    dest, epoch = sys.argv[1], int(sys.argv[2])
+    exclude, packages = (tuple(p for p in arg.split(",") if p) for arg in sys.argv[3:5])
+    tzdata = "tzdata" in sys.argv[5:]
     os.makedirs(dest + "/etc", exist_ok=True)
     copier = Copier(dest)
     base_python = getattr(sys, "_base_executable", sys.executable)
@@ -189,6 +205,7 @@ def main() -> None:
         copier.keep(path)
     _stdlib(copier, exclude)
     copier.keep(VENV)
+    _packaged(copier, packages)
     missing = _libraries(copier)
     verify = ssl.get_default_verify_paths()
     for path in (verify.cafile, verify.capath, verify.openssl_cafile, verify.openssl_capath, "/etc/ssl/certs"):
@@ -199,10 +216,10 @@ def main() -> None:
         copier.keep("/usr/share/zoneinfo")
         copier.keep("/etc/localtime")
     _accounts(dest)
-    packages = _dpkg_status(copier)
+    listed = _dpkg_status(copier)
     _ld_cache(copier)
     _stamp(dest, epoch)
-    print(PREFIX + f"{len(copier.copied)} files; packages: {' '.join(packages) or 'none (no dpkg)'}")
+    print(PREFIX + f"{len(copier.copied)} files; packages: {' '.join(listed) or 'none (no dpkg)'}")
     for line in missing:
         print(PREFIX + f"not in the runtime base: {line}")
 

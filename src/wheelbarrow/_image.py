@@ -88,7 +88,11 @@ def _distroless(config: Config, context: Path) -> str:
 def _distroless_args(config: Config) -> dict[str, str]:
     if config.runtime_style == "slim":
         return {}
-    return {"STDLIB_EXCLUDE": ",".join(config.stdlib_exclude), "TZDATA": "tzdata" if config.tzdata else ""}
+    return {
+        "STDLIB_EXCLUDE": ",".join(config.stdlib_exclude),
+        "RUNTIME_PACKAGES": ",".join(config.runtime_packages),
+        "TZDATA": "tzdata" if config.tzdata else "",
+    }
 
 
 def _tail(config: Config) -> str:
@@ -228,19 +232,30 @@ def runtime_base_of(config: Config, manifest: Manifest, engine: Engine, log: Log
     return base
 
 
+def write_context(config: Config, manifest: Manifest, context: Path) -> dict[str, str]:
+    """The runtime image's build context in ``context`` (the Dockerfile, the wheelhouse, deps/ and app/ and,
+    for a distroless image, the closure's modules): the build arguments it takes besides ``BASE``."""
+    dockerfile, ours = _dockerfile(config)
+    shutil.copytree(config.wheelhouse, context / "wheelhouse")
+    _split(config, manifest, context)
+    text = dockerfile.read_text(encoding="utf-8") + _distroless(config, context) + (_tail(config) if ours else "")
+    (context / "Dockerfile").write_text(text, encoding="utf-8")
+    return {
+        "KEEP_PIP": "true" if config.keep_pip else "false",
+        "SOURCE_DATE_EPOCH": str(manifest.source_date_epoch),
+        **_distroless_args(config),
+    }
+
+
 def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image:
     manifest, wheelhouse_sha = read_wheelhouse(config.wheelhouse)
     log.info(f"wheelhouse {config.wheelhouse}: {len(manifest.wheels)} wheels, every sha256 checked")
     base = runtime_base_of(config, manifest, engine, log)
     check_base_fits(base_facts(engine, base, cache), base, manifest)
-    dockerfile, ours = _dockerfile(config)
     buildkit = use_buildkit(config, engine)
     with scratch("image") as tmp:
         context = Path(tmp)
-        shutil.copytree(config.wheelhouse, context / "wheelhouse")
-        _split(config, manifest, context)
-        text = dockerfile.read_text(encoding="utf-8") + _distroless(config, context) + (_tail(config) if ours else "")
-        (context / "Dockerfile").write_text(text, encoding="utf-8")
+        build_args = write_context(config, manifest, context)
         labels = {
             "org.opencontainers.image.title": config.project_name,
             "org.opencontainers.image.version": manifest.project.version,
@@ -250,12 +265,7 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
             context,
             candidate_tag(engine),
             dockerfile=context / "Dockerfile",
-            build_args={
-                "BASE": base,
-                "KEEP_PIP": "true" if config.keep_pip else "false",
-                "SOURCE_DATE_EPOCH": str(manifest.source_date_epoch),
-                **_distroless_args(config),
-            },
+            build_args={"BASE": base, **build_args},
             labels=labels,
             network="none",
             buildkit=buildkit,

@@ -120,6 +120,9 @@ def _some(items: list[str], shown: int = 5) -> str:
     return ", ".join(items[:shown]) + more
 
 
+LIBRARIES_CHECK = "every extension imports and every ELF file's libraries are found"
+
+
 def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) -> list[Check]:
     """Turn a probe report into checks. Pure: unit-tested on recorded reports."""
     tools = {k: v for k, v in report["tools"].items() if v}
@@ -143,7 +146,7 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
         Check("runs as non-root", report["uid"] != 0, f"uid {report['uid']}"),
         Check("venv not writable by the runtime user", not report["venv_writable"], "/opt/venv"),
         Check(
-            "every extension imports and every ELF file's libraries are found",
+            LIBRARIES_CHECK,
             (bool(elf) or not needs_elf) and not broken,
             "; ".join(f"{e['file']}: {e['import_error'] or 'missing ' + _some(e['missing'])}" for e in broken)
             or f"{len(modules)} modules, {len(executables)} executables, {len(elf)} ELF files"
@@ -247,5 +250,11 @@ def verify_image(
     if failed:
         names = "; ".join(f"{c.name} ({c.detail})" for c in failed)
         msg = f"the image {image} failed {len(failed)} of {len(checks)} checks: {names}"
-        raise VerifyError(msg, tip="Fix the runtime base or the wheelhouse, rebuild, and run 'wheelbarrow verify'.")
+        tip = "Fix the runtime base or the wheelhouse, rebuild, and run 'wheelbarrow verify'."
+        if any(c.name == LIBRARIES_CHECK for c in failed):
+            tip += (
+                " A library an extension loads by name (dlopen) belongs in runtime-packages (its package), "
+                "which the slim image installs and the distroless one copies whole."
+            )
+        raise VerifyError(msg, tip=tip)
     return checks

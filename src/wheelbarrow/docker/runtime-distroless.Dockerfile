@@ -3,7 +3,8 @@
 # runtime.Dockerfile: the closure stage starts from the slim image (the venv
 # installed, the app user made) and copies into /distroless exactly what the
 # service executes (wheelbarrow._closure: the interpreter, its standard library
-# minus STDLIB_EXCLUDE, the venv, the shared-library closure of every ELF file
+# minus STDLIB_EXCLUDE, the venv, the files of the runtime-packages
+# (RUNTIME_PACKAGES: libraries loaded by name), the shared-library closure of every ELF file
 # resolved in the full runtime base, the dynamic loader, CA certificates,
 # passwd and group, tzdata only with TZDATA=tzdata, dpkg entries of the
 # packages the files came from), every mtime set to SOURCE_DATE_EPOCH. The
@@ -13,8 +14,10 @@ USER root
 ARG SOURCE_DATE_EPOCH=315532800
 ARG STDLIB_EXCLUDE=
 ARG TZDATA=
+ARG RUNTIME_PACKAGES=
 COPY closure/ /tmp/closure/
-RUN PYTHONPATH=/tmp/closure python3 -S -m wheelbarrow._closure /distroless "$SOURCE_DATE_EPOCH" "$STDLIB_EXCLUDE" $TZDATA
+RUN PYTHONPATH=/tmp/closure python3 -S -m wheelbarrow._closure /distroless "$SOURCE_DATE_EPOCH" \
+      "$STDLIB_EXCLUDE" "$RUNTIME_PACKAGES" $TZDATA
 
 FROM scratch
 COPY --from=closure /distroless/ /
