@@ -17,7 +17,11 @@ service executes, each file at its own path, symbolic links kept as links and th
   root and the app user only, its home (mode 700), ``/tmp`` (1777), tzdata only with ``tzdata``;
 * ``/var/lib/dpkg/status.d/<package>``: the dpkg entry (with its version) of every package a copied file
   came from, as Google's distroless images write them, for scanners and for wheelbarrow's SBOM;
-* ``/etc/ld.so.cache`` made for what was copied (``ldconfig -r``).
+* ``/etc/ld.so.cache`` made for what was copied (``ldconfig -r``);
+* ``/usr/share/wheelbarrow/closure.json``: how the closure was made (the epoch, the patterns left out,
+  the runtime-packages, the packages listed, the libraries the base lacks). It also keeps BuildKit from
+  reusing a final layer of the same files stamped with another epoch (its COPY's cache key ignores
+  mtimes).
 
 Everything in ``DEST`` is stamped with ``EPOCH`` (SOURCE_DATE_EPOCH), so two builds give one image id.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import glob
+import json
 import os
 import shutil
 import ssl
@@ -137,7 +142,8 @@ def _accounts(dest: str) -> None:
             lines = [line for line in f.read().splitlines() if line.split(":", 1)[0] in ("root", APP_USER)]
         with open(f"{dest}/etc/{name}", "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
-    home = next(line.split(":")[5] for line in open("/etc/passwd", encoding="utf-8") if line.startswith(APP_USER + ":"))  # noqa: SIM115
+    with open(f"{dest}/etc/passwd", encoding="utf-8") as f:
+        home = next(line.split(":")[5] for line in f.read().splitlines() if line.startswith(APP_USER + ":"))
     os.makedirs(dest + home, exist_ok=True)
     info = os.stat(home)
     os.chmod(dest + home, 0o700)
@@ -216,8 +222,14 @@ def main() -> None:
         copier.keep("/usr/share/zoneinfo")
         copier.keep("/etc/localtime")
     _accounts(dest)
+    _ld_cache(copier)  # before the dpkg entries: ld.so.conf is libc-bin's
     listed = _dpkg_status(copier)
-    _ld_cache(copier)
+    record = {"source_date_epoch": epoch, "stdlib_exclude": exclude, "runtime_packages": packages}
+    record.update({"dpkg_packages": listed, "missing": missing, "files": len(copier.copied)})
+    os.makedirs(dest + "/usr/share/wheelbarrow", exist_ok=True)
+    with open(dest + "/usr/share/wheelbarrow/closure.json", "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+        f.write("\n")
     _stamp(dest, epoch)
     print(PREFIX + f"{len(copier.copied)} files; packages: {' '.join(listed) or 'none (no dpkg)'}")
     for line in missing:

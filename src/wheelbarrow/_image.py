@@ -240,9 +240,11 @@ def write_context(config: Config, manifest: Manifest, context: Path) -> dict[str
     _split(config, manifest, context)
     text = dockerfile.read_text(encoding="utf-8") + _distroless(config, context) + (_tail(config) if ours else "")
     (context / "Dockerfile").write_text(text, encoding="utf-8")
+    epoch = str(manifest.source_date_epoch)
     return {
         "KEEP_PIP": "true" if config.keep_pip else "false",
-        "SOURCE_DATE_EPOCH": str(manifest.source_date_epoch),
+        "SOURCE_DATE_EPOCH": epoch,
+        **({"WHEELBARROW_EPOCH": epoch} if ours else {}),  # in the cache key of the steps that stamp
         **_distroless_args(config),
     }
 
