@@ -13,7 +13,8 @@ service executes, each file at its own path, symbolic links kept as links and th
   base (the libraries the manifest expects from the base among them), their dynamic loader, and the
   libraries glibc loads by name (``libgcc_s`` for thread cancellation, NSS modules where they exist);
   a library the base lacks is printed, not copied: verify then names it;
-* CA certificates (OpenSSL's default paths), ``nsswitch.conf``, ``/etc/passwd`` and ``/etc/group`` with
+* CA certificates (OpenSSL's default paths), ``nsswitch.conf``, ``os-release`` and ``debian_version``
+  (scanners read them to know the distribution), ``/etc/passwd`` and ``/etc/group`` with
   root and the app user only, its home (mode 700), ``/tmp`` (1777), tzdata only with ``tzdata``;
 * ``/var/lib/dpkg/status.d/<package>``: the dpkg entry (with its version) of every package a copied file
   came from, as Google's distroless images write them, for scanners and for wheelbarrow's SBOM;
@@ -217,7 +218,9 @@ def main() -> None:
     for path in (verify.cafile, verify.capath, verify.openssl_cafile, verify.openssl_capath, "/etc/ssl/certs"):
         if path:
             copier.keep(path)
-    copier.keep("/etc/nsswitch.conf")
+    # what scanners read to know the distribution whose package entries follow (base-files')
+    for path in ("/etc/nsswitch.conf", "/etc/os-release", "/etc/debian_version"):
+        copier.keep(path)
     if tzdata:
         copier.keep("/usr/share/zoneinfo")
         copier.keep("/etc/localtime")

@@ -3,8 +3,9 @@
 Standard library only: it runs under the image's interpreter, not wheelbarrow's, with no shell and no
 tool of the image (a distroless image has none): :mod:`wheelbarrow._elf` (sent with it) resolves
 libraries, and the installed distributions' metadata is reported for the host to judge.
-``python - wheels`` lists *.whl files only (used on the base, for comparison);
-``python - full '["libssl.so.3"]'`` runs every check.
+:data:`wheelbarrow._verify.BOOT` runs it with its arguments: ``wheels`` lists *.whl files only (used on the
+base, for comparison); ``full '["libssl.so.3"]' '["libpq5"]'`` runs every check (the sonames expected from
+the base, the runtime-packages).
 """
 
 from __future__ import annotations

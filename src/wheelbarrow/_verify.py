@@ -9,7 +9,7 @@ image's own user, ``--network none``) and reports; this module judges:
 * every extension module in the venv imports, and the loader would find every library of every ELF file
   in the venv (shared objects and executables), resolved by :mod:`wheelbarrow._elf` in the image (no
   ``ldd``: a distroless image has none, and both styles are checked the same way);
-* every executable that links libpython starts with every symbol bound at once
+* every executable that links libpython (or imports ``Py*`` symbols) starts with every symbol bound at once
   (``LD_BIND_NOW=1``, ``--version``) and sits where its interpreter finds the
   venv (``pyvenv.cfg`` beside it or one folder up, as CPython looks);
 * after importing them (and ``ssl``) exactly one libssl is mapped;

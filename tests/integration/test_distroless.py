@@ -77,7 +77,8 @@ def test_the_distroless_image_holds_only_what_the_service_executes(distroless_im
         assert absent not in files, absent
     for present in ("usr/bin/python3.11", "usr/lib/python3.11/json/__init__.py", "opt/venv/bin/gunicorn",
                     "etc/ssl/certs/ca-certificates.crt", "etc/ld.so.cache", "usr/lib/x86_64-linux-gnu/libssl.so.3",
-                    "usr/lib64/ld-linux-x86-64.so.2", "var/lib/dpkg/status.d/libssl3"):  # fmt: skip
+                    "usr/lib64/ld-linux-x86-64.so.2", "var/lib/dpkg/status.d/libssl3", "etc/os-release",
+                    "var/lib/dpkg/status.d/base-files"):  # fmt: skip
         assert present in files, present
     assert files["lib64"].issym()  # the loader the ELF files name, /lib64/ld-linux-x86-64.so.2, as in the base
     assert not any(n.endswith(".whl") for n in files)
