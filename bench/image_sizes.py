@@ -9,28 +9,46 @@ measures, in one run:
    psycopg2 compiled there (as in the tutorial's slim.Dockerfile);
 2. the apt-purge approach: install build deps, compile, purge them (with the
    autoremove flags that really remove gcc) in one RUN;
-3. wheelbarrow's image (`wheelbarrow image`), and the same with pip kept.
+3. wheelbarrow's image (`wheelbarrow image`), and the same with pip kept;
+4. wheelbarrow's distroless image (`runtime-style = "distroless"`), and the
+   smallest distroless variant that still passes every check of verify
+   (`stdlib-exclude` extended with what the service never imports).
 
-and prints sizes, build times and the ratios the project targets
-(wheelbarrow <= 0.35x the tutorial's, and smaller than apt-purge).
+and prints sizes, build times, the ratios the project targets (wheelbarrow
+<= 0.35x the tutorial's and smaller than apt-purge; distroless <= 70 MB),
+and what the distroless images hold by category (interpreter, standard
+library, libraries, venv, the rest), from `docker export`.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 from wheelbarrow._cache import IGNORED_IN_PROJECT
+from wheelbarrow._config import STDLIB_EXCLUDE
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "service"
 BASE = "localhost/wheelbarrow/runtime-base:bookworm"
 BUILD_DEPS = "build-essential libpq-dev python3-dev"
+DISTROLESS = "example-service:0.1.0-distroless"
+SMALLEST = "bench/wheelbarrow-distroless-smallest:size"
+#: Beyond the default stdlib-exclude: modules (and the libraries their C parts link: ncurses, readline,
+#: Berkeley DB, SQLite) that neither gunicorn, psycopg2 nor the service import.
+NEVER_IMPORTED = (
+    "curses", "_curses*", "readline", "dbm", "_dbm", "_gdbm", "sqlite3", "_sqlite3", "distutils", "pydoc",
+    "xmlrpc", "venv", "__phello__", "__hello__", "antigravity", "this", "pdb", "_lzma", "lzma", "_bz2", "bz2",
+)  # fmt: skip
+MAX_DISTROLESS = 70_000_000
 
 INSTALL = (
     "python3 -m venv /opt/venv"
@@ -102,6 +120,33 @@ def docker_build(context: Path, dockerfile: str, tag: str) -> float:
     return time.monotonic() - start
 
 
+def categories(tag: str) -> dict[str, int]:
+    """Bytes of the image's regular files by what they are: interpreter, stdlib, libraries, venv, the rest."""
+    name = run(["docker", "create", tag, "never-run"]).stdout.strip()
+    try:
+        export = subprocess.run(["docker", "export", name], capture_output=True, check=True).stdout
+    finally:
+        run(["docker", "rm", "-f", name])
+    out = dict.fromkeys(("interpreter", "stdlib", "libraries", "venv", "other"), 0)
+    with tarfile.open(fileobj=io.BytesIO(export)) as archive:
+        for member in archive.getmembers():
+            if not member.isfile():
+                continue
+            path = member.name
+            if path.startswith("opt/venv/"):
+                kind = "venv"
+            elif re.match(r"(usr/)?(local/)?bin/python3", path) or "/libpython3" in path:
+                kind = "interpreter"
+            elif re.match(r"(usr/)?(local/)?lib/python3\.\d+/", path):
+                kind = "stdlib"
+            elif re.search(r"\.so(\.[\d.]+)?$", path):
+                kind = "libraries"
+            else:
+                kind = "other"
+            out[kind] += member.size
+    return out
+
+
 def main() -> None:
     rows: list[tuple[str, str, float]] = []
     wheelbarrow("build", "--project", str(EXAMPLE))  # the wheelhouse (cached builds are fine: sizes are measured)
@@ -131,22 +176,31 @@ def main() -> None:
         )
     )
     rows.append(("wheelbarrow (default)", "example-service:0.1.0", wheelbarrow("image", "--project", str(EXAMPLE))))
+    distroless = ("--project", str(EXAMPLE), "--runtime-style", "distroless")
+    rows.append(("wheelbarrow, distroless", DISTROLESS, wheelbarrow("image", *distroless, "--image-tag", DISTROLESS)))
+    smallest = ("-C", f"stdlib-exclude={','.join((*STDLIB_EXCLUDE, *NEVER_IMPORTED))}", "--image-tag", SMALLEST)
+    rows.append(("wheelbarrow, distroless, smallest passing", SMALLEST, wheelbarrow("image", *distroless, *smallest)))
     base = size(BASE)
     sizes = {tag: size(tag) for _, tag, _ in rows}
     tutorial, purge, ours = sizes["bench/tutorial:size"], sizes["bench/apt-purge:size"], sizes["example-service:0.1.0"]
     print(f"runtime base {BASE}: {base / 1e6:.0f} MB")
     for label, tag, seconds in rows:
-        print(f"{label:<45} {sizes[tag] / 1e6:6.0f} MB  {sizes[tag] / tutorial:5.2f}x tutorial  build {seconds:5.1f} s")
+        print(f"{label:<45} {sizes[tag] / 1e6:6.1f} MB  {sizes[tag] / tutorial:5.2f}x tutorial  build {seconds:5.1f} s")
+    for tag in (DISTROLESS, SMALLEST):
+        parts = categories(tag)
+        print(f"{tag}: " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in parts.items()))
     print(
         json.dumps(
             {
                 "wheelbarrow_vs_tutorial": round(ours / tutorial, 3),
                 "wheelbarrow_vs_apt_purge": round(ours / purge, 3),
                 "target_met": ours / tutorial <= 0.35 and ours < purge,
+                "distroless_mb": round(sizes[DISTROLESS] / 1e6, 1),
+                "distroless_target_met": sizes[DISTROLESS] <= MAX_DISTROLESS,
             }
         )
     )
-    run(["docker", "rmi", "bench/tutorial:size", "bench/apt-purge:size", "bench/wheelbarrow-pip:size"])
+    run(["docker", "rmi", "bench/tutorial:size", "bench/apt-purge:size", "bench/wheelbarrow-pip:size", SMALLEST])
 
 
 if __name__ == "__main__":

@@ -42,6 +42,29 @@ RepairPolicy = Literal["exclude-base", "vendor-all"]
 ImageBuilder = Literal["auto", "buildkit", "legacy"]
 EngineName = Literal["docker", "podman"]
 PullBases = Literal["missing", "always"]
+RuntimeStyle = Literal["slim", "distroless"]
+
+
+#: What a service never imports: left out of a distroless image's standard library (fnmatch patterns of
+#: top-level module names; lib-dynload's and __pycache__'s files are matched by their module name too).
+STDLIB_EXCLUDE = (
+    "test",
+    "idlelib",
+    "tkinter",
+    "_tkinter",
+    "turtle",
+    "turtledemo",
+    "ensurepip",
+    "pydoc_data",
+    "lib2to3",
+    "_test*",
+    "_ctypes_test",
+    "_xxtestfuzz",
+    "xxlimited*",
+    "config-*",
+    "site-packages",
+    "dist-packages",
+)
 
 
 #: builder-base's default: a builder derived from the runtime base (the runtime base plus a compiler).
@@ -223,6 +246,30 @@ class Config:
         )
     )
     keep_pip: bool = field(metadata=opt("keep-pip", "bool", "false", "Keep pip and setuptools in the runtime venv."))
+    runtime_style: RuntimeStyle = field(
+        metadata=opt(
+            "runtime-style",
+            "choice",
+            "slim",
+            "slim: the venv over the runtime base; distroless: an image FROM scratch with only the interpreter, "
+            "its standard library (minus stdlib-exclude), the venv, the shared-library closure of every ELF "
+            "file resolved in the runtime base, CA certificates, passwd and group (no shell, no package manager).",
+            choices=get_args(RuntimeStyle),
+            flag=True,
+        )
+    )
+    stdlib_exclude: tuple[str, ...] = field(
+        metadata=opt(
+            "stdlib-exclude",
+            "list",
+            STDLIB_EXCLUDE,
+            "distroless: top-level standard-library modules left out (fnmatch patterns of module names; the "
+            "default drops test suites, idlelib, tkinter, ensurepip, pydoc data, lib2to3, the base's site-packages).",
+        )
+    )
+    tzdata: bool = field(
+        metadata=opt("tzdata", "bool", "false", "distroless: copy the time-zone database (/usr/share/zoneinfo).")
+    )
     image_builder: ImageBuilder = field(
         metadata=opt(
             "image-builder",
@@ -349,6 +396,10 @@ def _check(config: Config, *, suite_agrees: bool = True) -> None:
     if suite_agrees and suite and DEBIAN_PYTHON[suite] != config.python:
         msg = f"debian-suite {suite!r} ships CPython {DEBIAN_PYTHON[suite]}, not {config.python}"
         raise ConfigError(msg, tip=f'Set python = "{DEBIAN_PYTHON[suite]}" or pick another suite.')
+    odd = [p for p in config.stdlib_exclude if not re.fullmatch(r"[A-Za-z0-9_*?\[\]!.-]{1,100}", p)]
+    if odd:
+        msg = f"stdlib-exclude has {odd[0]!r}, which is not a pattern of a module name"
+        raise ConfigError(msg, tip='Write module names or fnmatch patterns, e.g. stdlib-exclude = ["test", "_test*"].')
     project, cache = config.project_dir, config.cache_dir
     check_location(config.wheelhouse, "wheelhouse", "wheelhouse", (project, cache))
     check_location(config.dist_dir, "dist/ directory", "dist-dir", (project, cache, config.wheelhouse))

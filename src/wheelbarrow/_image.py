@@ -63,10 +63,36 @@ def _split(config: Config, manifest: Manifest, context: Path) -> None:
 def _dockerfile(config: Config) -> tuple[Path, bool]:
     if config.runtime_dockerfile is None:
         return docker_dir() / "runtime.Dockerfile", True
+    if config.runtime_style == "distroless":
+        msg = f'runtime-style = "distroless" builds from wheelbarrow\'s own Dockerfile, not {config.runtime_dockerfile}'
+        raise ConfigError(msg, tip='Remove runtime-dockerfile, or set runtime-style = "slim" to keep your own.')
     if not config.runtime_dockerfile.is_file():
         msg = f"runtime-dockerfile {config.runtime_dockerfile} does not exist"
         raise ConfigError(msg, tip="Fix the runtime-dockerfile key, or remove it to use wheelbarrow's.")
     return config.runtime_dockerfile, False
+
+
+def _distroless(config: Config, context: Path) -> str:
+    """With runtime-style = "distroless": the stages that follow the slim one (runtime-distroless.Dockerfile),
+    and in the context the two standard-library modules its closure stage runs in the runtime base."""
+    if config.runtime_style == "slim":
+        return ""
+    package = context / "closure" / "wheelbarrow"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    for module in ("_elf.py", "_closure.py"):
+        shutil.copyfile(Path(__file__).with_name(module), package / module)
+    return (docker_dir() / "runtime-distroless.Dockerfile").read_text(encoding="utf-8")
+
+
+def _distroless_args(config: Config) -> dict[str, str]:
+    if config.runtime_style == "slim":
+        return {}
+    return {
+        "STDLIB_EXCLUDE": ",".join(config.stdlib_exclude),
+        "RUNTIME_PACKAGES": ",".join(config.runtime_packages),
+        "TZDATA": "tzdata" if config.tzdata else "",
+    }
 
 
 def _tail(config: Config) -> str:
@@ -206,19 +232,32 @@ def runtime_base_of(config: Config, manifest: Manifest, engine: Engine, log: Log
     return base
 
 
+def write_context(config: Config, manifest: Manifest, context: Path) -> dict[str, str]:
+    """The runtime image's build context in ``context`` (the Dockerfile, the wheelhouse, deps/ and app/ and,
+    for a distroless image, the closure's modules): the build arguments it takes besides ``BASE``."""
+    dockerfile, ours = _dockerfile(config)
+    shutil.copytree(config.wheelhouse, context / "wheelhouse")
+    _split(config, manifest, context)
+    text = dockerfile.read_text(encoding="utf-8") + _distroless(config, context) + (_tail(config) if ours else "")
+    (context / "Dockerfile").write_text(text, encoding="utf-8")
+    epoch = str(manifest.source_date_epoch)
+    return {
+        "KEEP_PIP": "true" if config.keep_pip else "false",
+        "SOURCE_DATE_EPOCH": epoch,
+        **({"WHEELBARROW_EPOCH": epoch} if ours else {}),  # in the cache key of the steps that stamp
+        **_distroless_args(config),
+    }
+
+
 def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image:
     manifest, wheelhouse_sha = read_wheelhouse(config.wheelhouse)
     log.info(f"wheelhouse {config.wheelhouse}: {len(manifest.wheels)} wheels, every sha256 checked")
     base = runtime_base_of(config, manifest, engine, log)
     check_base_fits(base_facts(engine, base, cache), base, manifest)
-    dockerfile, ours = _dockerfile(config)
     buildkit = use_buildkit(config, engine)
     with scratch("image") as tmp:
         context = Path(tmp)
-        shutil.copytree(config.wheelhouse, context / "wheelhouse")
-        _split(config, manifest, context)
-        text = dockerfile.read_text(encoding="utf-8") + (_tail(config) if ours else "")
-        (context / "Dockerfile").write_text(text, encoding="utf-8")
+        build_args = write_context(config, manifest, context)
         labels = {
             "org.opencontainers.image.title": config.project_name,
             "org.opencontainers.image.version": manifest.project.version,
@@ -228,11 +267,7 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
             context,
             candidate_tag(engine),
             dockerfile=context / "Dockerfile",
-            build_args={
-                "BASE": base,
-                "KEEP_PIP": "true" if config.keep_pip else "false",
-                "SOURCE_DATE_EPOCH": str(manifest.source_date_epoch),
-            },
+            build_args={"BASE": base, **build_args},
             labels=labels,
             network="none",
             buildkit=buildkit,

@@ -1,21 +1,27 @@
 """Runs INSIDE a runtime image (sent on stdin to its python) and reports what it finds, as JSON.
 
-Standard library only: it runs under the image's interpreter, not wheelbarrow's.
-``python - wheels`` lists *.whl files only (used on the base, for comparison);
-``python - full '["libssl.so.3"]'`` runs every check.
+Standard library only: it runs under the image's interpreter, not wheelbarrow's, with no shell and no
+tool of the image (a distroless image has none): :mod:`wheelbarrow._elf` (sent with it) resolves
+libraries, and the installed distributions' metadata is reported for the host to judge.
+:data:`wheelbarrow._verify.BOOT` runs it with its arguments: ``wheels`` lists *.whl files only (used on the
+base, for comparison); ``full '["libssl.so.3"]' '["libpq5"]'`` runs every check (the sonames expected from
+the base, the runtime-packages).
 """
 
 from __future__ import annotations
 
+import email.parser
 import json
 import os
+import platform
 import re
-import struct
 import subprocess
 import sys
 import sysconfig
 import tempfile
 from pathlib import Path
+
+from wheelbarrow import _elf
 
 VENV = Path("/opt/venv")
 #: The start of the line that carries the report (the probe runs with -S: no .pth of the venv runs in it).
@@ -73,35 +79,14 @@ def site_packages() -> Path | None:
     return found[-1] if found else None
 
 
-ELF_MAGIC = b"\x7fELF"
-PT_INTERP = 3
 #: What the dynamic loader prints when an executable cannot start: a library or a symbol is missing.
-UNDEFINED = re.compile(r"undefined symbol: (\S+)")
 LOADER_ERROR = re.compile(r"error while loading shared libraries|symbol lookup error|undefined symbol")
 
 
 def elf_kind(path: Path) -> str | None:
     """ "executable" (it has a program interpreter), "shared" (any other ELF file) or None (not ELF)."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(64)
-            if head[:4] != ELF_MAGIC or len(head) < 64:
-                return None
-            order = "<" if head[5] == 1 else ">"
-            if head[4] == 2:  # ELFCLASS64
-                (phoff,) = struct.unpack_from(order + "Q", head, 32)
-                phentsize, phnum = struct.unpack_from(order + "HH", head, 54)
-            else:
-                (phoff,) = struct.unpack_from(order + "I", head, 28)
-                phentsize, phnum = struct.unpack_from(order + "HH", head, 42)
-            for i in range(min(phnum, 256)):
-                f.seek(phoff + i * phentsize)
-                entry = f.read(4)
-                if len(entry) == 4 and struct.unpack(order + "I", entry)[0] == PT_INTERP:
-                    return "executable"
-    except (OSError, struct.error):
-        return None
-    return "shared"
+    found = _elf.read_path(str(path))
+    return None if found is None else "executable" if found.interpreter else "shared"
 
 
 def elf_files(top: Path) -> list[tuple[Path, str]]:
@@ -142,21 +127,17 @@ def start(path: Path) -> str | None:
 
 
 def elf_report(site: Path) -> list[dict[str, object]]:
-    """ldd of every ELF file in the venv; which are extension modules (imported by :func:`imports`); every
-    executable that embeds Python started, and placed where its interpreter finds the venv (pyvenv.cfg
-    beside it or one up)."""
+    """Every ELF file in the venv, with the libraries the loader would not find (resolved by
+    :mod:`wheelbarrow._elf` as glibc's loader searches, no ``ldd``, so an image with no shell is checked the
+    same way); which are extension modules (imported by :func:`imports`); every executable that embeds
+    Python started, and placed where its interpreter finds the venv (pyvenv.cfg beside it or one up)."""
     results: list[dict[str, object]] = []
+    cache = _elf.ld_cache()
+    library_path = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
     for path, kind in elf_files(VENV):
-        # -r: for an executable, also bind every symbol (an extension's Py* symbols come from the
-        # interpreter that loads it, so for shared objects only the libraries are checked).
-        argv = ["ldd", "-r", str(path)] if kind == "executable" else ["ldd", str(path)]
-        try:
-            ldd = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False, timeout=60)
-            lines = (ldd.stdout + ldd.stderr).splitlines()
-        except subprocess.TimeoutExpired:
-            lines = ["ldd-timed-out => not found"]
-        missing = [line.split()[0] for line in lines if "not found" in line]
-        missing += [f"symbol {m.group(1)}" for m in map(UNDEFINED.search, lines) if m]
+        resolved = _elf.resolve([str(path)], cache, library_path)
+        missing = sorted(resolved.missing)
+        missing += [f"loader {i}" for i in resolved.interpreters if not Path(i).exists()]
         entry: dict[str, object] = {"file": str(path), "kind": kind, "missing": missing, "import_error": None}
         relative = path.relative_to(site) if path.is_relative_to(site) else None
         is_module = (
@@ -168,8 +149,11 @@ def elf_report(site: Path) -> list[dict[str, object]]:
         entry["module"] = (
             ".".join([*relative.parts[:-1], relative.name.split(".")[0]]) if relative and is_module else None
         )
-        linked = "\n".join(lines)
-        embeds = kind == "executable" and ("libpython" in linked or any(re.match(r"symbol _?Py", m) for m in missing))
+        dynamic = _elf.read_path(str(path))
+        linked = [*resolved.found, *resolved.missing]
+        embeds = kind == "executable" and (
+            any(s.startswith("libpython") for s in linked) or (dynamic is not None and dynamic.imports_python)
+        )
         entry["embeds_python"] = embeds
         if embeds:
             entry["start_error"] = None if missing else start(path)
@@ -196,7 +180,6 @@ with open(sys.argv[1], "w", encoding="utf-8") as out:
     json.dump({"failed": failed, "libssl": libssl}, out)
 """
 IMPORT_SECONDS = 120
-PIP_CHECK_SECONDS = 300
 
 
 def imports(modules: list[str]) -> tuple[dict[str, str], list[str] | None, str]:
@@ -225,16 +208,22 @@ def imports(modules: list[str]) -> tuple[dict[str, str], list[str] | None, str]:
 
 
 def provided(sonames: list[str]) -> dict[str, bool]:
-    cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=False).stdout
-    names = {line.split()[0] for line in cache.splitlines() if "=>" in line}
-    return {s: s in names for s in sonames}
+    """Whether the loader finds each soname (ld.so.cache, then the default folders) for this interpreter."""
+    cache = _elf.ld_cache()
+    me = _elf.read_path(os.path.realpath(sys.executable))
+    if me is None:
+        return dict.fromkeys(sonames, False)
+    return {s: _elf.find(s, cache, me.machine, me.wide) is not None for s in sonames}
 
 
 def installed(packages: list[str]) -> dict[str, bool | None]:
     """Whether each system package is installed, from dpkg's or apk's database (None: neither is there)."""
     dpkg, apk = Path("/var/lib/dpkg/status"), Path("/lib/apk/db/installed")
-    if dpkg.is_file():
-        blocks = dpkg.read_text(encoding="utf-8", errors="replace").split("\n\n")
+    entries = Path("/var/lib/dpkg/status.d")  # a distroless image: one entry per package whose files it has
+    if dpkg.is_file() or entries.is_dir():
+        texts = [dpkg] if dpkg.is_file() else sorted(p for p in entries.iterdir() if p.is_file())
+        blocks = [b for t in texts for b in t.read_text(encoding="utf-8", errors="replace").split("\n\n")]
+        blocks = [b if dpkg.is_file() else b + "\nStatus: install ok installed" for b in blocks]
         have = {
             line.split(":", 1)[1].strip()
             for block in blocks
@@ -249,36 +238,39 @@ def installed(packages: list[str]) -> dict[str, bool | None]:
     return {p: p.split("=")[0] in have for p in packages}
 
 
-def start_pip_check() -> tuple[subprocess.Popen[str] | None, str]:
-    """Start ``pip check`` in the background (it is the slow check); :func:`finish` collects it."""
-    env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "HOME": tempfile.gettempdir()}
-    venv_pip = VENV / "bin" / "pip"
-    if venv_pip.exists():
-        argv, how = [str(venv_pip), "check"], "pip in the venv"
-    else:  # pip is not in the venv: the interpreter's bundled pip wheel checks it from outside
-        bundled = sorted(Path("/usr/share/python-wheels").glob("pip-*.whl"))
-        bundled += sorted(Path(sysconfig.get_paths()["stdlib"], "ensurepip", "_bundled").glob("pip-*.whl"))
-        if not bundled:
-            return None, "no pip available outside the venv"
-        # The venv's own interpreter runs pip straight from the wheel (on its path only for this
-        # process), which checks the venv like pip --python would, without starting pip twice.
-        argv = [str(VENV / "bin" / "python"), str(bundled[-1] / "pip"), "check"]
-        how = "pip from outside the venv"
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    return proc, how
+def distributions(site: Path) -> list[dict[str, object]]:
+    """Each distribution installed in the venv: name, version and Requires-Dist, from its METADATA (judged
+    on the host with ``packaging``, so no pip is needed in the image)."""
+    found = []
+    for info in sorted(site.glob("*.dist-info")):
+        try:
+            text = (info / "METADATA").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        meta = email.parser.HeaderParser().parsestr(text)
+        found.append({"name": meta["Name"], "version": meta["Version"], "requires": meta.get_all("Requires-Dist", [])})
+    return found
 
 
-def finish(started: tuple[subprocess.Popen[str] | None, str]) -> dict[str, object]:
-    proc, how = started
-    if proc is None:
-        return {"ok": False, "how": how, "output": ""}
-    try:
-        output, _ = proc.communicate(timeout=PIP_CHECK_SECONDS)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return {"ok": False, "how": how, "output": f"pip check did not finish in {PIP_CHECK_SECONDS} s"}
-    return {"ok": proc.returncode == 0, "how": how, "output": output[-2000:]}
+def environment() -> dict[str, str]:
+    """The values of PEP 508's environment markers for this interpreter (as packaging computes them)."""
+    version = sys.implementation.version
+    implementation = f"{version.major}.{version.minor}.{version.micro}"
+    if version.releaselevel != "final":
+        implementation += version.releaselevel[0] + str(version.serial)
+    return {
+        "implementation_name": sys.implementation.name,
+        "implementation_version": implementation,
+        "os_name": os.name,
+        "platform_machine": platform.machine(),
+        "platform_release": platform.release(),
+        "platform_system": platform.system(),
+        "platform_version": platform.version(),
+        "python_full_version": platform.python_version(),
+        "platform_python_implementation": platform.python_implementation(),
+        "python_version": ".".join(platform.python_version_tuple()[:2]),
+        "sys_platform": sys.platform,
+    }
 
 
 def main() -> None:
@@ -289,7 +281,6 @@ def main() -> None:
     expected = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
     packages = json.loads(sys.argv[3]) if len(sys.argv) > 3 else []
     site = site_packages()
-    checking = start_pip_check() if site else (None, "no venv")
     elf = elf_report(site) if site else []
     failed, libssl, stuck = imports([str(e["module"]) for e in elf if e["module"]]) if site else ({}, [], "")
     for entry in elf:
@@ -305,7 +296,8 @@ def main() -> None:
         "expected_from_base": provided(expected),
         "runtime_packages": installed(packages),
         "wheels": wheels(),
-        "pip_check": finish(checking),
+        "distributions": distributions(site) if site else [],
+        "environment": environment(),
         "venv_writable": os.access(VENV / "lib", os.W_OK),
     }
     print(REPORT + json.dumps(report))

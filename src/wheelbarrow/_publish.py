@@ -5,7 +5,9 @@
 * ``sbom-<project>-<version>.cdx.json``: CycloneDX (cyclonedx-python-lib), each
   wheel with its purl and sha256 and, inside each repaired wheel, the native
   libraries it carries (from auditwheel's own SBOM) and those it expects from
-  the runtime base (looked up in the base's package database);
+  the runtime base (looked up in the base's package database); for a distroless
+  image, the application's own components are the Debian packages its files came
+  from, with their versions (read from the image's ``/var/lib/dpkg/status.d/``);
 * ``image-<project>-<version>.tar`` (``docker save``, its entries restamped with
   one mtime: engines that write an OCI layout stamp ``index.json`` and
   ``blobs/sha256/`` with the time of saving) and ``.json`` (id, digests);
@@ -28,7 +30,7 @@ import uuid
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cyclonedx.model import HashAlgorithm, HashType, Property
@@ -41,10 +43,11 @@ from . import _wheelhouse
 from ._cache import sha256_of
 from ._config import Config
 from ._engine import Engine
-from ._guard import MARKER
+from ._guard import MARKER, scratch
 from ._image import check_built_from, runtime_base_of, tag_of, target_tag
 from ._log import Log
 from ._manifest import Manifest, WheelEntry
+from ._shapes import read_file
 from ._wheelhouse import read_wheelhouse
 from .errors import EngineCommandError, EngineError, WheelhouseError
 
@@ -181,7 +184,47 @@ def _wheel_component(entry: WheelEntry, wheelhouse: Path, base: str, packages: d
     return component
 
 
-def sbom(manifest: Manifest, wheelhouse: Path, requirements_sha: str, engine: Engine, base: str) -> str:
+def image_packages(engine: Engine, tag: str) -> list[dict[str, str]]:
+    """The dpkg entries of a distroless image (``/var/lib/dpkg/status.d/``, copied out of a container that
+    never starts: the image has no shell), as field -> value, sorted by package."""
+    packages = []
+    with scratch("status.d") as tmp:
+        engine.copy_from_image(tag, PurePosixPath("/var/lib/dpkg/status.d"), tmp)
+        for entry in sorted(p for p in tmp.iterdir() if p.is_file() and p.name != MARKER):
+            fields = dict(re.findall(r"^([A-Za-z-]+): *(.*)$", _text(entry), re.MULTILINE))
+            if fields.get("Package") and fields.get("Version"):
+                packages.append(fields)
+    return packages
+
+
+def _text(path: Path) -> str:
+    return read_file(path, WheelhouseError, "Rebuild the image: wheelbarrow image.", limit=1 << 20).decode(
+        "utf-8", "replace"
+    )
+
+
+def _package_component(fields: dict[str, str], tag: str) -> Component:
+    name, version, arch = fields["Package"], fields["Version"], fields.get("Architecture", "")
+    return Component(
+        name=name,
+        version=version,
+        type=ComponentType.LIBRARY,
+        purl=PackageURL("deb", "debian", name, version, qualifiers={"arch": arch} if arch else None),
+        bom_ref=f"deb:{name}@{version}",
+        properties=[Property(name=PROPERTY, value=f"distroless image {tag}")],
+    )
+
+
+def sbom(
+    manifest: Manifest,
+    wheelhouse: Path,
+    requirements_sha: str,
+    engine: Engine,
+    base: str,
+    packages_of: tuple[str, list[dict[str, str]]] = ("", []),
+) -> str:
+    """The CycloneDX SBOM; ``packages_of`` (an image's tag and its dpkg entries) adds a distroless image's
+    Debian packages as components of the application."""
     stamp = datetime.fromtimestamp(manifest.source_date_epoch, tz=UTC)
     project = manifest.project
     root = Component(
@@ -191,6 +234,8 @@ def sbom(manifest: Manifest, wheelhouse: Path, requirements_sha: str, engine: En
         purl=PackageURL("pypi", None, project.name, project.version),
         bom_ref=f"{project.name}@{project.version}",
     )
+    for fields in packages_of[1]:
+        root.components.add(_package_component(fields, packages_of[0]))
     bom = Bom(
         serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"wheelbarrow:{requirements_sha}"),
         metadata=BomMetaData(component=root, timestamp=stamp),
@@ -293,7 +338,12 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
         python = manifest.target.python_tag
         tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
         wheelhouse_tarball(config.wheelhouse, manifest, tarball)
-        sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base)
+        packages_of: tuple[str, list[dict[str, str]]] = ("", [])
+        if config.runtime_style == "distroless" and engine.image_id(tag_of(config, manifest)):
+            check_built_from(engine, tag_of(config, manifest), requirements_sha)
+            packages_of = (tag_of(config, manifest), image_packages(engine, tag_of(config, manifest)))
+            log.info(f"SBOM: {len(packages_of[1])} Debian packages in the distroless image {packages_of[0]}")
+        sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base, packages_of)
         stem = f"{project}-{version}" + (f"-{config.target}" if config.target else "")  # targets' files merge
         (stage / f"sbom-{stem}.cdx.json").write_text(sbom_text, encoding="utf-8")
         if simple:

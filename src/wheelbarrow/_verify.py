@@ -6,15 +6,17 @@ image's own user, ``--network none``) and reports; this module judges:
 * no compiler, assembler, linker or build driver (cc, gcc, g++, clang, ld, as, make ...,
   any version or target prefix), no C or C++ header in the system's or Python's include folders;
 * the process is not root, and cannot write to the venv;
-* every extension module in the venv imports, and ``ldd`` finds every library
-  of every ELF file in the venv (shared objects and executables);
-* every executable that links libpython starts with every symbol bound at once
+* every extension module in the venv imports, and the loader would find every library of every ELF file
+  in the venv (shared objects and executables), resolved by :mod:`wheelbarrow._elf` in the image (no
+  ``ldd``: a distroless image has none, and both styles are checked the same way);
+* every executable that links libpython (or imports ``Py*`` symbols) starts with every symbol bound at once
   (``LD_BIND_NOW=1``, ``--version``) and sits where its interpreter finds the
   venv (``pyvenv.cfg`` beside it or one folder up, as CPython looks);
 * after importing them (and ``ssl``) exactly one libssl is mapped;
 * every library the manifest expects from the base is there, and every ``runtime-packages`` package;
 * no ``*.whl`` beyond those the base image itself ships;
-* ``pip check`` is clean (run from outside the venv when pip is not in it);
+* every installed distribution's requirements (Requires-Dist, markers evaluated for the image's Python)
+  are installed in versions they accept, as ``pip check`` says it, judged here with ``packaging``;
 * the image's own command, started with the network off, is still running after 3 s or exited 0.
 """
 
@@ -29,6 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
 from . import _probe
 from ._cache import Cache, key_of, sha256_of
 from ._engine import Engine, Started
@@ -38,6 +43,21 @@ from .errors import VerifyError
 
 PROBE = Path(__file__).with_name("_probe.py")
 VENV_PYTHON = "/opt/venv/bin/python"
+ELF = Path(__file__).with_name("_elf.py")
+#: Runs the probe in the image from its source and :mod:`wheelbarrow._elf`'s, both read from stdin: the
+#: image needs nothing but its Python (no shell, no file copied in).
+BOOT = (
+    "import json, sys, types\n"
+    "sources = json.load(sys.stdin)\n"
+    "package = types.ModuleType('wheelbarrow'); package.__path__ = []; sys.modules['wheelbarrow'] = package\n"
+    "elf = types.ModuleType('wheelbarrow._elf'); sys.modules[elf.__name__] = elf; package._elf = elf\n"
+    "exec(compile(sources['elf'], '_elf.py', 'exec'), elf.__dict__)\n"
+    "exec(compile(sources['probe'], '_probe.py', 'exec'), {'__name__': '__main__'})\n"
+)
+
+
+def probe_input() -> bytes:
+    return json.dumps({"elf": ELF.read_text(encoding="utf-8"), "probe": PROBE.read_text(encoding="utf-8")}).encode()
 
 
 @dataclass(frozen=True)
@@ -51,17 +71,47 @@ def probe(engine: Engine, image: str, args: list[str], python: str) -> dict[str,
     """Run the probe in a container of ``image``, with ``-S``: no .pth file of the venv runs in the process
     that writes the report (the venv's modules are imported in a child of it), and the report is the
     last line that starts with its own prefix, so nothing a package prints can pass for it."""
-    result = engine.run_image(image, [python, "-S", "-", *args], stdin=PROBE.read_bytes())
+    result = engine.run_image(image, [python, "-S", "-c", BOOT, *args], stdin=probe_input())
     lines = [line for line in result.output.splitlines() if line.startswith(_probe.REPORT)]
     try:
         report: dict[str, Any] = json.loads(lines[-1].removeprefix(_probe.REPORT))
     except (json.JSONDecodeError, IndexError) as err:
         msg = f"the image check could not run in {image}:\n{result.tail(15)}"
-        raise VerifyError(msg, tip=f"Run 'docker run --rm -it {image} sh' and look around.") from err
+        raise VerifyError(msg, tip=LOOK) from err
     if not isinstance(report, dict):
         msg = f"the image check in {image} gave no report"
-        raise VerifyError(msg, tip=f"Run 'docker run --rm -it {image} sh' and look around.")
+        raise VerifyError(msg, tip=LOOK)
     return report
+
+
+LOOK = (
+    "Look around in a container of the image: docker run --rm -it --entrypoint sh IMAGE; for a distroless "
+    "image, docker run --rm -it --pid container:C --network container:C busybox sh beside a running one (C)."
+)
+
+
+def dependency_problems(report: dict[str, Any]) -> list[str]:
+    """What ``pip check`` would say of the venv, from the distributions the probe found (name, version,
+    Requires-Dist) and its environment markers. Pure: unit-tested with fakes."""
+    dists = report["distributions"]
+    installed = {canonicalize_name(str(d["name"])): str(d["version"]) for d in dists}
+    problems = []
+    for dist in sorted(dists, key=lambda d: canonicalize_name(str(d["name"]))):
+        name, version = dist["name"], dist["version"]
+        for text in dist["requires"]:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                problems.append(f"{name} {version} has an invalid requirement {text!r}.")
+                continue
+            if req.marker is not None and not req.marker.evaluate({**report["environment"], "extra": ""}):
+                continue
+            have = installed.get(canonicalize_name(req.name))
+            if have is None:
+                problems.append(f"{name} {version} requires {req.name}, which is not installed.")
+            elif not req.specifier.contains(have, prereleases=True):
+                problems.append(f"{name} {version} has requirement {req}, but you have {req.name} {have}.")
+    return problems
 
 
 def _some(items: list[str], shown: int = 5) -> str:
@@ -69,6 +119,9 @@ def _some(items: list[str], shown: int = 5) -> str:
         return "none"
     more = f" and {len(items) - shown} more" if len(items) > shown else ""
     return ", ".join(items[:shown]) + more
+
+
+LIBRARIES_CHECK = "every extension imports and every ELF file's libraries are found"
 
 
 def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) -> list[Check]:
@@ -83,7 +136,7 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
     expected = report["expected_from_base"]
     extra_wheels = sorted(set(report["wheels"]) - set(base_wheels))
     ssl = report["libssl_mapped"]
-    pip = report["pip_check"]
+    problems = dependency_problems(report)
     packages: dict[str, bool | None] = report.get("runtime_packages", {})
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
     # A wheelhouse of pure-Python wheels has no ELF file; one with platform wheels must have some.
@@ -94,7 +147,7 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
         Check("runs as non-root", report["uid"] != 0, f"uid {report['uid']}"),
         Check("venv not writable by the runtime user", not report["venv_writable"], "/opt/venv"),
         Check(
-            "every extension imports and ldd finds every ELF file's libraries",
+            LIBRARIES_CHECK,
             (bool(elf) or not needs_elf) and not broken,
             "; ".join(f"{e['file']}: {e['import_error'] or 'missing ' + _some(e['missing'])}" for e in broken)
             or f"{len(modules)} modules, {len(executables)} executables, {len(elf)} ELF files"
@@ -121,7 +174,11 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
             or "none configured",
         ),
         Check("no wheel files beyond the base's", not extra_wheels, ", ".join(extra_wheels) or "none"),
-        Check("pip check", bool(pip["ok"]), f"{pip['how']}: {pip['output'].strip() or 'clean'}"),
+        Check(
+            "dependency check",
+            not problems,
+            " ".join(problems) or f"{len(report['distributions'])} distributions, every requirement met",
+        ),
     ]
 
 
@@ -194,5 +251,11 @@ def verify_image(
     if failed:
         names = "; ".join(f"{c.name} ({c.detail})" for c in failed)
         msg = f"the image {image} failed {len(failed)} of {len(checks)} checks: {names}"
-        raise VerifyError(msg, tip="Fix the runtime base or the wheelhouse, rebuild, and run 'wheelbarrow verify'.")
+        tip = "Fix the runtime base or the wheelhouse, rebuild, and run 'wheelbarrow verify'."
+        if any(c.name == LIBRARIES_CHECK for c in failed):
+            tip += (
+                " A library an extension loads by name (dlopen) belongs in runtime-packages (its package), "
+                "which the slim image installs and the distroless one copies whole."
+            )
+        raise VerifyError(msg, tip=tip)
     return checks

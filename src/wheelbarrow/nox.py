@@ -110,7 +110,7 @@ def image(session: nox.Session, project: str = ".", wheelhouse: str | None = Non
 
 
 def verify(session: nox.Session, project: str = ".", wheelhouse: str | None = None) -> None:
-    """Check the runtime image: no compiler, non-root, every extension loads, one libssl, pip check."""
+    """Check the runtime image: no compiler, non-root, every extension loads, one libssl, dependencies met."""
     _run_wheelbarrow(session, "verify", project, ["--wheelhouse", wheelhouse] if wheelhouse else [])
 
 

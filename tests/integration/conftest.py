@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -295,6 +296,65 @@ def runtime_image(example_build: Build) -> Iterator[str]:
         sh(["docker", "commit", name, tag])
     yield tag
     sh(["docker", "rmi", "-f", tag], check=False)
+
+
+def run_psycopg2_suite(tag: str, postgres: Postgres, cache_dir: Path, tmp_path: Path) -> None:
+    """psycopg2's own tests (from its sdist in the cache) in a container of ``tag`` against ``postgres``: they
+    pass, more than 500 ran. The suite is copied in with ``docker cp``: the image needs no shell."""
+    (sdist,) = cache_dir.glob("artifacts/*/psycopg2-2.9.13.tar.gz")
+    with tarfile.open(sdist) as archive:
+        members = [m for m in archive.getmembers() if m.name.startswith("psycopg2-2.9.13/tests/")]
+        archive.extractall(tmp_path, members=members, filter="data")
+    create = (
+        "import psycopg2, sys; c = psycopg2.connect(sys.argv[1]); c.autocommit = True; cur = c.cursor();"
+        "cur.execute('DROP DATABASE IF EXISTS psycopg2_test'); cur.execute('CREATE DATABASE psycopg2_test');"
+        "t = psycopg2.connect(sys.argv[1].replace('dbname=postgres', 'dbname=psycopg2_test')); t.autocommit = True;"
+        "t.cursor().execute('CREATE EXTENSION hstore')"
+    )
+    sh(["docker", "run", "--rm", "--network", "host", tag, "python", "-c", create, postgres.dsn])
+    name = f"wheelbarrow-test-psycopg2-suite-{os.getpid()}"
+    env = {
+        "PSYCOPG2_TESTDB": "psycopg2_test",
+        "PSYCOPG2_TESTDB_HOST": "127.0.0.1",
+        "PSYCOPG2_TESTDB_PORT": str(postgres.port),
+        "PSYCOPG2_TESTDB_USER": postgres.user,
+        "PSYCOPG2_TESTDB_PASSWORD": postgres.password,
+    }
+    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    sh(
+        [
+            "docker",
+            "create",
+            "--name",
+            name,
+            "--network",
+            "host",
+            *env_args,
+            "-w",
+            "/tmp/suite",
+            tag,
+            "python",
+            "-c",
+            "import tests; tests.unittest.main(defaultTest='tests.test_suite', verbosity=2)",
+        ]
+    )
+    try:
+        sh(["docker", "cp", str(tmp_path / "psycopg2-2.9.13" / "tests"), f"{name}:/tmp/suite"])
+        run = sh(["docker", "start", "-a", name], check=False, timeout=900)
+    finally:
+        sh(["docker", "rm", "-f", name], check=False)
+    summary = re.search(r"^Ran (\d+) tests? in [\d.]+s\n\n(OK|FAILED)(?: \((.*)\))?$", run.output, re.MULTILINE)
+    assert summary, run.output[-3000:]
+    ran, verdict, detail = int(summary[1]), summary[2], summary[3] or ""
+    reasons: dict[str, int] = {}
+    for reason in re.findall(r"\.\.\. skipped '(.*)'$", run.output, re.MULTILINE):
+        reasons[reason] = reasons.get(reason, 0) + 1
+    print(f"psycopg2 test suite in the image: ran {ran}, {verdict} {detail}")
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        print(f"  skipped by the suite itself: {count} x {reason}")
+    assert run.returncode == 0, run.output[-5000:]
+    assert verdict == "OK"
+    assert ran > 500
 
 
 def wait_for_http(url: str, timeout: float = 30) -> None:

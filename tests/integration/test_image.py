@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import tarfile
@@ -20,6 +19,7 @@ from tests.integration.conftest import (
     Postgres,
     Runner,
     exercise_service,
+    run_psycopg2_suite,
     serving,
     sh,
 )
@@ -144,18 +144,18 @@ def test_verify_fails_an_image_that_breaks_each_rule(
         "no C or C++ headers",
         "runs as non-root",
         "venv not writable by the runtime user",
-        "every extension imports and ldd finds every ELF file's libraries",
+        "every extension imports and every ELF file's libraries are found",
         "no wheel files beyond the base's",
-        "pip check",
+        "dependency check",
         "the command starts and keeps running",  # gunicorn cannot import its app without libpq
     }, out.output[-3000:]
     assert failed["no compiler or build tool"] == ", ".join(
         f"{tool}=/usr/local/bin/{tool}" for tool in ("as", "clang-16", "gcc", "x86_64-linux-gnu-g++-12")
     )
     assert failed["no C or C++ headers"] == "/usr/include/sub/zlib.hpp, /usr/local/include/Python.h"
-    assert "libpq" in failed["every extension imports and ldd finds every ELF file's libraries"]
+    assert "libpq" in failed["every extension imports and every ELF file's libraries are found"]
     assert failed["no wheel files beyond the base's"] == "/tmp/left-behind-1.0-py3-none-any.whl"
-    assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["pip check"]
+    assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["dependency check"]
     assert "[PASS] exactly one libssl mapped" in out.output
     assert "ERROR: the image example-service:broken failed 8 of 12 checks" in out.output
 
@@ -170,60 +170,7 @@ def test_psycopg2_own_test_suite_passes_in_the_image(
     example_image: BuiltImage, postgres: Postgres, cache_dir: Path, tmp_path: Path
 ) -> None:
     """psycopg2's tests (from its sdist) against the repaired wheel in the image, as psycopg's CI does for wheels."""
-    (sdist,) = cache_dir.glob("artifacts/*/psycopg2-2.9.13.tar.gz")
-    with tarfile.open(sdist) as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith("psycopg2-2.9.13/tests/")]
-        archive.extractall(tmp_path, members=members, filter="data")
-    create = (
-        "import psycopg2, sys; c = psycopg2.connect(sys.argv[1]); c.autocommit = True; cur = c.cursor();"
-        "cur.execute('DROP DATABASE IF EXISTS psycopg2_test'); cur.execute('CREATE DATABASE psycopg2_test');"
-        "t = psycopg2.connect(sys.argv[1].replace('dbname=postgres', 'dbname=psycopg2_test')); t.autocommit = True;"
-        "t.cursor().execute('CREATE EXTENSION hstore')"
-    )
-    sh(["docker", "run", "--rm", "--network", "host", example_image.tag, "python", "-c", create, postgres.dsn])
-    name = f"wheelbarrow-test-psycopg2-suite-{os.getpid()}"
-    env = {
-        "PSYCOPG2_TESTDB": "psycopg2_test",
-        "PSYCOPG2_TESTDB_HOST": "127.0.0.1",
-        "PSYCOPG2_TESTDB_PORT": str(postgres.port),
-        "PSYCOPG2_TESTDB_USER": postgres.user,
-        "PSYCOPG2_TESTDB_PASSWORD": postgres.password,
-    }
-    env_args = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
-    sh(
-        [
-            "docker",
-            "create",
-            "--name",
-            name,
-            "--network",
-            "host",
-            *env_args,
-            "-w",
-            "/tmp/suite",
-            example_image.tag,
-            "python",
-            "-c",
-            "import tests; tests.unittest.main(defaultTest='tests.test_suite', verbosity=2)",
-        ]
-    )
-    try:
-        sh(["docker", "cp", str(tmp_path / "psycopg2-2.9.13" / "tests"), f"{name}:/tmp/suite"])
-        run = sh(["docker", "start", "-a", name], check=False, timeout=900)
-    finally:
-        sh(["docker", "rm", "-f", name], check=False)
-    summary = re.search(r"^Ran (\d+) tests? in [\d.]+s\n\n(OK|FAILED)(?: \((.*)\))?$", run.output, re.MULTILINE)
-    assert summary, run.output[-3000:]
-    ran, verdict, detail = int(summary[1]), summary[2], summary[3] or ""
-    reasons: dict[str, int] = {}
-    for reason in re.findall(r"\.\.\. skipped '(.*)'$", run.output, re.MULTILINE):
-        reasons[reason] = reasons.get(reason, 0) + 1
-    print(f"psycopg2 test suite in the image: ran {ran}, {verdict} {detail}")
-    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
-        print(f"  skipped by the suite itself: {count} x {reason}")
-    assert run.returncode == 0, run.output[-5000:]
-    assert verdict == "OK"
-    assert ran > 500
+    run_psycopg2_suite(example_image.tag, postgres, cache_dir, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -287,7 +234,7 @@ def test_a_package_cannot_forge_the_report_of_verify(
         sh(["docker", "rmi", tag])
     assert out.returncode == 11, out.output[-3000:]
     failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
-    assert "libpq" in failed["every extension imports and ldd finds every ELF file's libraries"]
+    assert "libpq" in failed["every extension imports and every ELF file's libraries are found"]
 
 
 def test_an_image_from_another_wheelhouse_is_neither_verified_nor_published(

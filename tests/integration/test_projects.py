@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -157,9 +158,9 @@ def test_an_executable_that_embeds_python_starts_and_serves_from_the_venv(wheelb
         sh(["docker", "build", "-q", "-t", broken, str(work)])
         checked = wheelbarrow("verify", "--project", str(project), "--image-tag", broken)
         assert checked.returncode == 11, checked.output[-3000:]
-        assert "[FAIL] every extension imports and ldd finds every ELF file's libraries" in checked.output
-        assert "uwsgi.scripts/uwsgi: missing symbol Py" in checked.output
+        # its libraries are all found; the loader, binding every symbol at start, names the missing one
         assert "[FAIL] executables that embed Python start and find the venv" in checked.output
+        assert re.search(r"uwsgi\.scripts/uwsgi: .*undefined symbol: _?Py", checked.output), checked.output[-3000:]
     finally:
         if container:
             sh(["docker", "rm", "-f", container], check=False)

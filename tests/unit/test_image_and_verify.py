@@ -94,7 +94,24 @@ GOOD_REPORT: dict[str, Any] = {
     "libssl_mapped": ["/usr/lib/x86_64-linux-gnu/libssl.so.3"],
     "expected_from_base": {"libssl.so.3": True},
     "wheels": ["/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"],
-    "pip_check": {"ok": True, "how": "pip from outside the venv", "output": "No broken requirements found."},
+    "distributions": [
+        {"name": "psycopg2", "version": "2.9.13", "requires": []},
+        {"name": "gunicorn", "version": "23.0.0", "requires": ["packaging", "eventlet>=0.24.1; extra == 'eventlet'"]},
+        {"name": "packaging", "version": "26.4", "requires": []},
+    ],
+    "environment": {
+        "implementation_name": "cpython",
+        "implementation_version": "3.11.2",
+        "os_name": "posix",
+        "platform_machine": "x86_64",
+        "platform_release": "6.1.0",
+        "platform_system": "Linux",
+        "platform_version": "#1 SMP",
+        "python_full_version": "3.11.2",
+        "platform_python_implementation": "CPython",
+        "python_version": "3.11",
+        "sys_platform": "linux",
+    },
     "venv_writable": False,
 }
 
@@ -125,7 +142,7 @@ def test_judge_passes_a_good_image() -> None:
         ),
         ({"expected_from_base": {"libssl.so.3": False}}, "libraries expected from the base are present"),
         ({"wheels": ["/tmp/wheelhouse/a-1-py3-none-any.whl"]}, "no wheel files beyond the base's"),
-        ({"pip_check": {"ok": False, "how": "pip", "output": "a 1 requires b"}}, "pip check"),
+        ({"distributions": [{"name": "a", "version": "1", "requires": ["b"]}]}, "dependency check"),
     ],
 )
 def test_judge_names_what_fails(change: dict[str, Any], failing: str) -> None:
@@ -160,13 +177,13 @@ UWSGI: dict[str, Any] = {
         (  # auditwheel left to itself: libpython dropped, the executable moved out of bin/ behind a shim
             {"file": "/opt/venv/lib/python3.11/site-packages/uwsgi.scripts/uwsgi", "sees_venv": False,
              "missing": ["symbol Py_NoSiteFlag", "symbol PyType_Ready"]},
-            ["every extension imports and ldd finds every ELF file's libraries",
+            ["every extension imports and every ELF file's libraries are found",
              "executables that embed Python start and find the venv"],
             "no pyvenv.cfg beside it or one folder up",
         ),
         (  # a base without a shared libpython
             {"missing": ["libpython3.11.so.1.0"], "start_error": None},
-            ["every extension imports and ldd finds every ELF file's libraries"],
+            ["every extension imports and every ELF file's libraries are found"],
             "missing libpython3.11.so.1.0",
         ),
         (  # it links, and the loader still refuses it when it starts
@@ -187,7 +204,7 @@ def test_judge_checks_executables_that_embed_python(change: dict[str, Any], fail
 def test_judge_wants_elf_files_from_platform_wheels_and_none_from_pure_ones() -> None:
     report = copy.deepcopy(GOOD_REPORT) | {"elf": []}
     (failed,) = [c for c in judge(report, GOOD_REPORT["wheels"], manifest_expecting("libssl.so.3")) if not c.ok]
-    assert failed.name == "every extension imports and ldd finds every ELF file's libraries"
+    assert failed.name == "every extension imports and every ELF file's libraries are found"
     pure = sample_manifest(WheelEntry("six", "1.16.0", "six-1.16.0-py3-none-any.whl", "0" * 64, 1, "index", "any"))
     assert [c for c in judge(report, GOOD_REPORT["wheels"], pure) if not c.ok] == []
 

@@ -1,0 +1,1 @@
+../src/wheelbarrow/docker/runtime-distroless.Dockerfile

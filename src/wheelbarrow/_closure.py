@@ -1,0 +1,243 @@
+"""Runs INSIDE the runtime base, in the closure stage of a distroless build (standard library only).
+
+``python3 -S -m wheelbarrow._closure DEST EPOCH EXCLUDE PACKAGES [tzdata]`` copies into ``DEST`` exactly what the
+service executes, each file at its own path, symbolic links kept as links and their targets copied too:
+
+* the interpreter of the base (the venv's ``python`` leads to it) and its standard library, without the
+  top-level modules that match a pattern of ``EXCLUDE`` (comma-separated, fnmatch; also matched against
+  ``lib-dynload`` and ``__pycache__`` files by their module name);
+* the venv (``/opt/venv``);
+* every file of the ``runtime-packages`` (``PACKAGES``, comma-separated; their documentation aside): what
+  they hold is loaded by name at run time (``dlopen``), which no DT_NEEDED entry says;
+* the shared-library closure of every ELF file copied so far, resolved by :mod:`wheelbarrow._elf` in this
+  base (the libraries the manifest expects from the base among them), their dynamic loader, and the
+  libraries glibc loads by name (``libgcc_s`` for thread cancellation, NSS modules where they exist);
+  a library the base lacks is printed, not copied: verify then names it;
+* CA certificates (OpenSSL's default paths), ``nsswitch.conf``, ``os-release`` and ``debian_version``
+  (scanners read them to know the distribution), ``/etc/passwd`` and ``/etc/group`` with
+  root and the app user only, its home (mode 700), ``/tmp`` (1777), tzdata only with ``tzdata``;
+* ``/var/lib/dpkg/status.d/<package>``: the dpkg entry (with its version) of every package a copied file
+  came from, as Google's distroless images write them, for scanners and for wheelbarrow's SBOM;
+* ``/etc/ld.so.cache`` made for what was copied (``ldconfig -r``);
+* ``/usr/share/wheelbarrow/closure.json``: how the closure was made (the epoch, the patterns left out,
+  the runtime-packages, the packages listed, the libraries the base lacks). It also keeps BuildKit from
+  reusing a final layer of the same files stamped with another epoch (its COPY's cache key ignores
+  mtimes).
+
+Everything in ``DEST`` is stamped with ``EPOCH`` (SOURCE_DATE_EPOCH), so two builds give one image id.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import json
+import os
+import shutil
+import ssl
+import stat
+import subprocess
+import sys
+import sysconfig
+
+from wheelbarrow import _elf
+
+VENV = "/opt/venv"
+APP_USER = "app"
+BY_NAME = ("libgcc_s.so.1", "libnss_files.so.2", "libnss_dns.so.2")
+PREFIX = "wheelbarrow-closure: "
+DOCS = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/lintian/", "/usr/share/info/")
+
+
+class Copier:
+    def __init__(self, dest: str) -> None:
+        self.dest = dest.rstrip("/")
+        self.seen: set[str] = set()
+        self.copied: list[str] = []  # real files, by their path in the base
+
+    def _mirror_dir(self, path: str) -> None:
+        target = self.dest + path
+        if not os.path.isdir(target):
+            info = os.stat(path)
+            os.mkdir(target, stat.S_IMODE(info.st_mode))
+            os.chown(target, info.st_uid, info.st_gid)
+
+    def keep(self, path: str, skip: tuple[str, ...] = ()) -> None:
+        """Copy ``path`` (a file, a link and what it leads to, or a folder and all it holds)."""
+        path = os.path.normpath(path)
+        if path in self.seen or not os.path.lexists(path):
+            return
+        self.seen.add(path)
+        parts = path.strip("/").split("/")
+        current = ""
+        for index, part in enumerate(parts):
+            current += "/" + part
+            if os.path.islink(current):
+                link = os.readlink(current)
+                if not os.path.lexists(self.dest + current):
+                    os.symlink(link, self.dest + current)
+                led = os.path.join(os.path.dirname(current), link, *parts[index + 1 :])
+                self.keep(led, skip)
+                return
+            if index < len(parts) - 1:
+                self._mirror_dir(current)
+        if os.path.isdir(path):
+            self._mirror_dir(path)
+            for entry in sorted(os.listdir(path)):
+                if not _skipped(entry, skip):
+                    self.keep(os.path.join(path, entry), skip)
+        elif os.path.isfile(path):
+            shutil.copy2(path, self.dest + path)
+            info = os.stat(path)
+            os.chown(self.dest + path, info.st_uid, info.st_gid)
+            self.copied.append(path)
+
+
+def _skipped(entry: str, patterns: tuple[str, ...]) -> bool:
+    module = entry.split(".", 1)[0]
+    return any(fnmatch.fnmatchcase(module, p) for p in patterns)
+
+
+def _stdlib(copier: Copier, exclude: tuple[str, ...]) -> None:
+    paths = sysconfig.get_paths()
+    for top in dict.fromkeys((paths["stdlib"], paths["platstdlib"])):
+        for entry in sorted(os.listdir(top)):
+            if _skipped(entry, exclude):
+                continue
+            inner = exclude if entry in ("__pycache__", "lib-dynload") else ()
+            copier.keep(os.path.join(top, entry), inner)
+
+
+def _packaged(copier: Copier, packages: tuple[str, ...]) -> None:
+    """Every file dpkg lists for each package (runtime-packages), but its documentation."""
+    for package in packages:
+        name = package.split("=", 1)[0]
+        listings = glob.glob(f"/var/lib/dpkg/info/{name}.list") + glob.glob(f"/var/lib/dpkg/info/{name}:*.list")
+        for listing in sorted(listings):
+            with open(listing, encoding="utf-8", errors="replace") as f:
+                for line in f.read().splitlines():
+                    if os.path.isfile(line) and not line.startswith(DOCS):
+                        copier.keep(line)
+
+
+def _elf_files(copier: Copier) -> list[str]:
+    return [p for p in copier.copied if _elf.read_path(p) is not None]
+
+
+def _libraries(copier: Copier) -> list[str]:
+    """Copy the closure of every ELF file copied; return the sonames the base lacks, with who needs them."""
+    cache = _elf.ld_cache()
+    roots = _elf_files(copier)
+    for soname in BY_NAME:
+        roots += [p for p in cache.get(soname, []) if os.path.isfile(p)][:1]
+    resolved = _elf.resolve(roots, cache)
+    for path in [*roots, *resolved.found.values(), *resolved.interpreters]:
+        copier.keep(path)
+    return [f"{soname} (needed by {who})" for soname, who in sorted(resolved.missing.items())]
+
+
+def _accounts(dest: str) -> None:
+    """passwd and group with root and the app user only; its home, mode 700; /tmp for everyone."""
+    for name in ("passwd", "group"):
+        with open(f"/etc/{name}", encoding="utf-8") as f:
+            lines = [line for line in f.read().splitlines() if line.split(":", 1)[0] in ("root", APP_USER)]
+        with open(f"{dest}/etc/{name}", "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    with open(f"{dest}/etc/passwd", encoding="utf-8") as f:
+        home = next(line.split(":")[5] for line in f.read().splitlines() if line.startswith(APP_USER + ":"))
+    os.makedirs(dest + home, exist_ok=True)
+    info = os.stat(home)
+    os.chmod(dest + home, 0o700)
+    os.chown(dest + home, info.st_uid, info.st_gid)
+    # /tmp of the image, for everyone with the sticky bit, as in any base image
+    os.makedirs(dest + "/tmp", exist_ok=True)  # noqa: S108
+    os.chmod(dest + "/tmp", 0o1777)  # noqa: S108, S103
+
+
+def _dpkg_owners() -> dict[str, str]:
+    """real path -> the package whose file list names it (both spellings of a merged /usr meet here)."""
+    owners: dict[str, str] = {}
+    through_links: dict[str, str] = {}  # python3-minimal's /usr/bin/python3 leads to python3.11-minimal's file
+    for listing in sorted(glob.glob("/var/lib/dpkg/info/*.list")):
+        package = os.path.basename(listing)[: -len(".list")].split(":", 1)[0]
+        with open(listing, encoding="utf-8", errors="replace") as f:
+            for line in f.read().splitlines():
+                if line and not os.path.isdir(line):
+                    into = through_links if os.path.islink(line) else owners
+                    into.setdefault(os.path.realpath(line), package)
+    return {**through_links, **owners}
+
+
+def _dpkg_status(copier: Copier) -> list[str]:
+    """status.d/<package> for every package a copied file came from: its dpkg entry, version included."""
+    if not os.path.isfile("/var/lib/dpkg/status"):
+        return []
+    owners = _dpkg_owners()
+    packages = sorted({owners[r] for r in (os.path.realpath(p) for p in copier.copied) if r in owners})
+    with open("/var/lib/dpkg/status", encoding="utf-8", errors="replace") as f:
+        stanzas = [s for s in f.read().split("\n\n") if "Status: install ok installed" in s]
+    by_name = {s.split("\n", 1)[0].removeprefix("Package: ").strip(): s for s in stanzas}
+    folder = copier.dest + "/var/lib/dpkg/status.d"
+    os.makedirs(folder, exist_ok=True)
+    for package in packages:
+        if package in by_name:
+            with open(f"{folder}/{package}", "w", encoding="utf-8") as f:
+                f.write(by_name[package].strip() + "\n")
+    return packages
+
+
+def _ld_cache(copier: Copier) -> None:
+    for conf in ("/etc/ld.so.conf", "/etc/ld.so.conf.d"):
+        copier.keep(conf)
+    if shutil.which("ldconfig") or os.path.exists("/sbin/ldconfig"):
+        subprocess.run([shutil.which("ldconfig") or "/sbin/ldconfig", "-r", copier.dest], check=True)
+        shutil.rmtree(copier.dest + "/var/cache/ldconfig", ignore_errors=True)
+
+
+def _stamp(dest: str, epoch: int) -> None:
+    for root, dirs, files in os.walk(dest):
+        for name in dirs + files:
+            os.utime(os.path.join(root, name), (epoch, epoch), follow_symlinks=False)
+    os.utime(dest, (epoch, epoch))
+
+
+def main() -> None:
+    dest, epoch = sys.argv[1], int(sys.argv[2])
+    exclude, packages = (tuple(p for p in arg.split(",") if p) for arg in sys.argv[3:5])
+    tzdata = "tzdata" in sys.argv[5:]
+    os.makedirs(dest + "/etc", exist_ok=True)
+    copier = Copier(dest)
+    base_python = getattr(sys, "_base_executable", sys.executable)
+    for path in (base_python, os.path.realpath(sys.executable)):
+        copier.keep(path)
+    _stdlib(copier, exclude)
+    copier.keep(VENV)
+    _packaged(copier, packages)
+    missing = _libraries(copier)
+    verify = ssl.get_default_verify_paths()
+    for path in (verify.cafile, verify.capath, verify.openssl_cafile, verify.openssl_capath, "/etc/ssl/certs"):
+        if path:
+            copier.keep(path)
+    # what scanners read to know the distribution whose package entries follow (base-files')
+    for path in ("/etc/nsswitch.conf", "/etc/os-release", "/etc/debian_version"):
+        copier.keep(path)
+    if tzdata:
+        copier.keep("/usr/share/zoneinfo")
+        copier.keep("/etc/localtime")
+    _accounts(dest)
+    _ld_cache(copier)  # before the dpkg entries: ld.so.conf is libc-bin's
+    listed = _dpkg_status(copier)
+    record = {"source_date_epoch": epoch, "stdlib_exclude": exclude, "runtime_packages": packages}
+    record.update({"dpkg_packages": listed, "missing": missing, "files": len(copier.copied)})
+    os.makedirs(dest + "/usr/share/wheelbarrow", exist_ok=True)
+    with open(dest + "/usr/share/wheelbarrow/closure.json", "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+        f.write("\n")
+    _stamp(dest, epoch)
+    print(PREFIX + f"{len(copier.copied)} files; packages: {' '.join(listed) or 'none (no dpkg)'}")
+    for line in missing:
+        print(PREFIX + f"not in the runtime base: {line}")
+
+
+if __name__ == "__main__":
+    main()

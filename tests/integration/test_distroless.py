@@ -1,0 +1,184 @@
+"""runtime-style = "distroless": the example service's image FROM scratch, verified by the same checks,
+serving against a real PostgreSQL, running psycopg2's own suite, with no shell; reproducible; a library
+an extension loads by name is named by verify, and copied once it is listed."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import runpy
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import (
+    PROJECTS,
+    REPO,
+    RUNTIME_BASE,
+    Build,
+    Postgres,
+    Runner,
+    copy_project,
+    exercise_service,
+    run_psycopg2_suite,
+    serving,
+    sh,
+)
+from wheelbarrow._config import STDLIB_EXCLUDE, load_config
+from wheelbarrow._image import write_context
+from wheelbarrow._wheelhouse import read_wheelhouse
+
+DISTROLESS = "example-service:0.1.0-distroless"
+MAX_BYTES = 70_000_000
+
+
+#: What bench/image_sizes.py measures as the smallest distroless image: the default stdlib-exclude and the
+#: modules (with the libraries their C parts link) that neither the service, gunicorn nor psycopg2 import.
+NEVER_IMPORTED: tuple[str, ...] = runpy.run_path(str(REPO / "bench" / "image_sizes.py"))["NEVER_IMPORTED"]
+
+
+@pytest.fixture(scope="session", params=["default", "lean"])
+def distroless_image(wheelbarrow: Runner, example_build: Build, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The example's distroless image with the default stdlib-exclude, and with the smallest one measured
+    (every test below runs on both: the smallest image passes everything the default one does)."""
+    tag = DISTROLESS if request.param == "default" else f"{DISTROLESS}-lean"
+    lean = ("-C", "stdlib-exclude=" + ",".join((*STDLIB_EXCLUDE, *NEVER_IMPORTED))) if request.param == "lean" else ()
+    project = str(example_build.project)
+    out = wheelbarrow("image", "--project", project, "--runtime-style", "distroless", "--image-tag", tag, *lean)
+    assert out.returncode == 0, out.output[-6000:]
+    assert f"image {tag}: all 12 checks passed (network off)" in out.output
+    yield tag
+    sh(["docker", "rmi", "-f", tag], check=False)
+
+
+def files_of(tag: str) -> dict[str, tarfile.TarInfo]:
+    """Every entry of the image's one layer, as ``docker save`` writes it (nothing of a container's)."""
+    saved = subprocess.run(["docker", "save", tag], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(saved)) as image:
+        (manifest,) = json.loads(image.extractfile("manifest.json").read())  # type: ignore[union-attr]
+        (layer,) = manifest["Layers"]  # FROM scratch, one COPY
+        with tarfile.open(fileobj=image.extractfile(layer)) as files:
+            return {m.name.rstrip("/"): m for m in files.getmembers()}
+
+
+def test_the_distroless_image_holds_only_what_the_service_executes(distroless_image: str, example_build: Build) -> None:
+    size = int(sh(["docker", "image", "inspect", "--format", "{{.Size}}", distroless_image]).output)
+    print(f"distroless image of the example service: {size / 1e6:.1f} MB")
+    assert size <= MAX_BYTES
+    files = files_of(distroless_image)
+    for absent in ("bin/sh", "usr/bin/dash", "usr/bin/bash", "usr/bin/ls", "usr/bin/apt-get", "usr/bin/dpkg",
+                   "usr/bin/perl", "usr/bin/ldd", "usr/sbin/ldconfig", "usr/bin/pip", "usr/lib/python3.11/test",
+                   "usr/lib/python3.11/idlelib", "usr/lib/python3.11/ensurepip", "usr/share/zoneinfo"):  # fmt: skip
+        assert absent not in files, absent
+    for present in ("usr/bin/python3.11", "usr/lib/python3.11/json/__init__.py", "opt/venv/bin/gunicorn",
+                    "etc/ssl/certs/ca-certificates.crt", "etc/ld.so.cache", "usr/lib/x86_64-linux-gnu/libssl.so.3",
+                    "usr/lib64/ld-linux-x86-64.so.2", "var/lib/dpkg/status.d/libssl3", "etc/os-release",
+                    "var/lib/dpkg/status.d/base-files"):  # fmt: skip
+        assert present in files, present
+    assert files["lib64"].issym()  # the loader the ELF files name, /lib64/ld-linux-x86-64.so.2, as in the base
+    assert not any(n.endswith(".whl") for n in files)
+    assert files["home/app"].uid == 10001
+    assert files["home/app"].mode & 0o777 == 0o700
+    epoch = read_wheelhouse(example_build.wheelhouse)[0].source_date_epoch
+    assert {m.mtime for m in files.values()} == {epoch}  # SOURCE_DATE_EPOCH everywhere
+    record = sh(["docker", "run", "--rm", "--entrypoint", "python", distroless_image, "-c",
+                 "print(open('/usr/share/wheelbarrow/closure.json').read())"]).output  # fmt: skip
+    closure = json.loads(record)
+    assert (closure["source_date_epoch"], closure["missing"]) == (epoch, [])
+    assert {"libssl3", "libc6", "libc-bin", "python3.11-minimal", "ca-certificates"} <= set(closure["dpkg_packages"])
+    shell = sh(["docker", "run", "--rm", "--entrypoint", "sh", distroless_image, "-c", "true"], check=False)
+    assert shell.returncode != 0
+    assert 'exec: "sh": executable file not found' in shell.output
+    accounts = sh(["docker", "run", "--rm", "--entrypoint", "python", distroless_image, "-c",
+                   "import pwd; print(sorted(p.pw_name for p in pwd.getpwall()))"]).output  # fmt: skip
+    assert accounts.strip() == "['app', 'root']"
+
+
+def test_the_distroless_service_answers_and_writes_to_postgres(distroless_image: str, postgres: Postgres) -> None:
+    with serving(distroless_image, "gunicorn", postgres.dsn) as (name, base):
+        exercise_service(base, b"from the distroless image")
+        uid = sh(["docker", "exec", name, "python", "-c", "import os; print(os.getuid())"]).output
+        assert uid.strip() == "10001"
+        tls = sh(["docker", "exec", name, "python", "-c",
+                  "import ssl; print(ssl.create_default_context().cert_store_stats()['x509_ca'] > 100)"])  # fmt: skip
+        assert tls.output.strip() == "True"  # the CA bundle is where OpenSSL looks
+
+
+def test_psycopg2_own_test_suite_passes_in_the_distroless_image(
+    distroless_image: str, postgres: Postgres, cache_dir: Path, tmp_path: Path
+) -> None:
+    run_psycopg2_suite(distroless_image, postgres, cache_dir, tmp_path)
+
+
+def test_two_distroless_builds_give_the_same_image_id(example_build: Build, tmp_path: Path) -> None:
+    """wheelbarrow's own context, built twice by BuildKit with no build cache: one image id."""
+    config = load_config(example_build.project, environ={"WHEELBARROW_RUNTIME_STYLE": "distroless"})
+    manifest, _ = read_wheelhouse(config.wheelhouse)
+    context = tmp_path / "context"
+    context.mkdir()
+    args = {"BASE": RUNTIME_BASE, **write_context(config, manifest, context)}
+    ids = []
+    for n in range(2):
+        tag = f"example-service:repro-distroless-{n}"
+        argv = ["docker", "build", "--no-cache", "--network", "none", "-t", tag]
+        argv += [a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")]
+        sh([*argv, str(context)], env={"DOCKER_BUILDKIT": "1"})
+        ids.append(sh(["docker", "image", "inspect", "--format", "{{.Id}}", tag]).output.strip())
+        sh(["docker", "rmi", tag])
+    assert ids[0] == ids[1]
+
+
+def test_a_library_loaded_by_name_is_named_by_verify_then_copied_once_listed(
+    wheelbarrow: Runner, tmp_path: Path
+) -> None:
+    """dlopen-app's extension loads libzstd.so.1 by name when imported: the slim base has it, the closure
+    cannot know it. verify fails naming it (not the service, at run time); with runtime-packages =
+    ["libzstd1"] the closure copies the package and every check passes."""
+    project = copy_project(PROJECTS / "dlopen-app", tmp_path / "dlopen-app")
+    tag = "dlopen-app:test-distroless"
+    try:
+        assert wheelbarrow("build", "--project", str(project)).returncode == 0
+        out = wheelbarrow("image", "--project", str(project), "--image-tag", tag)
+        assert out.returncode == 11, out.output[-4000:]
+        failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
+        assert list(failed) == ["every extension imports and every ELF file's libraries are found"]
+        assert "dlopen_app/_zstd" in failed[next(iter(failed))]
+        assert "libzstd.so.1: cannot open shared object file" in failed[next(iter(failed))]
+        assert "TIP: " in out.output
+        assert "runtime-packages" in out.output.split("TIP: ", 1)[1]
+        slim = wheelbarrow("image", "--project", str(project), "--image-tag", tag, "--runtime-style", "slim")
+        assert slim.returncode == 0, slim.output[-4000:]  # the slim base has libzstd: only distroless lacks it
+        listed = ("-C", "runtime-packages=libzstd1")
+        assert wheelbarrow("build", "--project", str(project), *listed).returncode == 0
+        fixed = wheelbarrow("image", "--project", str(project), "--image-tag", tag, *listed)
+        assert fixed.returncode == 0, fixed.output[-4000:]
+        assert "[PASS] runtime-packages are installed: libzstd1: yes" in fixed.output
+        said = sh(["docker", "run", "--rm", tag, "python", "-c", "import dlopen_app; print(dlopen_app.version())"])
+        assert int(said.output.strip()) >= 10000  # libzstd 1.x
+    finally:
+        sh(["docker", "rmi", "-f", tag], check=False)
+        shutil.rmtree(project / "wheelhouse", ignore_errors=True)
+
+
+def test_publish_lists_the_distroless_images_debian_packages(
+    wheelbarrow: Runner, example_build: Build, distroless_image: str, tmp_path: Path
+) -> None:
+    dist = tmp_path / "dist"
+    out = wheelbarrow(
+        "publish", "--project", str(example_build.project), "--runtime-style", "distroless",
+        "--image-tag", distroless_image, "--dist-dir", str(dist), "--skip-image",
+    )  # fmt: skip
+    assert out.returncode == 0, out.output[-4000:]
+    (sbom,) = dist.glob("sbom-*.cdx.json")
+    root = json.loads(sbom.read_text(encoding="utf-8"))["metadata"]["component"]
+    purls = {c["name"]: c["purl"] for c in root["components"]}
+    assert purls["libssl3"].startswith("pkg:deb/debian/libssl3@3.")
+    assert purls["libc6"].startswith("pkg:deb/debian/libc6@2.36")
+    assert "python3.11-minimal" in purls
+    assert "dash" not in purls
+    assert "perl-base" not in purls

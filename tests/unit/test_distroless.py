@@ -1,0 +1,218 @@
+"""The distroless runtime without docker: the ELF resolver on this machine's own files, the closure's
+copier, the dependency judge, the config keys, the build context and the SBOM's Debian packages."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.conftest import make_wheelhouse, write_project
+from wheelbarrow import _elf, _publish
+from wheelbarrow._closure import Copier
+from wheelbarrow._config import STDLIB_EXCLUDE, load_config
+from wheelbarrow._image import write_context
+from wheelbarrow._verify import dependency_problems
+from wheelbarrow._wheelhouse import read_wheelhouse
+from wheelbarrow.errors import ConfigError
+
+PYTHON = os.path.realpath(sys.executable)
+
+
+def elf_with(entries: list[tuple[int, str]], *, machine: int = 62) -> bytes:
+    """A 64-bit little-endian ELF shared object whose dynamic section holds ``entries`` (tag, string)."""
+    names = [s for _tag, s in entries]
+    strings = b"\0" + b"".join(s.encode() + b"\0" for s in names)
+    dynamic = b"".join(struct.pack("<qQ", tag, strings.index(b"\0" + s.encode() + b"\0") + 1) for tag, s in entries)
+    dynamic += struct.pack("<qQ", 0, 0)
+    data = b"\0" * 64 + strings + dynamic
+    shoff = len(data)
+    section = "<IIQQQQIIQQ"
+    sections = [
+        struct.pack(section, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        struct.pack(section, 0, 3, 0, 0, 64, len(strings), 0, 0, 1, 0),
+        struct.pack(section, 0, 6, 0, 0, 64 + len(strings), len(dynamic), 1, 0, 8, 0),
+    ]
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9
+    head = ident + struct.pack("<HHIQQQIHHHHHH", 3, machine, 1, 0, 0, shoff, 0, 64, 56, 0, 64, 3, 0)
+    return head + data[len(head) :] + b"".join(sections)
+
+
+def test_the_reader_agrees_with_what_this_machines_python_links() -> None:
+    found = _elf.read_path(PYTHON)
+    assert found is not None
+    assert found.interpreter.startswith("/lib")  # an executable: the dynamic loader it names
+    assert "libc.so.6" in found.needed
+    with Path(PYTHON).open("rb") as f:
+        assert _elf.needed(f) == found.needed
+
+
+def test_the_cache_and_the_resolver_find_this_machines_libraries() -> None:
+    cache = _elf.ld_cache()
+    assert any(Path(p).is_file() for p in cache["libc.so.6"])
+    resolved = _elf.resolve([PYTHON], cache)
+    assert resolved.missing == {}
+    assert "libc.so.6" in resolved.found
+    for soname, path in resolved.found.items():
+        assert Path(path).name == soname or Path(path).resolve().is_file()
+        assert _elf.read_path(path) is not None
+    assert all(Path(i).exists() for i in resolved.interpreters)
+
+
+def test_runpath_with_origin_wins_and_a_missing_library_is_named(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg.libs").mkdir()
+    libc = _elf.resolve([PYTHON], _elf.ld_cache()).found["libc.so.6"]
+    shutil.copy(libc, tmp_path / "pkg.libs" / "libdemo.so.1")  # a real library of this machine
+    ext = tmp_path / "pkg" / "_ext.so"
+    ext.write_bytes(elf_with([(1, "libdemo.so.1"), (1, "libnowhere.so.9"), (29, "$ORIGIN/../pkg.libs")]))
+    resolved = _elf.resolve([str(ext)], {})
+    assert resolved.found["libdemo.so.1"] == f"{tmp_path}/pkg/../pkg.libs/libdemo.so.1"
+    assert resolved.missing == {"libnowhere.so.9": str(ext)}
+
+
+def test_a_library_of_another_machine_is_not_a_match(tmp_path: Path) -> None:
+    (tmp_path / "libs").mkdir()
+    (tmp_path / "libs" / "libdemo.so.1").write_bytes(elf_with([], machine=183))  # aarch64
+    ext = tmp_path / "_ext.so"
+    ext.write_bytes(elf_with([(1, "libdemo.so.1"), (15, str(tmp_path / "libs"))]))  # DT_RPATH
+    assert _elf.resolve([str(ext)], {}).missing == {"libdemo.so.1": str(ext)}
+
+
+def test_the_closure_copies_links_as_links_and_what_they_lead_to(tmp_path: Path) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    (src / "real" / "lib").mkdir(parents=True)
+    (src / "real" / "lib" / "libx.so.1.2").write_bytes(b"x")
+    (src / "real" / "lib" / "libx.so.1").symlink_to("libx.so.1.2")
+    (src / "lib").symlink_to("real/lib")  # a merged /usr: the folder itself is a link
+    (src / "std" / "test").mkdir(parents=True)
+    (src / "std" / "os.py").write_text("")
+    (src / "std" / "test" / "big.py").write_text("")
+    dest.mkdir()
+    copier = Copier(str(dest))
+    copier.keep(str(src / "lib" / "libx.so.1"))
+    copier.keep(str(src / "std"), ("test",))
+    mirror = Path(f"{dest}{src}")
+    assert (mirror / "lib").readlink() == Path("real/lib")
+    assert (mirror / "real" / "lib" / "libx.so.1").readlink() == Path("libx.so.1.2")
+    assert (mirror / "real" / "lib" / "libx.so.1.2").read_bytes() == b"x"
+    assert (mirror / "std" / "os.py").is_file()
+    assert not (mirror / "std" / "test").exists()
+    assert copier.copied == [str(src / "real" / "lib" / "libx.so.1.2"), str(src / "std" / "os.py")]
+
+
+ENVIRONMENT = {
+    "implementation_name": "cpython",
+    "implementation_version": "3.11.2",
+    "os_name": "posix",
+    "platform_machine": "x86_64",
+    "platform_release": "6.1.0",
+    "platform_system": "Linux",
+    "platform_version": "#1 SMP",
+    "python_full_version": "3.11.2",
+    "platform_python_implementation": "CPython",
+    "python_version": "3.11",
+    "sys_platform": "linux",
+}
+
+
+@pytest.mark.parametrize(
+    ("requires", "installed", "said"),
+    [
+        (["packaging"], {}, ["app 1.0 requires packaging, which is not installed."]),
+        (
+            ["packaging>=30"],
+            {"packaging": "26.4"},
+            ["app 1.0 has requirement packaging>=30, but you have packaging 26.4."],
+        ),
+        (["Packaging_Core>=1"], {"packaging-core": "2"}, []),  # names compared canonically
+        (["tomli; python_version < '3.11'"], {}, []),  # marker false for the image's Python
+        (["pywin32; sys_platform == 'win32'"], {}, []),
+        (["uvloop; sys_platform == 'linux'"], {}, ["app 1.0 requires uvloop, which is not installed."]),
+        (["eventlet>=0.24; extra == 'eventlet'"], {}, []),  # an extra nobody asked for
+        (["not a requirement ("], {}, ["app 1.0 has an invalid requirement 'not a requirement ('."]),
+    ],
+)
+def test_the_dependency_check_says_what_pip_check_says(
+    requires: list[str], installed: dict[str, str], said: list[str]
+) -> None:
+    dists = [{"name": "app", "version": "1.0", "requires": requires}]
+    dists += [{"name": n, "version": v, "requires": []} for n, v in installed.items()]
+    assert dependency_problems({"distributions": dists, "environment": ENVIRONMENT}) == said
+
+
+def test_runtime_style_and_its_keys(tmp_path: Path) -> None:
+    project = write_project(tmp_path)
+    config = load_config(project, environ={})
+    assert (config.runtime_style, config.stdlib_exclude, config.tzdata) == ("slim", STDLIB_EXCLUDE, False)
+    config = load_config(project, environ={"WHEELBARROW_RUNTIME_STYLE": "distroless", "WHEELBARROW_TZDATA": "1"})
+    assert (config.runtime_style, config.tzdata) == ("distroless", True)
+    with pytest.raises(ConfigError, match="'distrolss', which is not one of 'slim', 'distroless'"):
+        load_config(project, environ={"WHEELBARROW_RUNTIME_STYLE": "distrolss"})
+    write_project(tmp_path, 'stdlib-exclude = ["test", "a b"]')
+    with pytest.raises(ConfigError, match="stdlib-exclude has 'a b'"):
+        load_config(project, environ={})
+
+
+def test_the_distroless_context_carries_the_closure_and_its_arguments(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", 'runtime-style = "distroless"\nruntime-packages = ["libzstd1"]')
+    shutil.copytree(make_wheelhouse(tmp_path / "w"), project / "wheelhouse")
+    config = load_config(project, environ={})
+    manifest, _ = read_wheelhouse(config.wheelhouse)
+    context = tmp_path / "context"
+    context.mkdir()
+    args = write_context(config, manifest, context)
+    assert args["STDLIB_EXCLUDE"] == ",".join(STDLIB_EXCLUDE)
+    assert (args["RUNTIME_PACKAGES"], args["TZDATA"]) == ("libzstd1", "")
+    assert sorted(p.name for p in (context / "closure" / "wheelbarrow").iterdir()) == [
+        "__init__.py",
+        "_closure.py",
+        "_elf.py",
+    ]
+    dockerfile = (context / "Dockerfile").read_text(encoding="utf-8")
+    assert "FROM ${BASE} AS slim" in dockerfile
+    assert dockerfile.index("\nFROM slim AS closure\n") < dockerfile.index("\nFROM scratch\n")
+    shutil.copytree(project / "wheelhouse", write_project(tmp_path / "s") / "wheelhouse")
+    (tmp_path / "sc").mkdir()
+    slim = write_context(load_config(tmp_path / "s", environ={}), manifest, tmp_path / "sc")
+    assert "STDLIB_EXCLUDE" not in slim
+    assert "\nFROM scratch\n" not in (tmp_path / "sc" / "Dockerfile").read_text(encoding="utf-8")
+
+
+def test_distroless_needs_wheelbarrows_own_dockerfile(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "p", 'runtime-style = "distroless"\nruntime-dockerfile = "Dockerfile"')
+    (project / "Dockerfile").write_text("FROM x\n")
+    shutil.copytree(make_wheelhouse(tmp_path / "w"), project / "wheelhouse")
+    config = load_config(project, environ={})
+    manifest, _ = read_wheelhouse(config.wheelhouse)
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ConfigError, match="builds from wheelbarrow's own Dockerfile") as caught:
+        write_context(config, manifest, tmp_path / "c")
+    assert "Remove runtime-dockerfile" in caught.value.tip
+
+
+def test_the_sbom_lists_the_debian_packages_of_a_distroless_image(tmp_path: Path) -> None:
+    wheelhouse = make_wheelhouse(tmp_path)
+    manifest, sha = read_wheelhouse(wheelhouse)
+    packages = [
+        {"Package": "libssl3", "Version": "3.0.17-1~deb12u2", "Architecture": "amd64"},
+        {"Package": "tzdata", "Version": "2025b-0+deb12u1", "Architecture": "all"},
+    ]
+    no_engine: Any = None  # no expected_from_base and no grafted library: the engine is never asked
+    text = _publish.sbom(manifest, wheelhouse, sha, no_engine, "base", ("demo:1-distroless", packages))
+    root = json.loads(text)["metadata"]["component"]
+    assert [c["purl"] for c in root["components"]] == [
+        "pkg:deb/debian/libssl3@3.0.17-1~deb12u2?arch=amd64",
+        "pkg:deb/debian/tzdata@2025b-0%2Bdeb12u1?arch=all",
+    ]
+    assert root["components"][0]["properties"] == [
+        {"name": "wheelbarrow:provided-by", "value": "distroless image demo:1-distroless"}
+    ]
+    plain = json.loads(_publish.sbom(manifest, wheelhouse, sha, no_engine, "base"))
+    assert "components" not in plain["metadata"]["component"]
