@@ -43,10 +43,12 @@ BUILD_DEPS = "build-essential libpq-dev python3-dev"
 DISTROLESS = "example-service:0.1.0-distroless"
 SMALLEST = "bench/wheelbarrow-distroless-smallest:size"
 #: Beyond the default stdlib-exclude: modules (and the libraries their C parts link: ncurses, readline,
-#: Berkeley DB, SQLite) that neither gunicorn, psycopg2 nor the service import.
+#: Berkeley DB, SQLite, libnsl with libtirpc and Kerberos, libcrypt) that neither gunicorn, psycopg2 nor
+#: the service import.
 NEVER_IMPORTED = (
     "curses", "_curses*", "readline", "dbm", "_dbm", "_gdbm", "sqlite3", "_sqlite3", "distutils", "pydoc",
     "xmlrpc", "venv", "__phello__", "__hello__", "antigravity", "this", "pdb", "_lzma", "lzma", "_bz2", "bz2",
+    "nis", "crypt", "_crypt",
 )  # fmt: skip
 MAX_DISTROLESS = 70_000_000
 

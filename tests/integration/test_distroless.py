@@ -4,6 +4,7 @@ an extension loads by name is named by verify, and copied once it is listed."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -116,21 +117,32 @@ def test_psycopg2_own_test_suite_passes_in_the_distroless_image(
 
 
 def test_two_distroless_builds_give_the_same_image_id(example_build: Build, tmp_path: Path) -> None:
-    """wheelbarrow's own context, built twice by BuildKit with no build cache: one image id."""
+    """wheelbarrow's own context, built twice by BuildKit with no build cache: one image id. Then with the
+    build cache and another epoch (the same files): every file carries the new epoch, none the old one
+    (BuildKit leaves SOURCE_DATE_EPOCH out of its cache keys, and a COPY's key ignores mtimes)."""
     config = load_config(example_build.project, environ={"WHEELBARROW_RUNTIME_STYLE": "distroless"})
     manifest, _ = read_wheelhouse(config.wheelhouse)
-    context = tmp_path / "context"
-    context.mkdir()
-    args = {"BASE": RUNTIME_BASE, **write_context(config, manifest, context)}
     ids = []
-    for n in range(2):
+    for n, (epoch, cache) in enumerate(
+        [(manifest.source_date_epoch, "--no-cache"), (manifest.source_date_epoch, "--no-cache"), (1234567890, "")]
+    ):
+        context = tmp_path / f"context-{n}"
+        context.mkdir()
+        args = {
+            "BASE": RUNTIME_BASE,
+            **write_context(config, dataclasses.replace(manifest, source_date_epoch=epoch), context),
+        }
         tag = f"example-service:repro-distroless-{n}"
-        argv = ["docker", "build", "--no-cache", "--network", "none", "-t", tag]
+        argv = ["docker", "build", *([cache] if cache else []), "--network", "none", "-t", tag]
         argv += [a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")]
         sh([*argv, str(context)], env={"DOCKER_BUILDKIT": "1"})
         ids.append(sh(["docker", "image", "inspect", "--format", "{{.Id}}", tag]).output.strip())
-        sh(["docker", "rmi", tag])
+        try:
+            assert {m.mtime for m in files_of(tag).values()} == {epoch}
+        finally:
+            sh(["docker", "rmi", tag])
     assert ids[0] == ids[1]
+    assert ids[2] != ids[0]
 
 
 def test_a_library_loaded_by_name_is_named_by_verify_then_copied_once_listed(

@@ -100,3 +100,19 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
             path = Path(folder) / name
             out[os.path.relpath(path, root)] = path.read_bytes() if path.is_file() else "special"
     return out
+
+
+#: PEP 508 environment markers as the probe reports them for a CPython 3.11 image on x86_64 Linux.
+ENVIRONMENT = {
+    "implementation_name": "cpython",
+    "implementation_version": "3.11.2",
+    "os_name": "posix",
+    "platform_machine": "x86_64",
+    "platform_release": "6.1.0",
+    "platform_system": "Linux",
+    "platform_version": "#1 SMP",
+    "python_full_version": "3.11.2",
+    "platform_python_implementation": "CPython",
+    "python_version": "3.11",
+    "sys_platform": "linux",
+}

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.conftest import make_wheelhouse, write_project
+from tests.unit.conftest import ENVIRONMENT, make_wheelhouse, write_project
 from wheelbarrow import _elf, _publish
 from wheelbarrow._closure import Copier
 from wheelbarrow._config import STDLIB_EXCLUDE, load_config
@@ -105,21 +105,6 @@ def test_the_closure_copies_links_as_links_and_what_they_lead_to(tmp_path: Path)
     assert (mirror / "std" / "os.py").is_file()
     assert not (mirror / "std" / "test").exists()
     assert copier.copied == [str(src / "real" / "lib" / "libx.so.1.2"), str(src / "std" / "os.py")]
-
-
-ENVIRONMENT = {
-    "implementation_name": "cpython",
-    "implementation_version": "3.11.2",
-    "os_name": "posix",
-    "platform_machine": "x86_64",
-    "platform_release": "6.1.0",
-    "platform_system": "Linux",
-    "platform_version": "#1 SMP",
-    "python_full_version": "3.11.2",
-    "platform_python_implementation": "CPython",
-    "python_version": "3.11",
-    "sys_platform": "linux",
-}
 
 
 @pytest.mark.parametrize(

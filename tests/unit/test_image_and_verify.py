@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.conftest import make_wheelhouse, sample_manifest, write_project
+from tests.unit.conftest import ENVIRONMENT, make_wheelhouse, sample_manifest, write_project
 from wheelbarrow import _probe
 from wheelbarrow._config import load_config
 from wheelbarrow._image import _tail
@@ -99,19 +99,7 @@ GOOD_REPORT: dict[str, Any] = {
         {"name": "gunicorn", "version": "23.0.0", "requires": ["packaging", "eventlet>=0.24.1; extra == 'eventlet'"]},
         {"name": "packaging", "version": "26.4", "requires": []},
     ],
-    "environment": {
-        "implementation_name": "cpython",
-        "implementation_version": "3.11.2",
-        "os_name": "posix",
-        "platform_machine": "x86_64",
-        "platform_release": "6.1.0",
-        "platform_system": "Linux",
-        "platform_version": "#1 SMP",
-        "python_full_version": "3.11.2",
-        "platform_python_implementation": "CPython",
-        "python_version": "3.11",
-        "sys_platform": "linux",
-    },
+    "environment": ENVIRONMENT,
     "venv_writable": False,
 }
 
