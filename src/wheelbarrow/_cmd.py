@@ -209,7 +209,7 @@ def run(
             line = raw.decode("utf-8", "replace")
             chunks.append(line)
             if stream and not _STOPPING.is_set() and not (token is not None and token.event.is_set()):
-                log.info("    " + line.rstrip("\n"))
+                log.info("    " + line.rstrip("\r\n").rsplit("\r", 1)[-1])  # a progress line: what it ends as
         returncode = proc.wait()
     except BaseException:
         _stop(proc)  # interrupted (Ctrl-C): the child must not outlive us, nor leave its containers

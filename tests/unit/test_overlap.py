@@ -456,7 +456,10 @@ def test_each_build_reports_its_own_seconds_and_a_cached_one_none(
     from wheelbarrow._repair import RepairedWheel
 
     naps = {"slow": 0.4, "quick": 0.1}
-    sdists = [SimpleNamespace(name=n, filename=f"{n}-1.0.tar.gz") for n in ("slow", "quick", "cached")]
+    sdists = [
+        SimpleNamespace(name=n, filename=f"{n}-1.0.tar.gz", path=tmp_path / f"{n}.tar.gz")
+        for n in ("slow", "quick", "cached")
+    ]
     monkeypatch.setattr(_schedule, "sdist_key", lambda s, _ctx, _cache: s.name)
     monkeypatch.setattr(_schedule, "project_key", lambda _ctx: "project")
     hit = RepairedWheel(tmp_path / "cached.whl", "any", (), ())
@@ -600,3 +603,40 @@ def test_an_sdists_build_requirements_are_remembered_and_a_bad_memory_never_beco
         assert _fetch.build_requires_remembered(fetched, cache) == ("setuptools>=40",)  # read from the sdist
     sdist.write_bytes(b"gone")  # remembered: the sdist of that sha256 is not read again
     assert _fetch.build_requires_remembered(fetched, cache) == ("setuptools>=40",)
+
+
+def test_the_longest_build_starts_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With fewer jobs than builds, the longest started last keeps a core idle at the end: builds start by
+    their last build's seconds, else by their sdist's size."""
+    from types import SimpleNamespace
+
+    from wheelbarrow import _schedule
+    from wheelbarrow._repair import RepairedWheel
+
+    sizes = {"aaa-small": 10_000, "mmm-large": 900_000, "zzz-medium": 200_000}
+    sdists = []
+    for name, size in sizes.items():
+        (tmp_path / f"{name}.tar.gz").write_bytes(b"x" * size)
+        sdists.append(SimpleNamespace(name=name, filename=f"{name}.tar.gz", path=tmp_path / f"{name}.tar.gz"))
+    monkeypatch.setattr(_schedule, "sdist_key", lambda s, _ctx, _cache: s.name)
+    monkeypatch.setattr(_schedule, "project_key", lambda _ctx: "project")
+    monkeypatch.setattr(_schedule, "_from_cache", lambda _c, _key: None)
+    started: list[str] = []
+    took = {"aaa-small": 0.3, "mmm-large": 0.0, "zzz-medium": 0.1}
+
+    def build_one(sdist: SimpleNamespace | None, *_args: object) -> RepairedWheel:
+        name = sdist.name if sdist else "project"
+        started.append(name)
+        time.sleep(took.get(name, 0.0))
+        return RepairedWheel(tmp_path / f"{name}.whl", "any", (), ())
+
+    monkeypatch.setattr(_schedule, "_build_one", build_one)
+    ctx = SimpleNamespace(log=quiet(), shared=None)
+    cache = Cache(tmp_path / "c", quiet())
+    _schedule.build_all(tuple(sdists), ctx, cache, jobs=1)  # type: ignore[arg-type]
+    sdists_started = [n for n in started if n != "project"]
+    assert sdists_started == ["mmm-large", "zzz-medium", "aaa-small"]  # never built: the largest sdist first
+    started.clear()
+    _schedule.build_all(tuple(sdists), ctx, cache, jobs=1)  # type: ignore[arg-type]
+    assert started[:3] == ["aaa-small", "zzz-medium", "mmm-large"]  # then by how long each took last time
+    assert started[-1] == "project"  # the quickest last time
