@@ -13,6 +13,7 @@ service executes, each file at its own path, symbolic links kept as links and th
   base (the libraries the manifest expects from the base among them), their dynamic loader, and the
   libraries glibc loads by name (``libgcc_s`` for thread cancellation, NSS modules where they exist);
   a library the base lacks is printed, not copied: verify then names it;
+* the C.UTF-8 locale (the image's ``LANG``) and ``ldconfig`` (``ctypes.util.find_library`` asks it);
 * CA certificates (OpenSSL's default paths), ``nsswitch.conf``, ``os-release`` and ``debian_version``
   (scanners read them to know the distribution), ``/etc/passwd`` and ``/etc/group`` with
   root and the app user only, its home (mode 700), ``/tmp`` (1777), tzdata only with ``tzdata``;
@@ -213,6 +214,10 @@ def main() -> None:
     _stdlib(copier, exclude)
     copier.keep(VENV)
     _packaged(copier, packages)
+    # The locale the image's LANG names (glibc ships C.UTF-8 as a file: without it setlocale(LC_ALL, "")
+    # fails), and ldconfig, which ctypes.util.find_library asks (`ldconfig -p`) for a library by name.
+    for path in ("/usr/lib/locale/C.utf8", "/sbin/ldconfig"):
+        copier.keep(path)
     missing = _libraries(copier)
     verify = ssl.get_default_verify_paths()
     for path in (verify.cafile, verify.capath, verify.openssl_cafile, verify.openssl_capath, "/etc/ssl/certs"):

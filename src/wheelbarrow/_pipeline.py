@@ -365,8 +365,10 @@ BUILD: tuple[Stage, ...] = (
     Stage("fetch", stage_fetch, with_next=True),  # the sdists and build requirements, and the bases, at once
     Stage("bases", stage_bases, uses_engine=True),
     Stage("builder", stage_builder, uses_engine=True),
-    Stage("build + repair", stage_build, uses_engine=True, with_next=True),  # the wheels come meanwhile
-    Stage("wheels", stage_wheels),
+    # The index's wheels come while the sdists build. wheels is first of the two: its error (a wrong hash
+    # from the index) is the one said when both fail, as when it ran before the build.
+    Stage("wheels", stage_wheels, with_next=True),
+    Stage("build + repair", stage_build, uses_engine=True),
     Stage("wheelhouse", stage_wheelhouse),
 )
 IMAGE: tuple[Stage, ...] = (

@@ -73,13 +73,14 @@ def test_the_distroless_image_holds_only_what_the_service_executes(distroless_im
     assert size <= MAX_BYTES
     files = files_of(distroless_image)
     for absent in ("bin/sh", "usr/bin/dash", "usr/bin/bash", "usr/bin/ls", "usr/bin/apt-get", "usr/bin/dpkg",
-                   "usr/bin/perl", "usr/bin/ldd", "usr/sbin/ldconfig", "usr/bin/pip", "usr/lib/python3.11/test",
+                   "usr/bin/perl", "usr/bin/ldd", "usr/bin/pip", "usr/lib/python3.11/test",
                    "usr/lib/python3.11/idlelib", "usr/lib/python3.11/ensurepip", "usr/share/zoneinfo"):  # fmt: skip
         assert absent not in files, absent
     for present in ("usr/bin/python3.11", "usr/lib/python3.11/json/__init__.py", "opt/venv/bin/gunicorn",
                     "etc/ssl/certs/ca-certificates.crt", "etc/ld.so.cache", "usr/lib/x86_64-linux-gnu/libssl.so.3",
                     "usr/lib64/ld-linux-x86-64.so.2", "var/lib/dpkg/status.d/libssl3", "etc/os-release",
-                    "var/lib/dpkg/status.d/base-files"):  # fmt: skip
+                    "var/lib/dpkg/status.d/base-files", "usr/lib/locale/C.utf8/LC_CTYPE",
+                    "usr/sbin/ldconfig"):  # fmt: skip
         assert present in files, present
     assert files["lib64"].issym()  # the loader the ELF files name, /lib64/ld-linux-x86-64.so.2, as in the base
     assert not any(n.endswith(".whl") for n in files)
@@ -98,6 +99,11 @@ def test_the_distroless_image_holds_only_what_the_service_executes(distroless_im
     accounts = sh(["docker", "run", "--rm", "--entrypoint", "python", distroless_image, "-c",
                    "import pwd; print(sorted(p.pw_name for p in pwd.getpwall()))"]).output  # fmt: skip
     assert accounts.strip() == "['app', 'root']"
+    # what the adversary's pass found failing at run time: the image's own LANG, a library found by name
+    at_run_time = sh(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", distroless_image, "-c",
+                      ("import locale, ctypes.util; locale.setlocale(locale.LC_ALL, ''); "
+                       "print(locale.getlocale()[1], ctypes.util.find_library('ssl'))")]).output  # fmt: skip
+    assert at_run_time.split() == ["UTF-8", "libssl.so.3"], at_run_time
 
 
 def test_the_distroless_service_answers_and_writes_to_postgres(distroless_image: str, postgres: Postgres) -> None:
