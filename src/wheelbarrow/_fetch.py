@@ -287,8 +287,8 @@ def fetch_items(items: Sequence[Wanted], plan: BuildPlan, cache: Cache, log: Log
         if hit is not None:
             found[item] = hit
     missing = [item for item in items if item not in found]
-    what = "wheels" if all(isinstance(i, IndexWheel) for i in items) else "sdists" if items else "files"
-    what = "files" if len({isinstance(i, IndexWheel) for i in items}) > 1 else what
+    kinds = {"wheels" if isinstance(item, IndexWheel) else "sdists" for item in items}
+    what = kinds.pop() if len(kinds) == 1 else "files"
     log.info(f"{len(found)} locked {what} in the cache, {len(missing)} to download")
     found |= _download(missing, plan, cache, log)
     for item, fetched in found.items():
