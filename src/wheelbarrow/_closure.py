@@ -12,7 +12,10 @@ service executes, each file at its own path, symbolic links kept as links and th
 * the shared-library closure of every ELF file copied so far, resolved by :mod:`wheelbarrow._elf` in this
   base (the libraries the manifest expects from the base among them), their dynamic loader, and the
   libraries glibc loads by name (``libgcc_s`` for thread cancellation, NSS modules where they exist);
-  a library the base lacks is printed, not copied: verify then names it;
+  a library the base lacks is printed, not copied: verify then names it. Only library folders (those of
+  ``ld.so.cache`` and the loader's defaults), the venv and files already copied are searched: a file an
+  ELF header names elsewhere (an absolute DT_NEEDED such as ``/bin/sh``, an RPATH of ``/usr/bin``, a
+  PT_INTERP that is no dynamic loader) is printed and left out, so verify names it too;
 * the C.UTF-8 locale (the image's ``LANG``) and ``ldconfig`` (``ctypes.util.find_library`` asks it);
 * CA certificates (OpenSSL's default paths), ``nsswitch.conf``, ``os-release`` and ``debian_version``
   (scanners read them to know the distribution), ``/etc/passwd`` and ``/etc/group`` with
@@ -125,16 +128,50 @@ def _elf_files(copier: Copier) -> list[str]:
     return [p for p in copier.copied if _elf.read_path(p) is not None]
 
 
-def _libraries(copier: Copier) -> list[str]:
-    """Copy the closure of every ELF file copied; return the sonames the base lacks, with who needs them."""
+def library_folders(cache: dict[str, list[str]]) -> frozenset[str]:
+    """The folders a shared library of the closure may come from: those ``/etc/ld.so.cache`` lists and the
+    loader's default ones, each as written and as its real path (a merged /usr has both)."""
+    folders = {os.path.dirname(p) for paths in cache.values() for p in paths}
+    folders |= {d for machine in _elf.TRIPLETS for d in _elf.default_dirs(machine)}
+    return frozenset(folders | {os.path.realpath(f) for f in folders})
+
+
+def admitted(path: str, folders: frozenset[str], copied: set[str]) -> bool:
+    """Whether the closure may copy ``path`` as a library: it sits in a library folder, or in the venv (a
+    repaired wheel's own ``.libs``), or was copied already (a runtime-package's file). Never what an ELF
+    header alone names: an absolute DT_NEEDED or an RPATH could otherwise bring ``/bin/sh`` in."""
+    real = os.path.realpath(path)
+    if real in copied or os.path.normpath(path) in copied:
+        return True
+    if os.path.normpath(path).startswith(VENV + "/") and real.startswith(VENV + "/"):
+        return True
+    return os.path.dirname(os.path.normpath(path)) in folders and os.path.dirname(real) in folders
+
+
+def is_loader(path: str, folders: frozenset[str], copied: set[str]) -> bool:
+    """Whether an ELF file's PT_INTERP may be copied: a dynamic loader (``ld-*``) in a library folder."""
+    return os.path.basename(path).startswith("ld-") and admitted(path, folders, copied)
+
+
+def _libraries(copier: Copier) -> tuple[list[str], list[str]]:
+    """Copy the closure of every ELF file copied; return the sonames the base lacks (with who needs them),
+    and the files an ELF header named that are not libraries of the base (not copied)."""
     cache = _elf.ld_cache()
     roots = _elf_files(copier)
     for soname in BY_NAME:
         roots += [p for p in cache.get(soname, []) if os.path.isfile(p)][:1]
-    resolved = _elf.resolve(roots, cache)
-    for path in [*roots, *resolved.found.values(), *resolved.interpreters]:
+    folders = library_folders(cache)
+    copied = set(copier.copied)
+    resolved = _elf.resolve(roots, cache, admit=lambda path: admitted(path, folders, copied))
+    refused = [f"{path} (named by {who})" for path, who in sorted(resolved.refused.items())]
+    for interpreter in resolved.interpreters:
+        if is_loader(interpreter, folders, copied):
+            copier.keep(interpreter)
+        else:
+            refused.append(f"{interpreter} (an ELF interpreter that is not a dynamic loader)")
+    for path in [*roots, *resolved.found.values()]:
         copier.keep(path)
-    return [f"{soname} (needed by {who})" for soname, who in sorted(resolved.missing.items())]
+    return [f"{soname} (needed by {who})" for soname, who in sorted(resolved.missing.items())], refused
 
 
 def _accounts(dest: str) -> None:
@@ -218,7 +255,7 @@ def main() -> None:
     # fails), and ldconfig, which ctypes.util.find_library asks (`ldconfig -p`) for a library by name.
     for path in ("/usr/lib/locale/C.utf8", "/sbin/ldconfig"):
         copier.keep(path)
-    missing = _libraries(copier)
+    missing, refused = _libraries(copier)
     verify = ssl.get_default_verify_paths()
     for path in (verify.cafile, verify.capath, verify.openssl_cafile, verify.openssl_capath, "/etc/ssl/certs"):
         if path:
@@ -233,7 +270,7 @@ def main() -> None:
     _ld_cache(copier)  # before the dpkg entries: ld.so.conf is libc-bin's
     listed = _dpkg_status(copier)
     record = {"source_date_epoch": epoch, "stdlib_exclude": exclude, "runtime_packages": packages}
-    record.update({"dpkg_packages": listed, "missing": missing, "files": len(copier.copied)})
+    record.update({"dpkg_packages": listed, "missing": missing, "refused": refused, "files": len(copier.copied)})
     os.makedirs(dest + "/usr/share/wheelbarrow", exist_ok=True)
     with open(dest + "/usr/share/wheelbarrow/closure.json", "w", encoding="utf-8") as f:
         json.dump(record, f, indent=2, sort_keys=True)
@@ -242,6 +279,8 @@ def main() -> None:
     print(PREFIX + f"{len(copier.copied)} files; packages: {' '.join(listed) or 'none (no dpkg)'}")
     for line in missing:
         print(PREFIX + f"not in the runtime base: {line}")
+    for line in refused:
+        print(PREFIX + f"not copied, not a library of the runtime base: {line}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, NamedTuple
 
 ELF_MAGIC = b"\x7fELF"
@@ -173,12 +173,23 @@ class Resolved(NamedTuple):
     found: dict[str, str]  # soname -> the path the loader would open
     missing: dict[str, str]  # soname -> the path of the first object that needs it
     interpreters: tuple[str, ...]  # PT_INTERP of the objects walked
+    refused: dict[str, str]  # a candidate ``admit`` refused -> the path of the first object that led to it
 
 
-def resolve(paths: Sequence[str], cache: Mapping[str, Sequence[str]], library_path: Sequence[str] = ()) -> Resolved:
-    """Every library the objects ``paths`` need, directly or through each other, as the loader finds it."""
+def resolve(
+    paths: Sequence[str],
+    cache: Mapping[str, Sequence[str]],
+    library_path: Sequence[str] = (),
+    admit: Callable[[str], bool] = lambda _path: True,
+) -> Resolved:
+    """Every library the objects ``paths`` need, directly or through each other, as the loader finds it.
+
+    A candidate ``admit`` refuses is passed over, as if it were not there (the loader then searches on), and
+    recorded in ``refused``: the distroless closure admits only library folders, so what an object's own
+    header names (an absolute DT_NEEDED such as ``/bin/sh``, an RPATH of ``/usr/bin``) is never copied."""
     found: dict[str, str] = {}
     missing: dict[str, str] = {}
+    refused: dict[str, str] = {}
     interpreters: list[str] = []
     queue: list[tuple[str, Dynamic, tuple[str, ...]]] = []
     for path in paths:
@@ -204,10 +215,12 @@ def resolve(paths: Sequence[str], cache: Mapping[str, Sequence[str]], library_pa
                 candidates += [os.path.join(d, soname) for d in default_dirs(dyn.machine)]  # noqa: PTH118
             for candidate in candidates:
                 fits = _fits(candidate, dyn.machine, dyn.wide)
-                if fits is not None:
+                if fits is not None and not admit(candidate):
+                    refused.setdefault(candidate, path)
+                elif fits is not None:
                     found[soname] = candidate
                     queue.append((candidate, fits, rpath))
                     break
             else:
                 missing[soname] = path
-    return Resolved(found, missing, tuple(interpreters))
+    return Resolved(found, missing, tuple(interpreters), refused)

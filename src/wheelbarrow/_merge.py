@@ -396,6 +396,7 @@ def _sbom_of(folder: Path, source: Source, config: Config, manifest: Manifest) -
         or canonicalize_name(str(root.get("name", ""))) != canonicalize_name(config.project_name)
         or root.get("version") != version
         or not _components(document.get("components", []))
+        or not _components(root.get("components", []))
         or not _dependencies(document.get("dependencies", []))
     ):
         raise WheelhouseError(msg, tip=tip)
@@ -460,12 +461,15 @@ def _record_of(folder: Path, source: Source, push: str) -> tuple[str, str]:
 
 def combined_sbom(project: str, version: str, documents: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """One CycloneDX 1.6 document: the project, depending on one component per target, each holding that
-    target's components (bom-refs prefixed ``<target>/``, so a wheel two targets share stays two entries)."""
+    target's components (bom-refs prefixed ``<target>/``, so a wheel two targets share stays two entries):
+    its wheels and, for a distroless image, the Debian packages its SBOM lists under its application."""
     root_ref = f"{project}@{version}"
     components: list[dict[str, Any]] = []
     dependencies: list[dict[str, Any]] = [{"ref": root_ref, "dependsOn": [f"{root_ref}/{t}" for t, _ in documents]}]
     for target, document in documents:
-        own_root = str(document.get("metadata", {}).get("component", {}).get("bom-ref", ""))
+        application = document.get("metadata", {}).get("component", {})
+        own_root = str(application.get("bom-ref", ""))
+        packages = application.get("components", [])  # a distroless image's Debian packages
         target_ref = f"{root_ref}/{target}"
 
         def ref(value: object, target: str = target, own_root: str = own_root, target_ref: str = target_ref) -> str:
@@ -478,7 +482,9 @@ def combined_sbom(project: str, version: str, documents: Sequence[tuple[str, dic
                 "name": project,
                 "version": version,
                 "properties": [{"name": "wheelbarrow:target", "value": target}],
-                "components": [_prefixed(c, target) for c in document.get("components", []) if isinstance(c, dict)],
+                "components": [
+                    _prefixed(c, target) for c in (*packages, *document.get("components", [])) if isinstance(c, dict)
+                ],
             }
         )
         for dependency in document.get("dependencies", []):

@@ -304,7 +304,15 @@ def stage_verify(run: Run) -> None:
     base = run.image.base if run.image else _image.runtime_base_of(run.config, manifest, run.engine, run.log)
     config = run.config
     checks = _verify.verify_image(
-        run.engine, tag, base, manifest, run.log, run.cache, config.command, start=config.verify_start
+        run.engine,
+        tag,
+        base,
+        manifest,
+        run.log,
+        run.cache,
+        config.command,
+        start=config.verify_start,
+        distroless=config.runtime_style == "distroless",
     )
     run.checks = tuple(checks)
     shown = run.image.tag if run.image else tag

@@ -33,6 +33,14 @@ TOOL = re.compile(
     r"(?:cc|c\+\+|cpp|gcc|g\+\+|clang|clang\+\+|clang-cpp|tcc|icc|gfortran|ld|ld\.(?:bfd|gold|lld|mold)|gold|as|make|gmake|ninja)"
     r"(?:-\d+(?:\.\d+)*)?$"
 )
+#: What a distroless image must not hold: a shell, a package manager, a busybox, the coreutils people reach
+#: for first (by name, in the system's bin folders; the venv's console scripts are the service's own).
+SHELL = re.compile(
+    r"^(?:sh|ash|dash|bash|rbash|zsh|ksh|ksh93|mksh|csh|tcsh|fish|busybox|toybox|"
+    r"apt|apt-get|aptitude|dpkg|apk|rpm|dnf|yum|microdnf|"
+    r"ls|cat|cp|mv|rm|env|chmod|chown|ln|mkdir|echo|id|sleep|head|tail|wget|curl)$"
+)
+SYSTEM_BIN = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 HEADER_SUFFIXES = (".h", ".hh", ".hpp", ".hxx")
 SKIP = ("/proc", "/sys", "/dev")
 
@@ -45,9 +53,16 @@ def wheels() -> list[str]:
     return sorted(found)
 
 
-def tools() -> dict[str, str | None]:
-    """Every compiler or linker driver on PATH or in the usual bin folders: name -> path."""
-    folders = [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"]
+def tools(pattern: re.Pattern[str] = TOOL, folders: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Every program named by ``pattern`` (compilers and linker drivers) on PATH or in the usual bin
+    folders, or in ``folders`` when given: name -> path."""
+    folders = folders or (
+        *os.environ.get("PATH", "").split(os.pathsep),
+        "/usr/bin",
+        "/usr/local/bin",
+        "/bin",
+        "/usr/sbin",
+    )
     out: dict[str, str | None] = {}
     for folder in dict.fromkeys(f for f in folders if f):
         try:
@@ -55,7 +70,7 @@ def tools() -> dict[str, str | None]:
         except OSError:
             continue
         for entry in entries:
-            if entry.name not in out and TOOL.match(entry.name) and os.access(entry, os.X_OK) and not entry.is_dir():
+            if entry.name not in out and pattern.match(entry.name) and os.access(entry, os.X_OK) and not entry.is_dir():
                 out[entry.name] = str(entry)
     return out
 
@@ -241,14 +256,15 @@ def installed(packages: list[str]) -> dict[str, bool | None]:
 def distributions(site: Path) -> list[dict[str, object]]:
     """Each distribution installed in the venv: name, version and Requires-Dist, from its METADATA (judged
     on the host with ``packaging``, so no pip is needed in the image)."""
-    found = []
+    found: list[dict[str, object]] = []
     for info in sorted(site.glob("*.dist-info")):
         try:
             text = (info / "METADATA").read_text(encoding="utf-8", errors="replace")
         except OSError:
-            continue
+            text = ""  # reported with no name: the host says which folder it is
         meta = email.parser.HeaderParser().parsestr(text)
-        found.append({"name": meta["Name"], "version": meta["Version"], "requires": meta.get_all("Requires-Dist", [])})
+        requires = meta.get_all("Requires-Dist", [])
+        found.append({"name": meta["Name"], "version": meta["Version"], "requires": requires, "path": info.name})
     return found
 
 
@@ -290,6 +306,7 @@ def main() -> None:
         "uid": os.getuid(),
         "python": sysconfig.get_python_version(),
         "tools": tools(),
+        "shells": tools(SHELL, SYSTEM_BIN),
         "headers": headers(),
         "elf": elf,
         "libssl_mapped": libssl if libssl is not None else [],

@@ -200,5 +200,15 @@ def _verify_pulled(member: Member, ref: str, log: Log, cache: Cache) -> None:
         raise EngineError(msg, tip="Another push replaced a tag meanwhile: run publish --push again.")
     manifest = member.manifest
     base = runtime_base_of(config, manifest, engine, log)
-    checks = verify_image(engine, ref, base, manifest, log, cache, config.command, start=config.verify_start)
+    checks = verify_image(
+        engine,
+        ref,
+        base,
+        manifest,
+        log,
+        cache,
+        config.command,
+        start=config.verify_start,
+        distroless=config.runtime_style == "distroless",
+    )
     log.info(f"{config.target}: {ref} pulled by digest, all {len(checks)} checks passed")

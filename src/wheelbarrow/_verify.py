@@ -15,6 +15,7 @@ image's own user, ``--network none``) and reports; this module judges:
 * after importing them (and ``ssl``) exactly one libssl is mapped;
 * every library the manifest expects from the base is there, and every ``runtime-packages`` package;
 * no ``*.whl`` beyond those the base image itself ships;
+* for a distroless image: no shell, package manager, busybox or coreutils in the system's bin folders;
 * every installed distribution's requirements (Requires-Dist, markers evaluated for the image's Python)
   are installed in versions they accept, as ``pip check`` says it, judged here with ``packaging``;
 * the image's own command, started with the network off, is still running after 3 s or exited 0.
@@ -93,9 +94,16 @@ LOOK = (
 def dependency_problems(report: dict[str, Any]) -> list[str]:
     """What ``pip check`` would say of the venv, from the distributions the probe found (name, version,
     Requires-Dist) and its environment markers. Pure: unit-tested with fakes."""
-    dists = report["distributions"]
-    installed = {canonicalize_name(str(d["name"])): str(d["version"]) for d in dists}
-    problems = []
+    nameless = [d for d in report["distributions"] if not d.get("name") or not d.get("version")]
+    problems = [f"{d.get('path', 'a .dist-info folder')} has no METADATA with a Name and a Version." for d in nameless]
+    dists = [d for d in report["distributions"] if d not in nameless]
+    versions: dict[str, list[str]] = {}
+    for dist in dists:
+        versions.setdefault(canonicalize_name(str(dist["name"])), []).append(str(dist["version"]))
+    for name, seen in sorted(versions.items()):
+        if len(seen) > 1:
+            problems.append(f"{name} is installed {len(seen)} times ({', '.join(seen)}): one must go.")
+    installed = {name: seen[0] for name, seen in versions.items()}
     for dist in sorted(dists, key=lambda d: canonicalize_name(str(d["name"]))):
         name, version = dist["name"], dist["version"]
         for text in dist["requires"]:
@@ -124,8 +132,14 @@ def _some(items: list[str], shown: int = 5) -> str:
 LIBRARIES_CHECK = "every extension imports and every ELF file's libraries are found"
 
 
-def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) -> list[Check]:
-    """Turn a probe report into checks. Pure: unit-tested on recorded reports."""
+SHELL_CHECK = "no shell, package manager or coreutils (distroless)"
+
+
+def judge(
+    report: dict[str, Any], base_wheels: list[str], manifest: Manifest, *, distroless: bool = False
+) -> list[Check]:
+    """Turn a probe report into checks (a distroless image's one more: it holds no shell). Pure:
+    unit-tested on recorded reports."""
     tools = {k: v for k, v in report["tools"].items() if v}
     elf = report["elf"]
     broken = [e for e in elf if e["missing"] or e["import_error"]]
@@ -141,7 +155,12 @@ def judge(report: dict[str, Any], base_wheels: list[str], manifest: Manifest) ->
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
     # A wheelhouse of pure-Python wheels has no ELF file; one with platform wheels must have some.
     needs_elf = any(w.platform_tag != "any" for w in manifest.wheels)
+    shells = report.get("shells", {})
+    distroless_checks = [
+        Check(SHELL_CHECK, not shells, ", ".join(f"{k}={v}" for k, v in shells.items()) or "none found"),
+    ]
     return [
+        *(distroless_checks if distroless else []),
         Check("no compiler or build tool", not tools, ", ".join(f"{k}={v}" for k, v in tools.items()) or "none found"),
         Check("no C or C++ headers", not report["headers"], _some(report["headers"])),
         Check("runs as non-root", report["uid"] != 0, f"uid {report['uid']}"),
@@ -225,6 +244,7 @@ def verify_image(
     command: tuple[str, ...] = (),
     *,
     start: bool = True,
+    distroless: bool = False,
 ) -> list[Check]:
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
     base_wheels = cache.remember(
@@ -244,7 +264,7 @@ def verify_image(
             started_check = Check(START_CHECK, ok=True, detail="not started (verify-start = false)")
         else:
             started_check = Check(START_CHECK, ok=True, detail="no command configured")
-    checks = [*judge(report, base_wheels, manifest), started_check]
+    checks = [*judge(report, base_wheels, manifest, distroless=distroless), started_check]
     for check in checks:
         log.info(f"  [{'PASS' if check.ok else 'FAIL'}] {check.name}: {check.detail}")
     failed = [c for c in checks if not c.ok]
@@ -252,6 +272,12 @@ def verify_image(
         names = "; ".join(f"{c.name} ({c.detail})" for c in failed)
         msg = f"the image {image} failed {len(failed)} of {len(checks)} checks: {names}"
         tip = "Fix the runtime base or the wheelhouse, rebuild, and run 'wheelbarrow verify'."
+        if any(c.name == SHELL_CHECK for c in failed):
+            tip += (
+                " A distroless image copies no program of the base but its Python: one came with runtime-packages "
+                "(every file of each listed package is copied); list only library packages there, or use "
+                'runtime-style = "slim".'
+            )
         if any(c.name == LIBRARIES_CHECK for c in failed):
             tip += (
                 " A library an extension loads by name (dlopen) belongs in runtime-packages (its package), "

@@ -52,7 +52,7 @@ def distroless_image(wheelbarrow: Runner, example_build: Build, request: pytest.
     project = str(example_build.project)
     out = wheelbarrow("image", "--project", project, "--runtime-style", "distroless", "--image-tag", tag, *lean)
     assert out.returncode == 0, out.output[-6000:]
-    assert f"image {tag}: all 12 checks passed (network off)" in out.output
+    assert f"image {tag}: all 13 checks passed (network off)" in out.output
     yield tag
     sh(["docker", "rmi", "-f", tag], check=False)
 
@@ -122,11 +122,21 @@ def test_psycopg2_own_test_suite_passes_in_the_distroless_image(
     run_psycopg2_suite(distroless_image, postgres, cache_dir, tmp_path)
 
 
-def test_two_distroless_builds_give_the_same_image_id(example_build: Build, tmp_path: Path) -> None:
+#: The mtimes of every file and folder under /opt in an image, read by its own Python (no shell needed).
+MTIMES = (
+    "import os; print(sorted({int(os.lstat(os.path.join(r, n)).st_mtime) "
+    "for r, ds, fs in os.walk('/opt') for n in ds + fs} | {int(os.lstat('/opt').st_mtime)}))"
+)
+
+
+@pytest.mark.parametrize("style", ["distroless", "slim"])
+def test_two_builds_give_the_same_image_id_and_another_epoch_stamps_every_file(
+    example_build: Build, tmp_path: Path, style: str
+) -> None:
     """wheelbarrow's own context, built twice by BuildKit with no build cache: one image id. Then with the
     build cache and another epoch (the same files): every file carries the new epoch, none the old one
     (BuildKit leaves SOURCE_DATE_EPOCH out of its cache keys, and a COPY's key ignores mtimes)."""
-    config = load_config(example_build.project, environ={"WHEELBARROW_RUNTIME_STYLE": "distroless"})
+    config = load_config(example_build.project, environ={"WHEELBARROW_RUNTIME_STYLE": style})
     manifest, _ = read_wheelhouse(config.wheelhouse)
     ids = []
     for n, (epoch, cache) in enumerate(
@@ -138,13 +148,16 @@ def test_two_distroless_builds_give_the_same_image_id(example_build: Build, tmp_
             "BASE": RUNTIME_BASE,
             **write_context(config, dataclasses.replace(manifest, source_date_epoch=epoch), context),
         }
-        tag = f"example-service:repro-distroless-{n}"
+        tag = f"example-service:repro-{style}-{n}"
         argv = ["docker", "build", *([cache] if cache else []), "--network", "none", "-t", tag]
         argv += [a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")]
         sh([*argv, str(context)], env={"DOCKER_BUILDKIT": "1"})
         ids.append(sh(["docker", "image", "inspect", "--format", "{{.Id}}", tag]).output.strip())
         try:
-            assert {m.mtime for m in files_of(tag).values()} == {epoch}
+            if style == "distroless":
+                assert {m.mtime for m in files_of(tag).values()} == {epoch}
+            said = sh(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", tag, "-c", MTIMES])
+            assert json.loads(said.output.strip().splitlines()[-1]) == [epoch]  # the venv and /opt
         finally:
             sh(["docker", "rmi", tag])
     assert ids[0] == ids[1]
@@ -156,7 +169,8 @@ def test_a_library_loaded_by_name_is_named_by_verify_then_copied_once_listed(
 ) -> None:
     """dlopen-app's extension loads libzstd.so.1 by name when imported: the slim base has it, the closure
     cannot know it. verify fails naming it (not the service, at run time); with runtime-packages =
-    ["libzstd1"] the closure copies the package and every check passes."""
+    ["libzstd1"] the closure copies the package and every check passes; with a shell listed too, verify
+    fails naming it (the closure copies each runtime package whole)."""
     project = copy_project(PROJECTS / "dlopen-app", tmp_path / "dlopen-app")
     tag = "dlopen-app:test-distroless"
     try:
@@ -178,6 +192,16 @@ def test_a_library_loaded_by_name_is_named_by_verify_then_copied_once_listed(
         assert "[PASS] runtime-packages are installed: libzstd1: yes" in fixed.output
         said = sh(["docker", "run", "--rm", tag, "python", "-c", "import dlopen_app; print(dlopen_app.version())"])
         assert int(said.output.strip()) >= 10000  # libzstd 1.x
+        # A shell listed as a runtime package is copied whole, as every runtime package is: verify fails it.
+        shelled = ("-C", "runtime-packages=libzstd1,dash")
+        assert wheelbarrow("build", "--project", str(project), *shelled).returncode == 0
+        out = wheelbarrow("image", "--project", str(project), "--image-tag", tag, *shelled)
+        assert out.returncode == 11, out.output[-4000:]
+        failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
+        assert list(failed) == ["no shell, package manager or coreutils (distroless)"]
+        assert "dash=/usr/bin/dash" in failed[next(iter(failed))] or "dash=/bin/dash" in failed[next(iter(failed))]
+        assert "sh=" in failed[next(iter(failed))]
+        assert "runtime-packages" in out.output.split("TIP: ", 1)[1]
     finally:
         sh(["docker", "rmi", "-f", tag], check=False)
         shutil.rmtree(project / "wheelhouse", ignore_errors=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.unit.conftest import ENVIRONMENT, make_wheelhouse, write_project
-from wheelbarrow import _elf, _publish
+from wheelbarrow import _closure, _elf, _probe, _publish
 from wheelbarrow._closure import Copier
 from wheelbarrow._config import STDLIB_EXCLUDE, load_config
 from wheelbarrow._image import write_context
@@ -25,13 +25,19 @@ from wheelbarrow.errors import ConfigError
 PYTHON = os.path.realpath(sys.executable)
 
 
-def elf_with(entries: list[tuple[int, str]], *, machine: int = 62) -> bytes:
-    """A 64-bit little-endian ELF shared object whose dynamic section holds ``entries`` (tag, string)."""
+def elf_with(entries: list[tuple[int, str]], *, machine: int = 62, interpreter: str = "") -> bytes:
+    """A 64-bit little-endian ELF shared object whose dynamic section holds ``entries`` (tag, string); with
+    ``interpreter``, an executable whose PT_INTERP names it."""
     names = [s for _tag, s in entries]
     strings = b"\0" + b"".join(s.encode() + b"\0" for s in names)
     dynamic = b"".join(struct.pack("<qQ", tag, strings.index(b"\0" + s.encode() + b"\0") + 1) for tag, s in entries)
     dynamic += struct.pack("<qQ", 0, 0)
-    data = b"\0" * 64 + strings + dynamic
+    interp = interpreter.encode() + b"\0" if interpreter else b""
+    data = b"\0" * 64 + strings + dynamic + interp
+    phoff = len(data)
+    phnum = 1 if interp else 0
+    if interp:  # PT_INTERP, pointing at the string just before the program headers
+        data += struct.pack("<IIQQQQQQ", 3, 4, phoff - len(interp), 0, 0, len(interp), len(interp), 1)
     shoff = len(data)
     section = "<IIQQQQIIQQ"
     sections = [
@@ -40,7 +46,7 @@ def elf_with(entries: list[tuple[int, str]], *, machine: int = 62) -> bytes:
         struct.pack(section, 0, 6, 0, 0, 64 + len(strings), len(dynamic), 1, 0, 8, 0),
     ]
     ident = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9
-    head = ident + struct.pack("<HHIQQQIHHHHHH", 3, machine, 1, 0, 0, shoff, 0, 64, 56, 0, 64, 3, 0)
+    head = ident + struct.pack("<HHIQQQIHHHHHH", 3, machine, 1, 0, phoff, shoff, 0, 64, 56, phnum, 64, 3, 0)
     return head + data[len(head) :] + b"".join(sections)
 
 
@@ -83,6 +89,54 @@ def test_a_library_of_another_machine_is_not_a_match(tmp_path: Path) -> None:
     ext = tmp_path / "_ext.so"
     ext.write_bytes(elf_with([(1, "libdemo.so.1"), (15, str(tmp_path / "libs"))]))  # DT_RPATH
     assert _elf.resolve([str(ext)], {}).missing == {"libdemo.so.1": str(ext)}
+
+
+def test_what_an_elf_header_names_outside_the_library_folders_is_never_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An absolute DT_NEEDED, an RPATH or RUNPATH into a bin folder (with ``$ORIGIN`` climbing out of the
+    venv), a PT_INTERP that is a shell: the closure's resolver passes them over and names them, so the
+    image has no shell and verify names what is missing. Libraries of the library folders still resolve."""
+    shell = next(p for p in ("/bin/dash", "/bin/bash", "/usr/bin/dash") if _elf.read_path(p) is not None)
+    venv = tmp_path / "venv"
+    monkeypatch.setattr(_closure, "VENV", str(venv))
+    (venv / "lib").mkdir(parents=True)
+    libc = _elf.resolve([PYTHON], _elf.ld_cache()).found["libc.so.6"]
+    shutil.copy(libc, venv / "lib" / "libown.so.1")  # a repaired wheel's own library, in the venv: admitted
+    climb = "$ORIGIN/" + "../" * len(venv.parts) + "bin"
+    ext = venv / "lib" / "_ext.so"
+    ext.write_bytes(
+        elf_with(
+            [
+                (1, shell),
+                (1, Path(shell).name),
+                (1, "sh"),
+                (1, "libc.so.6"),
+                (1, "libown.so.1"),
+                (15, "/usr/bin:/bin"),
+                (15, climb),
+                (15, "$ORIGIN"),
+            ],
+            interpreter=shell,
+        )
+    )
+    cache = _elf.ld_cache()
+    folders = _closure.library_folders(cache)
+    resolved = _elf.resolve([str(ext)], cache, admit=lambda p: _closure.admitted(p, folders, set()))
+    assert Path(resolved.found["libc.so.6"]).resolve() == Path(libc).resolve()
+    assert resolved.found["libown.so.1"] == f"{venv}/lib/libown.so.1"
+    assert set(resolved.missing) == {shell, Path(shell).name, "sh"}
+    assert resolved.refused
+    assert all(Path(p).resolve().parent.name in ("bin", "sbin") for p in resolved.refused)
+    assert not any(Path(p).resolve() == Path(shell).resolve() for p in resolved.found.values())
+    assert resolved.interpreters[0] == shell  # then libc's own (libc.so.6 is an executable too)
+    assert not _closure.is_loader(shell, folders, set())
+    (loader,) = _elf.resolve([PYTHON], cache).interpreters[:1]
+    assert _closure.is_loader(loader, folders, set())
+    # a runtime-package's file (copied already) is admitted wherever it is; a file in the folders too
+    assert _closure.admitted(shell, folders, {os.path.realpath(shell)})
+    assert _closure.admitted(libc, folders, set())
+    assert not _closure.admitted(str(tmp_path / "elsewhere" / "libx.so"), folders, set())
 
 
 def test_the_closure_copies_links_as_links_and_what_they_lead_to(tmp_path: Path) -> None:
@@ -130,6 +184,39 @@ def test_the_dependency_check_says_what_pip_check_says(
     dists = [{"name": "app", "version": "1.0", "requires": requires}]
     dists += [{"name": n, "version": v, "requires": []} for n, v in installed.items()]
     assert dependency_problems({"distributions": dists, "environment": ENVIRONMENT}) == said
+
+
+@pytest.mark.parametrize(
+    ("extra", "said"),
+    [
+        (  # two versions of one distribution: one would shadow the other, and neither is judged alone
+            [{"name": "Packaging", "version": "23.0", "requires": []}],
+            ["packaging is installed 2 times (26.4, 23.0): one must go."],
+        ),
+        (  # a .dist-info folder without METADATA (or without a name): it is named, not skipped
+            [{"name": None, "version": None, "requires": [], "path": "ghost-1.0.dist-info"}],
+            ["ghost-1.0.dist-info has no METADATA with a Name and a Version."],
+        ),
+        (
+            [{"name": "nover", "version": None, "requires": ["missing-one"], "path": "nover.dist-info"}],
+            ["nover.dist-info has no METADATA with a Name and a Version."],
+        ),
+    ],
+)
+def test_a_duplicate_or_nameless_distribution_is_a_problem(extra: list[dict[str, Any]], said: list[str]) -> None:
+    dists = [{"name": "app", "version": "1.0", "requires": ["packaging>=20"]}]
+    dists += [{"name": "packaging", "version": "26.4", "requires": []}, *extra]
+    assert dependency_problems({"distributions": dists, "environment": ENVIRONMENT}) == said
+
+
+def test_the_probe_reports_a_dist_info_without_metadata(tmp_path: Path) -> None:
+    (tmp_path / "ghost-1.0.dist-info").mkdir()
+    (tmp_path / "good-2.dist-info").mkdir()
+    (tmp_path / "good-2.dist-info" / "METADATA").write_text("Name: good\nVersion: 2\nRequires-Dist: x\n")
+    assert _probe.distributions(tmp_path) == [
+        {"name": None, "version": None, "requires": [], "path": "ghost-1.0.dist-info"},
+        {"name": "good", "version": "2", "requires": ["x"], "path": "good-2.dist-info"},
+    ]
 
 
 def test_runtime_style_and_its_keys(tmp_path: Path) -> None:

@@ -101,6 +101,7 @@ GOOD_REPORT: dict[str, Any] = {
     ],
     "environment": ENVIRONMENT,
     "venv_writable": False,
+    "shells": {"sh": "/usr/bin/sh", "dpkg": "/usr/bin/dpkg"},  # a slim image's
 }
 
 
@@ -137,6 +138,38 @@ def test_judge_names_what_fails(change: dict[str, Any], failing: str) -> None:
     report = copy.deepcopy(GOOD_REPORT) | change
     checks = judge(report, GOOD_REPORT["wheels"], manifest_expecting("libssl.so.3"))
     assert [c.name for c in checks if not c.ok] == [failing]
+
+
+@pytest.mark.parametrize(
+    "shells",
+    [
+        {"sh": "/bin/sh"},
+        {"busybox": "/usr/local/bin/busybox"},
+        {"dpkg": "/usr/bin/dpkg", "apt-get": "/usr/bin/apt-get"},
+        {"ls": "/usr/bin/ls"},
+        {"bash": "/usr/local/sbin/bash"},
+    ],
+)
+def test_a_distroless_image_with_a_shell_fails_and_names_it(shells: dict[str, str]) -> None:
+    manifest = manifest_expecting("libssl.so.3")
+    slim = judge(copy.deepcopy(GOOD_REPORT) | {"shells": shells}, GOOD_REPORT["wheels"], manifest)
+    assert [c.name for c in slim if not c.ok] == []  # a slim image has a shell, as its base does
+    report = copy.deepcopy(GOOD_REPORT) | {"shells": shells}
+    (failed,) = [c for c in judge(report, GOOD_REPORT["wheels"], manifest, distroless=True) if not c.ok]
+    assert failed.name == "no shell, package manager or coreutils (distroless)"
+    assert all(f"{name}={path}" in failed.detail for name, path in shells.items())
+    clean = judge(copy.deepcopy(GOOD_REPORT) | {"shells": {}}, GOOD_REPORT["wheels"], manifest, distroless=True)
+    assert [c.name for c in clean if not c.ok] == []
+    assert len(clean) == len(slim) + 1
+
+
+def test_the_probe_finds_shells_only_in_the_system_bin_folders(tmp_path: Path) -> None:
+    for name in ("sh", "busybox", "gunicorn", "shellcheck", "dash-1"):
+        (tmp_path / name).write_text("#!/x\n")
+        (tmp_path / name).chmod(0o755)
+    (tmp_path / "ls").mkdir()  # a folder is no program
+    (tmp_path / "cat").write_text("")  # not executable
+    assert _probe.tools(_probe.SHELL, (str(tmp_path),)) == {"busybox": f"{tmp_path}/busybox", "sh": f"{tmp_path}/sh"}
 
 
 def test_judge_fails_a_broken_extension() -> None:

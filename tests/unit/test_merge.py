@@ -39,8 +39,16 @@ def project(tmp_path: Path) -> Config:
     return load_config(write_project(tmp_path / "project", TARGETS), environ={})
 
 
-def publish_part(config: Config, root: Path, target: str, *, pushed_as: str | None = None) -> Path:
-    """``root`` as a job that sets targets to ``target`` publishes it: ``<target>/`` and SHA256SUMS."""
+def publish_part(
+    config: Config,
+    root: Path,
+    target: str,
+    *,
+    pushed_as: str | None = None,
+    packages: list[dict[str, str]] | None = None,
+) -> Path:
+    """``root`` as a job that sets targets to ``target`` publishes it: ``<target>/`` and SHA256SUMS (with
+    ``packages``, as a distroless image's job does: its SBOM lists those Debian packages)."""
     each = next(c for c in config.per_target if c.target == target)
     python, _, arch = target.partition("-")
     work = root.parent / f".work-{root.name}"
@@ -62,7 +70,8 @@ def publish_part(config: Config, root: Path, target: str, *, pushed_as: str | No
     folder.mkdir(parents=True)
     _publish.wheelhouse_tarball(wheelhouse, manifest, folder / f"wheelhouse-demo-1.0-{python}-any.tar.gz")
     no_engine = cast("Engine", None)  # no wheel expects anything of the base: the SBOM asks no engine
-    sbom = _publish.sbom(manifest, wheelhouse, "0" * 64, no_engine, "python:3.11-slim")
+    distroless = (f"demo:1.0-{target}", packages or [])
+    sbom = _publish.sbom(manifest, wheelhouse, "0" * 64, no_engine, "python:3.11-slim", distroless)
     (folder / f"sbom-demo-1.0-{target}.cdx.json").write_text(sbom, encoding="utf-8")
     (folder / f"image-demo-1.0-{target}.tar").write_bytes(b"not really an image archive")
     record: dict[str, object] = {"tag": f"demo:1.0-{target}", "id": IMAGE_ID, "repo_digests": []}
@@ -142,6 +151,36 @@ def test_the_combined_sbom_is_valid_cyclonedx_with_each_target_and_its_wheels(tm
     dependencies = {d["ref"]: d["dependsOn"] for d in document["dependencies"]}
     assert set(dependencies["demo@1.0"]) == {"demo@1.0/cp311-x86_64", "demo@1.0/cp311-aarch64"}
     assert set(refs) | {"demo@1.0"} >= set(dependencies) | {r for d in dependencies.values() for r in d}
+
+
+def test_the_combined_sbom_keeps_the_debian_packages_of_each_distroless_target(tmp_path: Path) -> None:
+    config = project(tmp_path)
+    packages = {
+        "cp311-x86_64": [{"Package": "libssl3", "Version": "3.0.17-1~deb12u2", "Architecture": "amd64"}],
+        "cp311-aarch64": [
+            {"Package": "libssl3", "Version": "3.0.17-1~deb12u2", "Architecture": "arm64"},
+            {"Package": "libpq5", "Version": "15.14-0+deb12u1", "Architecture": "arm64"},
+        ],
+    }
+    given = [
+        publish_part(config, tmp_path / "parts" / f"dist-{t}", t, packages=packages[t])
+        for t in ("cp311-x86_64", "cp311-aarch64")
+    ]
+    merge(config, given)
+    text = (config.dist_dir / "sbom-demo-1.0.cdx.json").read_text(encoding="utf-8")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    by_target = {c["properties"][0]["value"]: c for c in json.loads(text)["components"]}
+    for target, listed in packages.items():
+        purls = {c.get("purl") for c in by_target[target]["components"]}
+        for fields in listed:
+            arch = fields["Architecture"]
+            assert f"pkg:deb/debian/{fields['Package']}@{fields['Version'].replace('+', '%2B')}?arch={arch}" in purls
+        assert {c["name"] for c in by_target[target]["components"]} == {"flask", f"native_{target.split('-')[1]}"} | {
+            f["Package"] for f in listed
+        }
+        refs = [c["bom-ref"] for c in by_target[target]["components"]]
+        assert all(r.startswith(f"{target}/") for r in refs)
+        assert len(refs) == len(set(refs))
 
 
 def _add(part: Path, name: str, data: bytes = b"x") -> None:
