@@ -141,11 +141,40 @@ def start(path: Path) -> str | None:
     return None
 
 
+#: What glibc's loader says, tracing with every symbol bound, of a symbol no object it loads defines.
+UNDEFINED = re.compile(r"undefined symbol: (\S+)")
+
+
+def unbound(path: Path, loader: str) -> list[str]:
+    """The symbols the executable ``path`` needs that nothing it loads defines, as ``ldd -r`` says them
+    without ldd: glibc's ``loader`` run on it with ``LD_TRACE_LOADED_OBJECTS`` maps and binds (LD_BIND_NOW,
+    LD_WARN) and exits, never running the program. Only a glibc loader (``ld-linux*``) is asked: musl's
+    ignores the variable and would run the program."""
+    if not Path(loader).name.startswith("ld-linux") or not Path(loader).is_file():
+        return []
+    env = {**os.environ, "LD_TRACE_LOADED_OBJECTS": "1", "LD_BIND_NOW": "1", "LD_WARN": "yes"}
+    try:
+        done = subprocess.run(
+            [loader, str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            env=env,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return [f"not listed by its loader: {err}"]
+    return sorted({f"symbol {m.group(1)}" for m in UNDEFINED.finditer(done.stdout + done.stderr)})
+
+
 def elf_report(site: Path) -> list[dict[str, object]]:
     """Every ELF file in the venv, with the libraries the loader would not find (resolved by
     :mod:`wheelbarrow._elf` as glibc's loader searches, no ``ldd``, so an image with no shell is checked the
-    same way); which are extension modules (imported by :func:`imports`); every executable that embeds
-    Python started, and placed where its interpreter finds the venv (pyvenv.cfg beside it or one up)."""
+    same way) and, for an executable, the symbols nothing defines (:func:`unbound`); which are extension
+    modules (imported by :func:`imports`); every executable that embeds Python started, and placed where
+    its interpreter finds the venv (pyvenv.cfg beside it or one up)."""
     results: list[dict[str, object]] = []
     cache = _elf.ld_cache()
     library_path = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
@@ -153,6 +182,9 @@ def elf_report(site: Path) -> list[dict[str, object]]:
         resolved = _elf.resolve([str(path)], cache, library_path)
         missing = sorted(resolved.missing)
         missing += [f"loader {i}" for i in resolved.interpreters if not Path(i).exists()]
+        dynamic = _elf.read_path(str(path))
+        if kind == "executable" and not missing and dynamic is not None:
+            missing += unbound(path, dynamic.interpreter)  # an extension's Py* symbols are its importer's
         entry: dict[str, object] = {"file": str(path), "kind": kind, "missing": missing, "import_error": None}
         relative = path.relative_to(site) if path.is_relative_to(site) else None
         is_module = (
@@ -164,7 +196,6 @@ def elf_report(site: Path) -> list[dict[str, object]]:
         entry["module"] = (
             ".".join([*relative.parts[:-1], relative.name.split(".")[0]]) if relative and is_module else None
         )
-        dynamic = _elf.read_path(str(path))
         linked = [*resolved.found, *resolved.missing]
         embeds = kind == "executable" and (
             any(s.startswith("libpython") for s in linked) or (dynamic is not None and dynamic.imports_python)

@@ -207,6 +207,41 @@ def test_a_library_loaded_by_name_is_named_by_verify_then_copied_once_listed(
         shutil.rmtree(project / "wheelhouse", ignore_errors=True)
 
 
+def test_an_executable_whose_symbol_no_library_defines_fails_verify(
+    wheelbarrow: Runner, example_build: Build, distroless_image: str, tmp_path: Path
+) -> None:
+    """An executable in the venv (no Python in it) whose library lost a symbol since it was linked: every
+    library is found, but glibc's loader, tracing with every symbol bound (never running it), names the
+    symbol. Compiled in the builder with the network off; the image's own loader is asked."""
+    manifest = json.loads((example_build.wheelhouse / "manifest.json").read_text(encoding="utf-8"))
+    builder = next(w["builder_image_id"] for w in manifest["wheels"] if w.get("builder_image_id"))
+    work = tmp_path / "exe"
+    work.mkdir()
+    (work / "a.c").write_text("int foo(void) { return 1; }\nint bar(void) { return 2; }\n")
+    (work / "b.c").write_text("int bar(void) { return 2; }\n")
+    (work / "m.c").write_text("int foo(void);\nint main(void) { return foo(); }\n")
+    build = (
+        "cd /w && gcc -shared -fPIC -Wl,-soname,libwbdemo.so -o libwbdemo.so a.c"
+        " && gcc -o wbdemo m.c -L. -lwbdemo -Wl,-rpath,'$ORIGIN' && mkdir out && cp wbdemo out/"
+        " && gcc -shared -fPIC -Wl,-soname,libwbdemo.so -o out/libwbdemo.so b.c && chmod -R a+rX out"
+    )
+    sh(["docker", "run", "--rm", "--network", "none", "-v", f"{work}:/w", "--entrypoint", "sh", builder, "-c", build])
+    (work / "Dockerfile").write_text(f"FROM {distroless_image}\nCOPY out/ /opt/venv/bin/\n")
+    broken = f"{distroless_image}-unbound"
+    sh(["docker", "build", "-q", "-t", broken, str(work)], env={"DOCKER_BUILDKIT": "1"})
+    try:
+        out = wheelbarrow(
+            "verify", "--project", str(example_build.project), "--runtime-style", "distroless", "--image-tag", broken
+        )
+        assert out.returncode == 11, out.output[-4000:]
+        failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
+        assert list(failed) == ["every extension imports and every ELF file's libraries are found"]
+        assert "/opt/venv/bin/wbdemo: missing symbol foo" in failed[next(iter(failed))]
+        assert "libwbdemo" not in failed[next(iter(failed))]  # the library itself is found
+    finally:
+        sh(["docker", "rmi", "-f", broken], check=False)
+
+
 def test_publish_lists_the_distroless_images_debian_packages(
     wheelbarrow: Runner, example_build: Build, distroless_image: str, tmp_path: Path
 ) -> None:
