@@ -1,6 +1,7 @@
 """The aarch64 target on this x86_64 machine, under QEMU's user emulation: its bases bootstrapped for
 arm64, psycopg2 compiled and repaired in an arm64 builder, the arm64 image built and verified, the
-service in it talking to a real PostgreSQL; then one multi-platform index over the x86_64 and aarch64
+service in it talking to a real PostgreSQL (and its distroless image, made in the arm64 base); then one
+multi-platform index over the x86_64 and aarch64
 images of CPython 3.11, pushed to a local registry, each platform pulled back by digest and verified.
 About ten times slower than native (minutes): marked ``emulated`` so a quick local run can leave it
 out (``-m "not emulated"``); CI runs it every time."""
@@ -47,6 +48,21 @@ def test_the_aarch64_target_builds_images_serves_and_joins_a_multi_platform_inde
     # the native target's base is not replaced by the arm64 one (an image store keeps one platform per name)
     native = "localhost/wheelbarrow/runtime-base:bookworm"
     assert sh(["docker", "image", "inspect", "--format", "{{.Architecture}}", native]).output.strip() == "amd64"
+    # The distroless image of the same wheelhouse: its closure resolved in the arm64 base, under QEMU.
+    lean = ("--runtime-style", "distroless", "--image-tag", "example-multi-emulated:0.1.0-distroless")
+    distroless = wheelbarrow("image", "--project", str(project), "--targets", "cp311-aarch64", *lean)
+    assert distroless.returncode == 0, distroless.output[-5000:]
+    assert "all 13 checks passed" in distroless.output
+    shell_less = "example-multi-emulated:0.1.0-distroless-cp311-aarch64"
+    try:
+        answer = health(shell_less, postgres.dsn, platform="linux/arm64")
+        assert (answer["machine"], answer["python"], answer["database"]) == ("aarch64", "3.11", True), answer
+        no_shell = sh(
+            ["docker", "run", "--rm", "--platform", "linux/arm64", "--entrypoint", "sh", shell_less], check=False
+        )
+        assert no_shell.returncode != 0
+    finally:
+        sh(["docker", "rmi", "-f", shell_less], check=False)
 
     ref = f"{registry}/team/example-multi:0.1.0"
     published = wheelbarrow("publish", "--project", str(project), "--targets", BOTH, "--push", ref, *TAG)

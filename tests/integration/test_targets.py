@@ -63,6 +63,21 @@ def test_two_cpythons_from_one_lock_in_one_run(wheelbarrow: Runner, postgres: Po
         assert answer["machine"] == "x86_64"
         assert answer["database"] is True, answer
 
+    # Distroless on both: the closure of bookworm's CPython 3.11 and of trixie's 3.13 (another suite,
+    # another stdlib folder, t64 library packages), each serving against PostgreSQL with no shell.
+    lean = ("--runtime-style", "distroless", "--image-tag", "example-multi:0.1.0-distroless")
+    distroless = wheelbarrow("image", "--project", str(project), "--targets", TWO, *lean)
+    assert distroless.returncode == 0, distroless.output[-4000:]
+    assert distroless.output.count("all 13 checks passed") == 2
+    for target in ("cp311-x86_64", "cp313-x86_64"):
+        shell_less = f"example-multi:0.1.0-distroless-{target}"
+        try:
+            answer = health(shell_less, postgres.dsn)
+            assert (answer["python"], answer["database"]) == (target[2] + "." + target[3:5], True), answer
+            assert sh(["docker", "run", "--rm", "--entrypoint", "sh", shell_less], check=False).returncode != 0
+        finally:
+            sh(["docker", "rmi", "-f", shell_less], check=False)
+
     again = wheelbarrow("build", "--project", str(project), "--targets", TWO)
     assert again.returncode == 0, again.output[-3000:]
     assert f"wheelhouse {root.resolve()}: unchanged" in again.output
