@@ -6,7 +6,9 @@ stops the build. The image is built from a context that holds the
 Dockerfile and a copy of the wheelhouse, with ``pip install --no-index
 --require-hashes`` in a first stage; the final stage copies only the venv, so
 no wheel file is in any of its layers. It runs as a non-root user, carries OCI
-labels and ``io.wheelbarrow.wheelhouse`` (the sha256 of requirements.txt).
+labels, ``io.wheelbarrow.wheelhouse`` (the sha256 of requirements.txt) and
+``io.wheelbarrow.runtime-style`` (slim or distroless: verify and publish judge an
+image by what it is, whatever the configuration now says).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ._wheelhouse import read_wheelhouse, requirements_text
 from .errors import ConfigError, WheelhouseError
 
 WHEELHOUSE_LABEL = "io.wheelbarrow.wheelhouse"
+STYLE_LABEL = "io.wheelbarrow.runtime-style"
 CANDIDATES = _engine.CANDIDATES
 
 
@@ -170,6 +173,20 @@ def check_built_from(engine: Engine, tag: str, wheelhouse_sha: str) -> None:
     raise WheelhouseError(msg, tip="Build the image from this wheelhouse first: wheelbarrow image (nox -s image).")
 
 
+def style_of(engine: Engine, tag: str, config: Config, log: Log) -> str:
+    """The runtime style of the image ``tag`` as its label says (the configured one for an image without the
+    label); said when it is not the configured one, since one tag can hold either style."""
+    label = engine.label(tag, STYLE_LABEL)
+    if label not in ("slim", "distroless"):
+        return config.runtime_style
+    if label != config.runtime_style:
+        log.info(
+            f"the image {tag} is {label} (its {STYLE_LABEL} label), though runtime-style is "
+            f"{config.runtime_style}: it is taken as {label}"
+        )
+    return label
+
+
 def check_base_fits(facts: str, base: str, manifest: Manifest) -> None:
     """Refuse, before building, a base the wheelhouse was not made for: Python, machine, glibc, libraries."""
     lines = facts.splitlines()
@@ -262,6 +279,7 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
             "org.opencontainers.image.title": config.project_name,
             "org.opencontainers.image.version": manifest.project.version,
             WHEELHOUSE_LABEL: wheelhouse_sha,
+            STYLE_LABEL: config.runtime_style,
         }
         image_id = engine.build(
             context,
@@ -273,7 +291,9 @@ def build_image(config: Config, engine: Engine, log: Log, cache: Cache) -> Image
             buildkit=buildkit,
         )
     builder = "BuildKit" if buildkit else "the legacy builder"
-    log.info(f"image {tag_of(config, manifest)} ({image_id[:19]}) built with {builder} over {base}; verifying it first")
+    style = f"{config.runtime_style} image"
+    shown = f"{style} {tag_of(config, manifest)} ({image_id[:19]})"
+    log.info(f"{shown} built with {builder} over {base}; verifying it first")
     return Image(tag_of(config, manifest), candidate_tag(engine), image_id, builder, manifest, base)
 
 

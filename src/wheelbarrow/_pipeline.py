@@ -301,6 +301,7 @@ def stage_verify(run: Run) -> None:
             msg = f"there is no image {tag} to verify"
             raise VerifyError(msg, tip="Build it first: nox -s image (or wheelbarrow image).")
         _image.check_built_from(run.engine, tag, wheelhouse_sha)
+    style = run.config.runtime_style if run.image else _image.style_of(run.engine, tag, run.config, run.log)
     base = run.image.base if run.image else _image.runtime_base_of(run.config, manifest, run.engine, run.log)
     config = run.config
     checks = _verify.verify_image(
@@ -312,7 +313,7 @@ def stage_verify(run: Run) -> None:
         run.cache,
         config.command,
         start=config.verify_start,
-        distroless=config.runtime_style == "distroless",
+        distroless=style == "distroless",
     )
     run.checks = tuple(checks)
     shown = run.image.tag if run.image else tag

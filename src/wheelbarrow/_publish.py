@@ -44,7 +44,7 @@ from ._cache import sha256_of
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER, scratch
-from ._image import check_built_from, runtime_base_of, tag_of, target_tag
+from ._image import check_built_from, runtime_base_of, style_of, tag_of, target_tag
 from ._log import Log
 from ._manifest import Manifest, WheelEntry
 from ._shapes import read_file
@@ -339,17 +339,17 @@ def publish(config: Config, engine: Engine, log: Log, *, skip_image: bool, simpl
         tarball = stage / f"wheelhouse-{project}-{version}-{python}-{_platform(manifest)}.tar.gz"
         wheelhouse_tarball(config.wheelhouse, manifest, tarball)
         packages_of: tuple[str, list[dict[str, str]]] = ("", [])
-        if config.runtime_style == "distroless" and engine.image_id(tag_of(config, manifest)):
-            check_built_from(engine, tag_of(config, manifest), requirements_sha)
-            packages_of = (tag_of(config, manifest), image_packages(engine, tag_of(config, manifest)))
-            log.info(f"SBOM: {len(packages_of[1])} Debian packages in the distroless image {packages_of[0]}")
+        tag = tag_of(config, manifest)
+        if engine.image_id(tag) and style_of(engine, tag, config, log) == "distroless":
+            check_built_from(engine, tag, requirements_sha)
+            packages_of = (tag, image_packages(engine, tag))
+            log.info(f"SBOM: {len(packages_of[1])} Debian packages in the distroless image {tag}")
         sbom_text = sbom(manifest, config.wheelhouse, requirements_sha, engine, base, packages_of)
         stem = f"{project}-{version}" + (f"-{config.target}" if config.target else "")  # targets' files merge
         (stage / f"sbom-{stem}.cdx.json").write_text(sbom_text, encoding="utf-8")
         if simple:
             simple_index(config.wheelhouse, manifest, stage / "simple")
         if not skip_image:
-            tag = tag_of(config, manifest)
             check_built_from(engine, tag, requirements_sha)
             log.info(f"saving image {tag}")
             image_tar = stage / f"image-{stem}.tar"

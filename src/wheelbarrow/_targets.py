@@ -27,7 +27,7 @@ from ._cache import Cache, sha256_of, tree_digest
 from ._config import Config
 from ._engine import Engine
 from ._guard import MARKER, check_output, is_marked
-from ._image import runtime_base_of, target_tag
+from ._image import runtime_base_of, style_of, target_tag
 from ._log import Log
 from ._manifest import Manifest
 from ._verify import verify_image
@@ -209,6 +209,6 @@ def _verify_pulled(member: Member, ref: str, log: Log, cache: Cache) -> None:
         cache,
         config.command,
         start=config.verify_start,
-        distroless=config.runtime_style == "distroless",
+        distroless=style_of(engine, ref, config, log) == "distroless",
     )
     log.info(f"{config.target}: {ref} pulled by digest, all {len(checks)} checks passed")

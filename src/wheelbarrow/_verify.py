@@ -87,7 +87,8 @@ def probe(engine: Engine, image: str, args: list[str], python: str) -> dict[str,
 
 LOOK = (
     "Look around in a container of the image: docker run --rm -it --entrypoint sh IMAGE; for a distroless "
-    "image, docker run --rm -it --pid container:C --network container:C busybox sh beside a running one (C)."
+    "image, docker run --rm -it --pid container:C --network container:C --cap-add SYS_PTRACE busybox sh beside "
+    "a running one (C), or the runtime base instead of busybox."
 )
 
 

@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     REPO,
     RUNTIME_BASE,
     Build,
+    BuiltImage,
     Postgres,
     Runner,
     copy_project,
@@ -243,14 +244,18 @@ def test_an_executable_whose_symbol_no_library_defines_fails_verify(
 
 
 def test_publish_lists_the_distroless_images_debian_packages(
-    wheelbarrow: Runner, example_build: Build, distroless_image: str, tmp_path: Path
+    wheelbarrow: Runner, example_build: Build, distroless_image: str, example_image: BuiltImage, tmp_path: Path
 ) -> None:
+    """The image's label says its style, whatever runtime-style now says: publish with the default (slim)
+    configuration still lists a distroless image's packages, verify still runs its 13 checks, and a slim
+    image published with runtime-style = "distroless" is taken as slim (before: a docker cp error)."""
     dist = tmp_path / "dist"
     out = wheelbarrow(
-        "publish", "--project", str(example_build.project), "--runtime-style", "distroless",
+        "publish", "--project", str(example_build.project),
         "--image-tag", distroless_image, "--dist-dir", str(dist), "--skip-image",
     )  # fmt: skip
     assert out.returncode == 0, out.output[-4000:]
+    assert f"the image {distroless_image} is distroless (its io.wheelbarrow.runtime-style label)" in out.output
     (sbom,) = dist.glob("sbom-*.cdx.json")
     root = json.loads(sbom.read_text(encoding="utf-8"))["metadata"]["component"]
     purls = {c["name"]: c["purl"] for c in root["components"]}
@@ -259,3 +264,16 @@ def test_publish_lists_the_distroless_images_debian_packages(
     assert "python3.11-minimal" in purls
     assert "dash" not in purls
     assert "perl-base" not in purls
+    checked = wheelbarrow("verify", "--project", str(example_build.project), "--image-tag", distroless_image)
+    assert checked.returncode == 0, checked.output[-4000:]
+    assert "all 13 checks passed" in checked.output
+    assert "[PASS] no shell, package manager or coreutils (distroless): none found" in checked.output
+
+    slim = wheelbarrow(
+        "publish", "--project", str(example_build.project), "--runtime-style", "distroless",
+        "--image-tag", example_image.tag, "--dist-dir", str(tmp_path / "dist-slim"), "--skip-image",
+    )  # fmt: skip
+    assert slim.returncode == 0, slim.output[-4000:]
+    assert f"the image {example_image.tag} is slim (its io.wheelbarrow.runtime-style label)" in slim.output
+    (sbom,) = (tmp_path / "dist-slim").glob("sbom-*.cdx.json")
+    assert "components" not in json.loads(sbom.read_text(encoding="utf-8"))["metadata"]["component"]

@@ -9,7 +9,7 @@ import shutil
 import struct
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -17,7 +17,9 @@ from tests.unit.conftest import ENVIRONMENT, make_wheelhouse, write_project
 from wheelbarrow import _closure, _elf, _probe, _publish
 from wheelbarrow._closure import Copier
 from wheelbarrow._config import STDLIB_EXCLUDE, load_config
-from wheelbarrow._image import write_context
+from wheelbarrow._engine import Engine
+from wheelbarrow._image import STYLE_LABEL, style_of, write_context
+from wheelbarrow._log import Log
 from wheelbarrow._verify import dependency_problems
 from wheelbarrow._wheelhouse import read_wheelhouse
 from wheelbarrow.errors import ConfigError
@@ -288,3 +290,36 @@ def test_the_sbom_lists_the_debian_packages_of_a_distroless_image(tmp_path: Path
     ]
     plain = json.loads(_publish.sbom(manifest, wheelhouse, sha, no_engine, "base"))
     assert "components" not in plain["metadata"]["component"]
+
+
+class Labelled:
+    """An engine that knows one label of one image (style_of asks nothing else)."""
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def label(self, _ref: str, key: str) -> str:
+        return self.value if key == STYLE_LABEL else ""
+
+
+@pytest.mark.parametrize(
+    ("label", "configured", "taken", "said"),
+    [
+        ("distroless", "slim", "distroless", True),
+        ("slim", "distroless", "slim", True),
+        ("slim", "slim", "slim", False),
+        ("", "distroless", "distroless", False),  # an image from before the label: the configured style
+        ("scratch; rm -rf /", "slim", "slim", False),  # a label wheelbarrow never writes is not a style
+    ],
+)
+def test_an_image_is_judged_by_the_style_its_label_says(
+    tmp_path: Path, label: str, configured: str, taken: str, *, said: bool
+) -> None:
+    config = load_config(write_project(tmp_path), environ={"WHEELBARROW_RUNTIME_STYLE": configured})
+    lines: list[str] = []
+    engine = cast("Engine", Labelled(label))
+    assert style_of(engine, "app:1", config, Log(sink=lines.append)) == taken
+    assert bool(lines) is said
+    if said:
+        head = f"the image app:1 is {label} (its {STYLE_LABEL} label), though runtime-style is {configured}"
+        assert lines == [f"{head}: it is taken as {label}"]
