@@ -32,10 +32,38 @@ SPOOL_BYTES = 8 << 20  # an ELF file up to this size is read in memory, a larger
 _LIBPYTHON = re.compile(r"libpython3\.\d+t?\.so\.1\.0")
 
 
+#: Where the repair step puts :data:`MERGED_USR_DPKG` (in the build container), first on auditwheel's PATH.
+DPKG_SHIM = "/opt/wheelbarrow-dpkg"
+#: ``dpkg -S`` for a merged /usr. auditwheel's SBOM asks dpkg which package each grafted library came from,
+#: by the path it found; Debian bookworm lists some packages' files as /lib/... (liblzma5, libcom-err2,
+#: libkeyutils1) though the loader finds them as /usr/lib/..., and dpkg, asked for the one spelling,
+#: does not know the other: those packages were missing from the SBOM. Asked again with the other.
+MERGED_USR_DPKG = (
+    "#!/bin/sh",
+    'if [ "$1" = -S ] && [ $# = 2 ]; then',
+    '  /usr/bin/dpkg -S "$2" 2>/dev/null && exit 0',
+    '  case "$2" in',
+    '    /usr/*) exec /usr/bin/dpkg -S "$(echo "$2" | cut -c5-)" ;;',
+    '    /*) exec /usr/bin/dpkg -S "/usr$2" ;;',
+    "  esac",
+    "  exit 1",
+    "fi",
+    'exec /usr/bin/dpkg "$@"',
+)
+
+
 def repair_command(exclude: tuple[str, ...] = (), plat: str = "") -> str:
-    """The repair step cibuildwheel runs in the container for each platform wheel."""
-    parts = ["auditwheel repair -w {dest_dir} {wheel}", *(f"--exclude {soname}" for soname in exclude)]
-    return " ".join([*parts, f"--plat {plat}"] if plat else parts)
+    """The repair step cibuildwheel runs in the container (``sh -c``, after ``str.format``: no braces but
+    its own) for each platform wheel: where the builder has dpkg, :data:`MERGED_USR_DPKG` goes first on
+    PATH, then auditwheel repairs."""
+    script = " ".join(f"'{line}'" for line in MERGED_USR_DPKG)
+    shim = (
+        f"test -x /usr/bin/dpkg && mkdir -p {DPKG_SHIM} && printf '%s\\n' {script} > {DPKG_SHIM}/dpkg"
+        f" && chmod +x {DPKG_SHIM}/dpkg; "
+    )
+    parts = [f"PATH={DPKG_SHIM}:$PATH auditwheel repair -w {{dest_dir}} {{wheel}}"]
+    parts += [f"--exclude {soname}" for soname in exclude]
+    return shim + " ".join([*parts, f"--plat {plat}"] if plat else parts)
 
 
 def parse_ldconfig(output: str) -> frozenset[str]:

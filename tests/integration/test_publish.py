@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
+import tarfile
 import urllib.request
 from pathlib import Path
 
@@ -77,6 +79,21 @@ def test_sbom_lists_libpq_and_openssl_with_versions(published: tuple[Path, Outco
     provided = {p["name"]: p["value"] for p in inner["libssl3"]["properties"]}
     assert provided["wheelbarrow:provided-by"].startswith("runtime base ")
     assert provided["wheelbarrow:sonames"] == "libcrypto.so.3 libssl.so.3"
+    # Every library grafted into psycopg2 has its Debian package listed, asked of the builder's dpkg by
+    # any spelling of its path (bookworm lists libcom-err2's and libkeyutils1's files under /lib).
+    (tarball,) = dist.glob("wheelhouse-*.tar.gz")
+    with tarfile.open(tarball) as archive:
+        manifest = json.loads(archive.extractfile("wheelhouse/manifest.json").read())  # type: ignore[union-attr]
+    (entry,) = [w for w in manifest["wheels"] if w["name"] == "psycopg2"]
+    names = [re.sub(r"-[0-9a-f]{8}(?=\.)", "", g) for g in entry["grafted_libraries"]]  # auditwheel's hash out
+    script = 'for n in "$@"; do echo "package: $(dpkg -S "*/$n" 2>/dev/null | head -n 1 | cut -d: -f1)"; done'
+    said = sh(["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", entry["builder_image_id"],
+               "-c", script, "sh", *names]).output  # fmt: skip
+    found = [line.removeprefix("package: ") for line in said.splitlines() if line.startswith("package: ")]
+    assert {"libcom-err2", "libkeyutils1", "libpq5"} <= set(found)
+    assert len(found) == len(names)
+    assert all(found), dict(zip(names, found, strict=True))  # a package for each grafted library
+    assert set(found) <= set(inner), sorted(set(found) - set(inner))
 
 
 def test_consumer_installs_offline_from_the_tarball_and_the_index(published: tuple[Path, Outcome]) -> None:

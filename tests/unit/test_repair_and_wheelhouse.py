@@ -13,6 +13,8 @@ from wheelbarrow import _guard, _wheelhouse
 from wheelbarrow._cache import sha256_of
 from wheelbarrow._manifest import FileRef, Manifest, WheelEntry
 from wheelbarrow._repair import (
+    DPKG_SHIM,
+    MERGED_USR_DPKG,
     RepairedWheel,
     base_exclusions,
     check_left_to_base,
@@ -154,7 +156,18 @@ def test_runtime_aware_exclusions() -> None:
     assert base_exclusions("exclude-base", provided) == ("libcrypto.so.3", "libssl.so.3")
     assert base_exclusions("vendor-all", provided) == ()
     assert base_exclusions("exclude-base", frozenset({"libz.so.1"})) == ()
-    assert repair_command(("libssl.so.3",)) == "auditwheel repair -w {dest_dir} {wheel} --exclude libssl.so.3"
+    command = repair_command(("libssl.so.3",), "manylinux_2_34_x86_64")
+    shim, _, repair = command.rpartition("; ")
+    assert repair == (
+        f"PATH={DPKG_SHIM}:$PATH auditwheel repair -w {{dest_dir}} {{wheel}} --exclude libssl.so.3 "
+        "--plat manylinux_2_34_x86_64"
+    )
+    assert shim.startswith("test -x /usr/bin/dpkg && ")  # a builder without dpkg repairs as before
+    assert all(f"'{line}'" in shim for line in MERGED_USR_DPKG)
+    # cibuildwheel fills in its two fields with str.format: no other brace may be in the command
+    assert command.replace("{dest_dir}", "").replace("{wheel}", "").count("{") == 0
+    assert "}" not in command.replace("{dest_dir}", "").replace("{wheel}", "")
+    assert all("'" not in line for line in MERGED_USR_DPKG)  # each line is quoted whole
 
 
 def test_expected_from_base_are_the_excluded_sonames_the_wheel_names(tmp_path: Path) -> None:

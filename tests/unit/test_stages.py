@@ -90,8 +90,9 @@ def test_cibuildwheel_runs_offline_without_host_mount(tmp_path: Path) -> None:
     assert "PIP_NO_INDEX=1" in env["CIBW_ENVIRONMENT_LINUX"]
     assert "SOURCE_DATE_EPOCH=315532800" in env["CIBW_ENVIRONMENT_LINUX"]
     assert env["CIBW_BEFORE_BUILD_LINUX"] == "wheelbarrow-check-offline"
-    assert env["CIBW_REPAIR_WHEEL_COMMAND_LINUX"].startswith("auditwheel repair")
-    assert env["CIBW_REPAIR_WHEEL_COMMAND_LINUX"].endswith("--exclude libssl.so.3")
+    repair = env["CIBW_REPAIR_WHEEL_COMMAND_LINUX"].rpartition("; ")[2]
+    assert repair.startswith("PATH=/opt/wheelbarrow-dpkg:$PATH auditwheel repair -w {dest_dir} {wheel}")
+    assert repair.endswith("--exclude libssl.so.3")
 
 
 COMPILE_FAILURE = """\
