@@ -54,6 +54,7 @@ SYSTEM_PACKAGE_HINTS = {
 RUNTIME_PACKAGE_HINTS = {
     "python-ldap": "libsasl2-modules",
     "mysqlclient": "libmariadb3",
+    "pycurl": "libsasl2-modules",  # Debian's libcurl links OpenLDAP, whose SASL mechanisms are plugins
     "uwsgi": "libpython{python}",
 }
 #: Why a package is compiled, as the table's comment says it.

@@ -536,7 +536,8 @@ def test_an_install_override_gets_the_lock_tools(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_table_says_which_compiled_packages_need_runtime_packages(tmp_path: Path) -> None:
-    """python-ldap loads SASL plugins, mysqlclient its client plugins, uWSGI embeds the interpreter: the
+    """python-ldap (and pycurl, through Debian's libcurl and OpenLDAP) load SASL plugins, mysqlclient its
+    client plugins, uWSGI embeds the interpreter: the
     wheels cannot carry those, and init says which Debian package gives each."""
     from wheelbarrow._plan import SdistBuild
 
@@ -544,7 +545,7 @@ def test_the_table_says_which_compiled_packages_need_runtime_packages(tmp_path: 
     config = load_config(root, environ={}, overrides={"python": "3.13"})
     builds = tuple(
         SdistBuild(name, "1.0", LockedFile(f"{name}-1.0.tar.gz", "0" * 64), ("0" * 64,), "no compatible wheel")
-        for name in ("python-ldap", "uwsgi", "six")
+        for name in ("python-ldap", "uwsgi", "six", "pycurl")
     )
     text, values = _init.table(config, builds, "x86_64")
     todos = [line for line in text.splitlines() if "runtime-packages" in line]
@@ -552,6 +553,7 @@ def test_the_table_says_which_compiled_packages_need_runtime_packages(tmp_path: 
     assert todos == [
         f'# TODO: python-ldap {said} = ["libsasl2-modules"] (see the README, "Libraries loaded at run time")',
         f'# TODO: uwsgi {said} = ["libpython3.13"] (see the README, "Libraries loaded at run time")',
+        f'# TODO: pycurl {said} = ["libsasl2-modules"] (see the README, "Libraries loaded at run time")',
     ]
     assert "runtime-packages" not in values  # a hint, never a guess written as a value
 
