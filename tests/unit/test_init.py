@@ -537,8 +537,8 @@ def test_an_install_override_gets_the_lock_tools(monkeypatch: pytest.MonkeyPatch
 
 def test_the_table_says_which_compiled_packages_need_runtime_packages(tmp_path: Path) -> None:
     """python-ldap (and pycurl, through Debian's libcurl and OpenLDAP) load SASL plugins, mysqlclient its
-    client plugins, uWSGI embeds the interpreter: the
-    wheels cannot carry those, and init says which Debian package gives each."""
+    client plugins, uWSGI embeds the interpreter: the wheels cannot carry those, and init says which
+    Debian package gives each."""
     from wheelbarrow._plan import SdistBuild
 
     root = project(tmp_path / "svc")
