@@ -44,7 +44,8 @@ from .errors import (
 WHEELS_IN_IMAGE = "/wheelbarrow/wheels"
 #: Lines of a failed build that point at the cause.
 _CAUSE = re.compile(
-    r"\berror\b|\bnot found\b|No such file|\bfatal\b|\bcannot\b|can not|undefined reference|^\s*\w*Exception\b",
+    r"\berror\b|\bnot found\b|No such file|\bfatal\b|\bcannot\b|can not|undefined reference"
+    r"|^\s*[\w.]*(?:Exception|Error)\b",  # a traceback's last line: RuntimeError, ModuleNotFoundError ...
     re.IGNORECASE,
 )
 #: Lines every cibuildwheel build prints that are never the cause (a wheelbarrow builder has no

@@ -217,6 +217,40 @@ def test_the_cause_lines_of_a_failed_build_are_its_own_each_once() -> None:
     assert not [line for line in ldap if "manylinux-interpreters" in line or line.startswith("x86_64-linux-gnu-gcc")]
 
 
+BACKEND_RAISED = """\
+    * Getting build dependencies for wheel...
+    Traceback (most recent call last):
+      File "/opt/python/cp311-cp311/lib/python3.11/site-packages/pyproject_hooks/_in_process.py", line 389
+        main()
+      File "<string>", line 2, in <module>
+    RuntimeError: boom: the config file brk.cfg is missing
+    TIP pass --env-dir and --sdist-extract-dir to keep the build environment and sources, then see ...
+    ERROR Backend subprocess exited when trying to invoke get_requires_for_build_wheel
+    cibuildwheel: error: Command ['python', '-m', 'build', ...] failed with code 1.
+"""
+
+
+@pytest.mark.parametrize(
+    "raised",
+    [
+        "RuntimeError: boom: the config file brk.cfg is missing",
+        "ModuleNotFoundError: No module named 'numpy'",
+        "setuptools.errors.CompileError: command 'gcc' failed",
+        "distutils.errors.DistutilsError: Could not find suitable distribution",
+        "SystemExit: 1",
+    ],
+)
+def test_a_backends_exception_is_named_in_the_error_not_only_builds_last_word(raised: str) -> None:
+    """The line a traceback ends with, whatever its exception's name, comes before build's "Backend
+    subprocess exited" (the new-user pass saw only that line in the ERROR block)."""
+    output = BACKEND_RAISED.replace("RuntimeError: boom: the config file brk.cfg is missing", raised)
+    lines = [line.strip() for line in _build._cause_lines(output).splitlines()]  # noqa: SLF001
+    if raised.startswith("SystemExit"):  # not an error by its name: the build's own last word remains
+        assert lines == ["ERROR Backend subprocess exited when trying to invoke get_requires_for_build_wheel"]
+    else:
+        assert lines == [raised, "ERROR Backend subprocess exited when trying to invoke get_requires_for_build_wheel"]
+
+
 def test_several_failed_builds_are_one_error_naming_each() -> None:
     from wheelbarrow._schedule import one_error
     from wheelbarrow.errors import EngineStoppedError, RepairError
