@@ -18,7 +18,8 @@ service executes, each file at its own path, symbolic links kept as links and th
   PT_INTERP that is no dynamic loader) is printed and left out, so verify names it too;
 * the C.UTF-8 locale (the image's ``LANG``) and ``ldconfig`` (``ctypes.util.find_library`` asks it);
 * CA certificates (OpenSSL's default paths), ``nsswitch.conf``, ``os-release`` and ``debian_version``
-  (scanners read them to know the distribution), ``/etc/passwd`` and ``/etc/group`` with
+  (scanners read them to know the distribution), ``services``, ``protocols``, ``rpc``, ``host.conf`` and
+  ``gai.conf`` where the base has them, ``/etc/passwd`` and ``/etc/group`` with
   root and the app user only, its home (mode 700), ``/tmp`` (1777), tzdata only with ``tzdata``;
 * ``/var/lib/dpkg/status.d/<package>``: the dpkg entry (with its version) of every package a copied file
   came from, as Google's distroless images write them, for scanners and for wheelbarrow's SBOM;
@@ -68,6 +69,8 @@ class Copier:
 
     def keep(self, path: str, skip: tuple[str, ...] = ()) -> None:
         """Copy ``path`` (a file, a link and what it leads to, or a folder and all it holds)."""
+        if not os.path.isabs(path):  # a relative name (an ELF header's) would land outside DEST
+            return
         path = os.path.normpath(path)
         if path in self.seen or not os.path.lexists(path):
             return
@@ -140,6 +143,8 @@ def admitted(path: str, folders: frozenset[str], copied: set[str]) -> bool:
     """Whether the closure may copy ``path`` as a library: it sits in a library folder, or in the venv (a
     repaired wheel's own ``.libs``), or was copied already (a runtime-package's file). Never what an ELF
     header alone names: an absolute DT_NEEDED or an RPATH could otherwise bring ``/bin/sh`` in."""
+    if not os.path.isabs(path):  # relative to the closure's own folder, not the service's: never
+        return False
     real = os.path.realpath(path)
     if real in copied or os.path.normpath(path) in copied:
         return True
@@ -262,6 +267,10 @@ def main() -> None:
             copier.keep(path)
     # what scanners read to know the distribution whose package entries follow (base-files')
     for path in ("/etc/nsswitch.conf", "/etc/os-release", "/etc/debian_version"):
+        copier.keep(path)
+    # what the C library's name services read, where the base has them (python:slim's netbase): a
+    # service's port by its name, a protocol's number, as getaddrinfo with a service name asks
+    for path in ("/etc/services", "/etc/protocols", "/etc/rpc", "/etc/host.conf", "/etc/gai.conf"):
         copier.keep(path)
     if tzdata:
         copier.keep("/usr/share/zoneinfo")

@@ -262,10 +262,11 @@ def provided(sonames: list[str]) -> dict[str, bool]:
     return {s: _elf.find(s, cache, me.machine, me.wide) is not None for s in sonames}
 
 
-def installed(packages: list[str]) -> dict[str, bool | None]:
-    """Whether each system package is installed, from dpkg's or apk's database (None: neither is there)."""
-    dpkg, apk = Path("/var/lib/dpkg/status"), Path("/lib/apk/db/installed")
-    entries = Path("/var/lib/dpkg/status.d")  # a distroless image: one entry per package whose files it has
+def installed(packages: list[str], root: Path = Path("/")) -> dict[str, bool | None]:
+    """Whether each system package is installed, from dpkg's or apk's database under ``root`` (None: neither
+    is there); a package named with its architecture or version (``libmagic1:amd64=1:5.44-3``) by its name."""
+    dpkg, apk = root / "var/lib/dpkg/status", root / "lib/apk/db/installed"
+    entries = root / "var/lib/dpkg/status.d"  # a distroless image: one entry per package whose files it has
     if dpkg.is_file() or entries.is_dir():
         texts = [dpkg] if dpkg.is_file() else sorted(p for p in entries.iterdir() if p.is_file())
         blocks = [b for t in texts for b in t.read_text(encoding="utf-8", errors="replace").split("\n\n")]
@@ -281,7 +282,7 @@ def installed(packages: list[str]) -> dict[str, bool | None]:
         have = {line[2:].strip() for line in apk.read_text(encoding="utf-8").splitlines() if line.startswith("P:")}
     else:
         return dict.fromkeys(packages)
-    return {p: p.split("=")[0] in have for p in packages}
+    return {p: re.split("[=:]", p)[0] in have for p in packages}
 
 
 def distributions(site: Path) -> list[dict[str, object]]:

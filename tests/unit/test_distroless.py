@@ -139,6 +139,17 @@ def test_what_an_elf_header_names_outside_the_library_folders_is_never_copied(
     assert _closure.admitted(shell, folders, {os.path.realpath(shell)})
     assert _closure.admitted(libc, folders, set())
     assert not _closure.admitted(str(tmp_path / "elsewhere" / "libx.so"), folders, set())
+    # a relative name is the closure's own folder's, not the service's: never admitted, never copied
+    relative = os.path.relpath(libc, Path.cwd())
+    assert not _closure.admitted(relative, folders, {os.path.realpath(libc)})
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    copier = _closure.Copier(str(dest))
+    copier.keep(relative)
+    copier.keep("../" * 12 + "etc/passwd")
+    assert copier.copied == []
+    assert {p.name for p in tmp_path.iterdir()} == {"venv", "dest"}  # nothing written beside DEST either
+    assert list(dest.iterdir()) == []
 
 
 def test_the_closure_copies_links_as_links_and_what_they_lead_to(tmp_path: Path) -> None:
@@ -323,3 +334,18 @@ def test_an_image_is_judged_by_the_style_its_label_says(
     if said:
         head = f"the image app:1 is {label} (its {STYLE_LABEL} label), though runtime-style is {configured}"
         assert lines == [f"{head}: it is taken as {label}"]
+
+
+@pytest.mark.parametrize("style", ["status", "status.d"])
+def test_a_runtime_package_named_with_its_architecture_or_version_is_found(tmp_path: Path, style: str) -> None:
+    dpkg = tmp_path / "var" / "lib" / "dpkg"
+    entry = "Package: libmagic1\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:5.44-3\n"
+    if style == "status":
+        dpkg.mkdir(parents=True)
+        (dpkg / "status").write_text(entry + "\nPackage: gone\nStatus: deinstall ok config-files\n")
+    else:  # a distroless image's: one file per package, no Status line
+        (dpkg / "status.d").mkdir(parents=True)
+        (dpkg / "status.d" / "libmagic1").write_text(entry.replace("Status: install ok installed\n", ""))
+    names = ["libmagic1", "libmagic1:amd64", "libmagic1=1:5.44-3", "libmagic1:amd64=1:5.44-3", "gone", "libmagic"]
+    assert _probe.installed(names, tmp_path) == dict(zip(names, [True] * 4 + [False] * 2, strict=True))
+    assert _probe.installed(["libmagic1"], tmp_path / "nothing") == {"libmagic1": None}
