@@ -1,9 +1,10 @@
 """What an ELF file links, and where the dynamic loader would find it: no tool, standard library only.
 
 :func:`read` takes DT_NEEDED, DT_RPATH and DT_RUNPATH from the dynamic section (found through the section
-headers), PT_INTERP from the program headers, and whether the file imports CPython's C API (undefined
-``Py*`` symbols). A name that merely appears in the file (a library it ``dlopen``s by name, a message) is
-not a dependency; only the dynamic section says what the loader must find. Read with seeks, never whole.
+headers), PT_INTERP from the program headers, whether the file imports CPython's C API (undefined
+``Py*`` symbols) and the ``PyInit_*`` functions it exports (what makes a shared object an extension
+module). A name that merely appears in the file (a library it ``dlopen``s by name, a message) is not a
+dependency; only the dynamic section says what the loader must find. Read with seeks, never whole.
 
 :func:`resolve` walks what an object links, as glibc's loader searches: the RPATH of the loading chain
 (when the object has no RUNPATH), ``LD_LIBRARY_PATH``, the object's RUNPATH (``$ORIGIN`` expanded), then
@@ -43,6 +44,8 @@ class Dynamic(NamedTuple):
     interpreter: str  # PT_INTERP ("" for a shared object)
     imports_python: bool  # an undefined dynamic symbol named Py* or _Py*
     has_dynamic: bool  # a dynamic section was found (False: static, or section headers stripped)
+    inits: tuple[str, ...] = ()  # defined dynamic symbols named PyInit_*: what an extension module exports
+    has_symbols: bool = False  # a dynamic symbol table was read (so ``inits`` is what the file exports)
 
 
 def _string(f: IO[bytes], offset: int) -> str:
@@ -92,21 +95,39 @@ def read(f: IO[bytes]) -> Dynamic | None:
                     break
                 if tag in lists and value < strings_size:
                     lists[tag].append(_string(f, strings_offset + value))
-        python = False
-        for _kind, offset, size, link in (s for s in sections if s[0] == SHT_DYNSYM and s[3] < len(sections)):
-            f.seek(sections[link][1])
-            names = f.read(min(sections[link][2], MAX_DYNAMIC * 4))
-            f.seek(offset)
-            table = f.read(min(size, MAX_SYMBOLS * sym_size))
-            for at in range(0, len(table) - sym_size + 1, sym_size):
-                name, _info, _other, shndx = struct.unpack_from(sym, table, at)
-                if shndx == 0 and name and names.startswith((b"Py", b"_Py"), name):
-                    python = True
-                    break
+        symbol_tables = [s for s in sections if s[0] == SHT_DYNSYM and s[3] < len(sections)]
+        python, inits = _symbols(f, sections, symbol_tables, (sym, sym_size))
     except (OSError, struct.error, ValueError, IndexError):
         return None
     rpath, runpath = (tuple(p for s in lists[tag] for p in s.split(":") if p) for tag in (DT_RPATH, DT_RUNPATH))
-    return Dynamic(machine, wide, tuple(lists[DT_NEEDED]), rpath, runpath, interpreter, python, bool(dynamic))
+    needed_ = tuple(lists[DT_NEEDED])
+    found = Dynamic(machine, wide, needed_, rpath, runpath, interpreter, python, bool(dynamic), tuple(inits))
+    return found._replace(has_symbols=bool(symbol_tables))
+
+
+def _symbols(
+    f: IO[bytes],
+    sections: list[tuple[int, int, int, int]],
+    tables: list[tuple[int, int, int, int]],
+    entry: tuple[str, int],
+) -> tuple[bool, list[str]]:
+    """From the dynamic symbol tables (``entry``: the struct of a symbol's head and a symbol's size):
+    whether an undefined one is named Py*/_Py*, and the defined PyInit_* ones."""
+    (sym, size_of), python, inits = entry, False, []
+    for _kind, offset, size, link in tables:
+        f.seek(sections[link][1])
+        names = f.read(min(sections[link][2], MAX_DYNAMIC * 4))
+        f.seek(offset)
+        table = f.read(min(size, MAX_SYMBOLS * size_of))
+        for at in range(0, len(table) - size_of + 1, size_of):
+            name, _info, _other, shndx = struct.unpack_from(sym, table, at)
+            if not name:
+                continue
+            if shndx == 0 and names.startswith((b"Py", b"_Py"), name):
+                python = True
+            elif shndx != 0 and names.startswith(b"PyInit", name):
+                inits.append(names[name : names.find(b"\0", name)].decode("utf-8", "replace"))
+    return python, inits
 
 
 def needed(f: IO[bytes]) -> tuple[str, ...] | None:

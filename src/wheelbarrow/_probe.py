@@ -99,9 +99,26 @@ LOADER_ERROR = re.compile(r"error while loading shared libraries|symbol lookup e
 
 
 def elf_kind(path: Path) -> str | None:
-    """ "executable" (it has a program interpreter), "shared" (any other ELF file) or None (not ELF)."""
+    """ "executable" (it has a program interpreter), "shared" (any other ELF file), "unreadable" (ELF by its
+    first bytes, but truncated or malformed: the loader cannot load it either) or None (not ELF)."""
     found = _elf.read_path(str(path))
-    return None if found is None else "executable" if found.interpreter else "shared"
+    if found is None:
+        try:
+            with path.open("rb") as f:
+                return "unreadable" if f.read(4) == _elf.ELF_MAGIC else None
+        except OSError:
+            return None
+    return "executable" if found.interpreter else "shared"
+
+
+def is_module(path: Path, dynamic: _elf.Dynamic | None) -> bool:
+    """Whether the shared object ``path`` is an extension module: it exports ``PyInit_<its name>`` (or, when
+    its symbols cannot be read, it is named like one). A plain library a package keeps beside its modules
+    (``pkg/lib/libfoo.so``) is not imported: importing it fails though the package works."""
+    name = path.name.split(".")[0]
+    if dynamic is None or not dynamic.has_symbols:
+        return True
+    return f"PyInit_{name}" in dynamic.inits or any(i.startswith("PyInitU_") for i in dynamic.inits)
 
 
 def elf_files(top: Path) -> list[tuple[Path, str]]:
@@ -179,6 +196,11 @@ def elf_report(site: Path) -> list[dict[str, object]]:
     cache = _elf.ld_cache()
     library_path = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
     for path, kind in elf_files(VENV):
+        if kind == "unreadable":
+            said = "not a readable ELF file (truncated or malformed): the loader cannot load it either"
+            results.append({"file": str(path), "kind": kind, "missing": [], "import_error": said})
+            results[-1].update({"module": None, "embeds_python": False})
+            continue
         resolved = _elf.resolve([str(path)], cache, library_path)
         missing = sorted(resolved.missing)
         missing += [f"loader {i}" for i in resolved.interpreters if not Path(i).exists()]
@@ -187,15 +209,14 @@ def elf_report(site: Path) -> list[dict[str, object]]:
             missing += unbound(path, dynamic.interpreter)  # an extension's Py* symbols are its importer's
         entry: dict[str, object] = {"file": str(path), "kind": kind, "missing": missing, "import_error": None}
         relative = path.relative_to(site) if path.is_relative_to(site) else None
-        is_module = (
+        module = (
             kind == "shared"
             and relative is not None
             and path.suffix == ".so"
             and not any(part.endswith(".libs") for part in relative.parts[:-1])
+            and is_module(path, dynamic)
         )
-        entry["module"] = (
-            ".".join([*relative.parts[:-1], relative.name.split(".")[0]]) if relative and is_module else None
-        )
+        entry["module"] = ".".join([*relative.parts[:-1], relative.name.split(".")[0]]) if relative and module else None
         linked = [*resolved.found, *resolved.missing]
         embeds = kind == "executable" and (
             any(s.startswith("libpython") for s in linked) or (dynamic is not None and dynamic.imports_python)

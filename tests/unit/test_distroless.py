@@ -3,6 +3,7 @@ copier, the dependency judge, the config keys, the build context and the SBOM's 
 
 from __future__ import annotations
 
+import _json
 import json
 import os
 import shutil
@@ -25,6 +26,8 @@ from wheelbarrow._wheelhouse import read_wheelhouse
 from wheelbarrow.errors import ConfigError
 
 PYTHON = os.path.realpath(sys.executable)
+#: An extension module of this machine's CPython (its lib-dynload's _json).
+JSON_MODULE = Path(_json.__file__)
 
 
 def elf_with(entries: list[tuple[int, str]], *, machine: int = 62, interpreter: str = "") -> bytes:
@@ -349,3 +352,33 @@ def test_a_runtime_package_named_with_its_architecture_or_version_is_found(tmp_p
     names = ["libmagic1", "libmagic1:amd64", "libmagic1=1:5.44-3", "libmagic1:amd64=1:5.44-3", "gone", "libmagic"]
     assert _probe.installed(names, tmp_path) == dict(zip(names, [True] * 4 + [False] * 2, strict=True))
     assert _probe.installed(["libmagic1"], tmp_path / "nothing") == {"libmagic1": None}
+
+
+def test_an_extension_module_is_told_from_a_library_by_what_it_exports(tmp_path: Path) -> None:
+    """A shared object is imported by verify only when it exports PyInit_<its name>: a plain library a
+    package keeps beside its modules (pkg/lib/libfoo.so) is checked for its libraries, never imported."""
+    module = JSON_MODULE
+    found = _elf.read_path(str(module))
+    assert found is not None
+    assert found.has_symbols
+    assert "PyInit__json" in found.inits
+    assert _probe.is_module(module, found)
+    libc = Path(_elf.resolve([PYTHON], _elf.ld_cache()).found["libc.so.6"])
+    shutil.copy(libc, tmp_path / "libfoo.so")
+    plain = _elf.read_path(str(tmp_path / "libfoo.so"))
+    assert plain is not None
+    assert plain.inits == ()
+    assert not _probe.is_module(tmp_path / "libfoo.so", plain)
+    shutil.copy(module, tmp_path / "renamed.so")  # exports PyInit__json, not PyInit_renamed: import would fail
+    assert not _probe.is_module(tmp_path / "renamed.so", _elf.read_path(str(tmp_path / "renamed.so")))
+    # no symbol table to read: named like a module, it is one (the import then says)
+    assert _probe.is_module(tmp_path / "x.so", None)
+
+
+@pytest.mark.parametrize("keep", [4, 20, 64, 100, 1000])
+def test_a_truncated_elf_file_is_unreadable_not_skipped(tmp_path: Path, keep: int) -> None:
+    cut = tmp_path / "x.cpython-311-x86_64-linux-gnu.so"
+    cut.write_bytes(JSON_MODULE.read_bytes()[:keep])
+    assert _probe.elf_kind(cut) == "unreadable"
+    (tmp_path / "text.so").write_bytes(b"not ELF at all")
+    assert _probe.elf_kind(tmp_path / "text.so") is None

@@ -241,7 +241,8 @@ def test_the_probe_tells_executables_from_shared_objects_by_their_program_header
     (tmp_path / "bin" / "short").write_bytes(b"\x7fELF\x02\x01")
     (tmp_path / "bin" / "link").symlink_to(shell)
     found = {p.name: kind for p, kind in _probe.elf_files(tmp_path)}
-    assert found == {"named-like-a-library.so": "executable", "no-suffix": "shared"}
+    # a file that starts as ELF but is cut short is not skipped: the loader could not load it either
+    assert found == {"named-like-a-library.so": "executable", "no-suffix": "shared", "short": "unreadable"}
 
 
 @pytest.mark.parametrize(
@@ -297,3 +298,14 @@ def test_the_command_must_keep_running_for_three_seconds(started: FakeStarted, o
     assert (check.name, check.ok) == (START_CHECK, ok)
     assert detail in check.detail
     assert check.detail.startswith("gunicorn app:app: ")
+
+
+def test_an_unreadable_elf_file_in_the_venv_fails_the_libraries_check() -> None:
+    report = copy.deepcopy(GOOD_REPORT)
+    said = "not a readable ELF file (truncated or malformed): the loader cannot load it either"
+    report["elf"].append(
+        {"file": "/opt/venv/lib/x/y.so", "kind": "unreadable", "missing": [], "import_error": said, "module": None}
+        | {"embeds_python": False}
+    )
+    (failed,) = [c for c in judge(report, GOOD_REPORT["wheels"], manifest_expecting("libssl.so.3")) if not c.ok]
+    assert failed.detail == f"/opt/venv/lib/x/y.so: {said}"
