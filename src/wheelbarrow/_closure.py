@@ -8,7 +8,8 @@ service executes, each file at its own path, symbolic links kept as links and th
   ``lib-dynload`` and ``__pycache__`` files by their module name);
 * the venv (``/opt/venv``);
 * every file of the ``runtime-packages`` (``PACKAGES``, comma-separated; their documentation aside): what
-  they hold is loaded by name at run time (``dlopen``), which no DT_NEEDED entry says;
+  they hold is loaded by name at run time (``dlopen``), which no DT_NEEDED entry says; the data files (not
+  ELF) of the packages they depend on, the base system aside; the update-alternatives links to them;
 * the shared-library closure of every ELF file copied so far, resolved by :mod:`wheelbarrow._elf` in this
   base (the libraries the manifest expects from the base among them), their dynamic loader, and the
   libraries glibc loads by name (``libgcc_s`` for thread cancellation, NSS modules where they exist);
@@ -38,6 +39,7 @@ import fnmatch
 import glob
 import json
 import os
+import re
 import shutil
 import ssl
 import stat
@@ -115,16 +117,90 @@ def _stdlib(copier: Copier, exclude: tuple[str, ...]) -> None:
             copier.keep(os.path.join(top, entry), inner)
 
 
-def _packaged(copier: Copier, packages: tuple[str, ...]) -> None:
-    """Every file dpkg lists for each package (runtime-packages), but its documentation."""
-    for package in packages:
-        name = package.split("=", 1)[0]
-        listings = glob.glob(f"/var/lib/dpkg/info/{name}.list") + glob.glob(f"/var/lib/dpkg/info/{name}:*.list")
-        for listing in sorted(listings):
-            with open(listing, encoding="utf-8", errors="replace") as f:
-                for line in f.read().splitlines():
-                    if os.path.isfile(line) and not line.startswith(DOCS):
-                        copier.keep(line)
+def _files_of(name: str) -> list[str]:
+    """The regular files dpkg lists for the installed package ``name`` (any architecture), documentation aside."""
+    escaped = glob.escape(name)
+    listings = glob.glob(f"/var/lib/dpkg/info/{escaped}.list") + glob.glob(f"/var/lib/dpkg/info/{escaped}:*.list")
+    files = []
+    for listing in sorted(listings):
+        with open(listing, encoding="utf-8", errors="replace") as f:
+            files += [line for line in f.read().splitlines() if os.path.isfile(line) and not line.startswith(DOCS)]
+    return files
+
+
+def dependencies(names: tuple[str, ...], status: str) -> list[str]:
+    """The installed packages ``names`` depend on (Depends, Pre-Depends), recursively, from the text of
+    dpkg's ``status``: of alternatives (``a | b``), the first installed; a virtual package by what provides
+    it; never the base system (Essential, or of priority required), whose files the service never needs
+    whole. Sorted, ``names`` themselves left out."""
+    stanzas: dict[str, dict[str, str]] = {}
+    provides: dict[str, str] = {}
+    for block in status.split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+): *(.*(?:\n .*)*)$", block, re.MULTILINE))
+        if "install ok installed" not in fields.get("Status", "") or not fields.get("Package"):
+            continue
+        stanzas[fields["Package"]] = fields
+        for virtual in re.split(r"\s*,\s*", fields.get("Provides", "")):
+            if virtual.split():
+                provides.setdefault(virtual.split()[0], fields["Package"])
+
+    def installed(alternative: str) -> str | None:
+        words = alternative.split()  # "libc6:any (>= 2.34)", over continuation lines too
+        name = words[0].split(":")[0] if words else ""
+        return name if name in stanzas else provides.get(name)
+
+    seen, queue = set(names), list(names)
+    while queue:
+        fields = stanzas.get(queue.pop(), {})
+        for relation in re.split(r"\s*,\s*", f"{fields.get('Pre-Depends', '')},{fields.get('Depends', '')}"):
+            found = next((p for p in map(installed, relation.split("|")) if p), None) if relation.strip() else None
+            if found is None or found in seen:
+                continue
+            if stanzas[found].get("Essential") != "yes" and stanzas[found].get("Priority") != "required":
+                seen.add(found)
+                queue.append(found)
+    return sorted(seen - set(names))
+
+
+def _packaged(copier: Copier, packages: tuple[str, ...]) -> list[str]:
+    """Every file of each runtime package (its documentation aside) and, of the packages they depend on
+    (:func:`dependencies`), the files that are not ELF: their data (libmagic1's magic.mgc is
+    libmagic-mgc's), where the ELF closure brings the libraries that something links. Then the links the
+    packages' install scripts made with update-alternatives to what was copied (libblas.so.3). Returns the
+    dependencies followed."""
+    names = tuple(re.split("[=:]", p)[0] for p in packages)
+    for name in names:
+        for path in _files_of(name):
+            copier.keep(path)
+    try:
+        with open("/var/lib/dpkg/status", encoding="utf-8", errors="replace") as f:
+            status = f.read()
+    except OSError:
+        return []
+    followed = dependencies(names, status) if names else []
+    for name in followed:
+        for path in _files_of(name):
+            if _elf.read_path(path) is None:
+                copier.keep(path)
+    _alternatives(copier)
+    return followed
+
+
+def _alternatives(copier: Copier) -> None:
+    """Each update-alternatives link (its master and its slaves) whose current choice was copied."""
+    copied = {os.path.realpath(p) for p in copier.copied}
+    for record in sorted(glob.glob("/var/lib/dpkg/alternatives/*")):
+        try:
+            with open(record, encoding="utf-8", errors="replace") as f:
+                lines = f.read().split("\n\n", 1)[0].splitlines()
+        except OSError:
+            continue
+        pairs = [(os.path.basename(record), lines[1])] if len(lines) > 1 else []
+        pairs += list(zip(lines[2::2], lines[3::2], strict=False))
+        for name, link in pairs:
+            chosen = os.path.join("/etc/alternatives", name)
+            if os.path.isabs(link) and os.path.islink(chosen) and os.path.realpath(chosen) in copied:
+                copier.keep(link)
 
 
 def _elf_files(copier: Copier) -> list[str]:
@@ -255,7 +331,7 @@ def main() -> None:
         copier.keep(path)
     _stdlib(copier, exclude)
     copier.keep(VENV)
-    _packaged(copier, packages)
+    followed = _packaged(copier, packages)
     # The locale the image's LANG names (glibc ships C.UTF-8 as a file: without it setlocale(LC_ALL, "")
     # fails), and ldconfig, which ctypes.util.find_library asks (`ldconfig -p`) for a library by name.
     for path in ("/usr/lib/locale/C.utf8", "/sbin/ldconfig"):
@@ -279,6 +355,7 @@ def main() -> None:
     _ld_cache(copier)  # before the dpkg entries: ld.so.conf is libc-bin's
     listed = _dpkg_status(copier)
     record = {"source_date_epoch": epoch, "stdlib_exclude": exclude, "runtime_packages": packages}
+    record["runtime_package_dependencies"] = followed
     record.update({"dpkg_packages": listed, "missing": missing, "refused": refused, "files": len(copier.copied)})
     os.makedirs(dest + "/usr/share/wheelbarrow", exist_ok=True)
     with open(dest + "/usr/share/wheelbarrow/closure.json", "w", encoding="utf-8") as f:

@@ -277,3 +277,29 @@ def test_publish_lists_the_distroless_images_debian_packages(
     assert f"the image {example_image.tag} is slim (its io.wheelbarrow.runtime-style label)" in slim.output
     (sbom,) = (tmp_path / "dist-slim").glob("sbom-*.cdx.json")
     assert "components" not in json.loads(sbom.read_text(encoding="utf-8"))["metadata"]["component"]
+
+
+def test_the_closure_brings_a_runtime_packages_data_dependencies_and_alternatives_links() -> None:
+    """In the real runtime base: a runtime package's update-alternatives link (mawk's /usr/bin/awk) and
+    the data of what it depends on (libpython3.11-stdlib's mime types, media-types'), never the base
+    system (dash, perl-base, coreutils), and the ELF files of a dependency only through the ELF closure."""
+    script = (
+        "useradd --system app; mkdir -p /home/app /opt/venv; "
+        'PYTHONPATH=/src python3 -S -m wheelbarrow._closure /tmp/d 315532800 "" "mawk,libpython3.11-stdlib" '
+        '> /dev/null && python3 -c \'import json, os; r = json.load(open("/tmp/d/usr/share/wheelbarrow/closure.json"));'
+        ' print(json.dumps({"deps": r["runtime_package_dependencies"], "awk": os.readlink("/tmp/d/usr/bin/awk"),'
+        ' "chosen": os.path.realpath("/tmp/d/etc/alternatives/awk"), "mime": os.path.isfile("/tmp/d/etc/mime.types"),'
+        ' "files": sorted(os.path.join(r, n)[6:] for r, _, ns in os.walk("/tmp/d") for n in ns)}))\''
+    )
+    argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'src'}:/src:ro", "--entrypoint", "sh"]
+    said = json.loads(sh([*argv, RUNTIME_BASE, "-c", script]).output.strip().splitlines()[-1])
+    assert said["awk"] == "/etc/alternatives/awk"
+    assert said["chosen"] == "/usr/bin/mawk"  # the link is absolute: read in the base, it leads to mawk
+    assert said["mime"]
+    assert {"media-types", "libpython3.11-minimal"} <= set(said["deps"])
+    assert not {"dash", "perl-base", "coreutils", "bash", "debianutils"} & set(said["deps"])
+    files = set(said["files"])
+    assert "/usr/bin/mawk" in files
+    for shell in ("/usr/bin/dash", "/bin/dash", "/usr/bin/sh", "/usr/bin/perl", "/usr/bin/ls", "/usr/bin/bash"):
+        assert shell not in files, shell
+    assert not any(f.startswith("/usr/lib/x86_64-linux-gnu/gconv/") and f.endswith(".so") for f in files)

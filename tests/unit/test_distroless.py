@@ -382,3 +382,71 @@ def test_a_truncated_elf_file_is_unreadable_not_skipped(tmp_path: Path, keep: in
     assert _probe.elf_kind(cut) == "unreadable"
     (tmp_path / "text.so").write_bytes(b"not ELF at all")
     assert _probe.elf_kind(tmp_path / "text.so") is None
+
+
+STATUS = """\
+Package: libmagic1
+Status: install ok installed
+Priority: optional
+Depends: libbz2-1.0, libc6 (>= 2.33), liblzma5 (>= 5.1.1alpha+20120614), libmagic-mgc (= 1:5.44-3), zlib1g (>= 1:1.1.4)
+
+Package: libmagic-mgc
+Status: install ok installed
+Priority: optional
+Depends: missing-one | libc6:any, libblas.so.3
+
+Package: libopenblas0
+Status: install ok installed
+Priority: optional
+Provides: libblas.so.3, libopenblas.so.0
+Pre-Depends: dash
+
+Package: libc6
+Status: install ok installed
+Priority: optional
+Depends: libgcc-s1
+
+Package: libgcc-s1
+Status: install ok installed
+Priority: optional
+Depends: gcc-12-base (= 12.2.0-14), libc6 (>= 2.35)
+
+Package: gcc-12-base
+Status: install ok installed
+Priority: required
+
+Package: dash
+Status: install ok installed
+Essential: yes
+Priority: required
+Depends: debianutils
+
+Package: libbz2-1.0
+Status: install ok installed
+Depends: perl-base
+
+Package: perl-base
+Status: install ok installed
+Essential: yes
+
+Package: liblzma5
+Status: deinstall ok config-files
+
+Package: zlib1g
+Status: install ok installed
+Depends: libc6
+ (>= 2.14)
+"""
+
+
+def test_runtime_packages_bring_what_they_depend_on_but_never_the_base_system() -> None:
+    """libmagic1's magic database is libmagic-mgc's: the dependencies are followed (alternatives, virtual
+    packages, multi-line fields, cycles), never into the Essential or required base (dash, perl-base,
+    gcc-12-base), nor to a package that is not installed."""
+    assert _closure.dependencies(("libmagic1",), STATUS) == [
+        "libbz2-1.0", "libc6", "libgcc-s1", "libmagic-mgc", "libopenblas0", "zlib1g",
+    ]  # fmt: skip
+    assert _closure.dependencies(("zlib1g",), STATUS) == ["libc6", "libgcc-s1"]
+    assert _closure.dependencies(("dash",), STATUS) == []  # named, it is copied; its own needs are the base's
+    assert _closure.dependencies(("not-installed",), STATUS) == []
+    assert _closure.dependencies((), STATUS) == []
