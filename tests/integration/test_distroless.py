@@ -105,6 +105,18 @@ def test_the_distroless_image_holds_only_what_the_service_executes(distroless_im
                       ("import locale, ctypes.util; locale.setlocale(locale.LC_ALL, ''); "
                        "print(locale.getlocale()[1], ctypes.util.find_library('ssl'))")]).output  # fmt: skip
     assert at_run_time.split() == ["UTF-8", "libssl.so.3"], at_run_time
+    # and from the adversary's second pass: its own group by its id; a service's port by its name as in the
+    # runtime base (python:slim has netbase's /etc/services; the bootstrapped base has none)
+    code = (
+        "import grp, os, socket\n"
+        "try: port = socket.getservbyname('https')\n"
+        "except OSError: port = None\n"
+        "print(grp.getgrgid(os.getgid()).gr_name if os.getuid() else 'root', port)"
+    )
+    named = sh(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", distroless_image, "-c", code])
+    in_base = sh(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", RUNTIME_BASE, "-c", code])
+    assert named.output.split()[0] == "app", named.output
+    assert named.output.split()[1] == in_base.output.split()[1], (named.output, in_base.output)
 
 
 def test_the_distroless_service_answers_and_writes_to_postgres(distroless_image: str, postgres: Postgres) -> None:

@@ -55,6 +55,9 @@ def test_labels_command_port_and_user(example_image: BuiltImage, example_build: 
     assert config["Cmd"] == ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "2", "example_service:app"]
     assert "8000/tcp" in config["ExposedPorts"]
     assert config["User"] == "10001:10001"
+    group = sh(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", example_image.tag, "-c",
+                "import grp, os; print(os.getgid(), grp.getgrgid(os.getgid()).gr_name)"]).output  # fmt: skip
+    assert group.split() == ["10001", "app"], group  # the image's group has a name (before: gid 999 did)
 
 
 def test_no_wheel_file_in_any_layer_of_ours(example_image: BuiltImage, tmp_path: Path) -> None:

@@ -56,11 +56,13 @@ ARG WHEELBARROW_EPOCH=315532800
 # The user has a home of its own (/home/app, mode 700, empty): servers keep
 # state there (gunicorn its control socket), and a home of /nonexistent made
 # them log permission errors.
+# The group is 10001 too, as the image's USER 10001:10001 says (the process's group has a name).
 RUN touch /tmp/.wheelbarrow-user \
  && if command -v useradd >/dev/null; then \
-      useradd --system --uid 10001 --user-group --home-dir /home/app --no-create-home \
+      groupadd --system --gid 10001 app \
+      && useradd --system --uid 10001 --gid 10001 --home-dir /home/app --no-create-home \
         --shell /usr/sbin/nologin app; \
-    else adduser -S -D -H -h /home/app -u 10001 app; fi \
+    else addgroup -S -g 10001 app && adduser -S -D -H -h /home/app -u 10001 -G app app; fi \
  && mkdir -p /home/app && chown 10001:10001 /home/app && chmod 700 /home/app \
  && find /etc /var /home -xdev -newer /tmp/.wheelbarrow-user ! -name hosts ! -name hostname ! -name resolv.conf \
       -exec touch -h -d "@${WHEELBARROW_EPOCH}" {} + \
