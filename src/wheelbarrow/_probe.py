@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -229,6 +230,37 @@ def elf_report(site: Path) -> list[dict[str, object]]:
     return results
 
 
+def scripts(folder: Path) -> list[dict[str, str]]:
+    """Every script in ``folder`` (the venv's bin) whose ``#!`` interpreter is not there: an absolute path
+    that is no executable file, or ``/usr/bin/env NAME`` with no NAME on PATH. Such a script cannot start
+    (``exec ...: no such file or directory``), as a ``#!/bin/sh`` one cannot in a distroless image."""
+    broken = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.is_symlink()) if folder.is_dir() else []:
+        try:
+            with path.open("rb") as f:
+                first = f.read(256).split(b"\n", 1)[0]
+        except OSError:
+            continue
+        if not first.startswith(b"#!"):
+            continue
+        words = first[2:].decode("utf-8", "replace").split()
+        if not words:
+            broken.append({"file": str(path), "interpreter": "(none)"})
+            continue
+        interpreter, named = words[0], words[0]
+        if Path(interpreter).name == "env":
+            named = next((w for w in words[1:] if not w.startswith("-") and "=" not in w), "")
+            found = shutil.which(named) if named else None
+            ok = Path(interpreter).is_file() and found is not None
+        else:
+            ok = Path(interpreter).is_file() and os.access(interpreter, os.X_OK)
+        if not ok:
+            broken.append(
+                {"file": str(path), "interpreter": f"{interpreter} {named}" if named != interpreter else named}
+            )
+    return broken
+
+
 #: Runs in a child process of the venv's interpreter: imports each module, then ssl, and writes what
 #: failed and which libssl files are mapped to the file named by argv[1]. The venv's code (its .pth
 #: files, the modules imported) runs only there, never in the probe that writes the report.
@@ -369,6 +401,7 @@ def main() -> None:
         "distributions": distributions(site) if site else [],
         "environment": environment(),
         "venv_writable": os.access(VENV / "lib", os.W_OK),
+        "scripts": scripts(VENV / "bin"),
     }
     print(REPORT + json.dumps(report))
 

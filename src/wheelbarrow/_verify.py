@@ -12,6 +12,7 @@ image's own user, ``--network none``) and reports; this module judges:
 * every executable that links libpython (or imports ``Py*`` symbols) starts with every symbol bound at once
   (``LD_BIND_NOW=1``, ``--version``) and sits where its interpreter finds the
   venv (``pyvenv.cfg`` beside it or one folder up, as CPython looks);
+* every script in the venv's bin has its ``#!`` interpreter (``#!/bin/sh`` in a distroless image has none);
 * after importing them (and ``ssl``) exactly one libssl is mapped;
 * every library the manifest expects from the base is there, and every ``runtime-packages`` package;
 * no ``*.whl`` beyond those the base image itself ships;
@@ -134,6 +135,7 @@ LIBRARIES_CHECK = "every extension imports and every ELF file's libraries are fo
 
 
 SHELL_CHECK = "no shell, package manager or coreutils (distroless)"
+SCRIPTS_CHECK = "every script's interpreter is there"
 
 
 def judge(
@@ -157,6 +159,7 @@ def judge(
     # A wheelhouse of pure-Python wheels has no ELF file; one with platform wheels must have some.
     needs_elf = any(w.platform_tag != "any" for w in manifest.wheels)
     shells = report.get("shells", {})
+    scripts = report.get("scripts", [])
     distroless_checks = [
         Check(SHELL_CHECK, not shells, ", ".join(f"{k}={v}" for k, v in shells.items()) or "none found"),
     ]
@@ -180,6 +183,12 @@ def judge(
                 f"{e['file']}: {e['start_error'] or 'no pyvenv.cfg beside it or one folder up'}" for e in not_starting
             )
             or (f"{len(embedders)} started" if embedders else "none in the venv"),
+        ),
+        Check(
+            SCRIPTS_CHECK,
+            not scripts,
+            "; ".join(f"{e['file']}: no {e['interpreter']}" for e in scripts)
+            or "every #! interpreter in /opt/venv/bin is there",
         ),
         Check("exactly one libssl mapped", len(ssl) == 1, ", ".join(ssl) or "none"),
         Check(
@@ -273,6 +282,11 @@ def verify_image(
         names = "; ".join(f"{c.name} ({c.detail})" for c in failed)
         msg = f"the image {image} failed {len(failed)} of {len(checks)} checks: {names}"
         tip = "Fix the runtime base or the wheelhouse, rebuild, and run 'wheelbarrow verify'."
+        if any(c.name == SCRIPTS_CHECK for c in failed):
+            tip += (
+                " A script names an interpreter the image lacks (a distroless image has no /bin/sh): run it with "
+                'the venv\'s python, or use runtime-style = "slim".'
+            )
         if any(c.name == SHELL_CHECK for c in failed):
             tip += (
                 " A distroless image copies no program of the base but its Python: one came with runtime-packages "

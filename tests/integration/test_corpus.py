@@ -68,7 +68,7 @@ def test_a_corpus_service_goes_from_its_lock_to_a_published_image_that_serves(
     try:
         image = wheelbarrow("image", "--project", str(project), "--image-tag", tag)
         assert image.returncode == 0, image.output[-4000:]
-        assert "all 12 checks passed (network off)" in image.output
+        assert "all 13 checks passed (network off)" in image.output
         container = sh(["docker", "run", "-d", "--network", "none", tag]).output.strip()
         assert service.answer in get_inside(container, "http://127.0.0.1:8000/")
         logs = sh(["docker", "logs", container]).output

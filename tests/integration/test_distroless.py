@@ -53,7 +53,7 @@ def distroless_image(wheelbarrow: Runner, example_build: Build, request: pytest.
     project = str(example_build.project)
     out = wheelbarrow("image", "--project", project, "--runtime-style", "distroless", "--image-tag", tag, *lean)
     assert out.returncode == 0, out.output[-6000:]
-    assert f"image {tag}: all 13 checks passed (network off)" in out.output
+    assert f"image {tag}: all 14 checks passed (network off)" in out.output
     yield tag
     sh(["docker", "rmi", "-f", tag], check=False)
 
@@ -255,11 +255,32 @@ def test_an_executable_whose_symbol_no_library_defines_fails_verify(
         sh(["docker", "rmi", "-f", broken], check=False)
 
 
+def test_a_script_whose_interpreter_the_image_lacks_fails_verify(
+    wheelbarrow: Runner, example_build: Build, distroless_image: str, tmp_path: Path
+) -> None:
+    """A wheel's #!/bin/sh script starts in the slim image and cannot in the distroless one (exec ...: no
+    such file or directory): verify names it, and the #!/opt/venv/bin/python ones pass."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "shtool").write_text("#!/bin/sh\necho hello\n")
+    (tmp_path / "out" / "shtool").chmod(0o755)
+    (tmp_path / "Dockerfile").write_text(f"FROM {distroless_image}\nCOPY out/ /opt/venv/bin/\n")
+    broken = f"{distroless_image}-shtool"
+    sh(["docker", "build", "-q", "-t", broken, str(tmp_path)], env={"DOCKER_BUILDKIT": "1"})
+    try:
+        out = wheelbarrow("verify", "--project", str(example_build.project), "--image-tag", broken)
+        assert out.returncode == 11, out.output[-4000:]
+        failed = dict(re.findall(r"\[FAIL\] ([^:]+): (.*)", out.output))
+        assert failed == {"every script's interpreter is there": "/opt/venv/bin/shtool: no /bin/sh"}
+        assert "a distroless image has no /bin/sh" in out.output.split("TIP: ", 1)[1]
+    finally:
+        sh(["docker", "rmi", "-f", broken], check=False)
+
+
 def test_publish_lists_the_distroless_images_debian_packages(
     wheelbarrow: Runner, example_build: Build, distroless_image: str, example_image: BuiltImage, tmp_path: Path
 ) -> None:
     """The image's label says its style, whatever runtime-style now says: publish with the default (slim)
-    configuration still lists a distroless image's packages, verify still runs its 13 checks, and a slim
+    configuration still lists a distroless image's packages, verify still runs its 14 checks, and a slim
     image published with runtime-style = "distroless" is taken as slim (before: a docker cp error)."""
     dist = tmp_path / "dist"
     out = wheelbarrow(
@@ -278,7 +299,7 @@ def test_publish_lists_the_distroless_images_debian_packages(
     assert "perl-base" not in purls
     checked = wheelbarrow("verify", "--project", str(example_build.project), "--image-tag", distroless_image)
     assert checked.returncode == 0, checked.output[-4000:]
-    assert "all 13 checks passed" in checked.output
+    assert "all 14 checks passed" in checked.output
     assert "[PASS] no shell, package manager or coreutils (distroless): none found" in checked.output
 
     slim = wheelbarrow(

@@ -39,7 +39,7 @@ def test_image_is_built_with_buildkit_and_every_check_passes(example_image: Buil
     out = example_image.outcome.output
     assert f"image {TAG} (sha256:" in out
     assert "built with BuildKit" in out
-    assert "all 12 checks passed (network off)" in out
+    assert "all 13 checks passed (network off)" in out
     assert "[FAIL]" not in out
     for check in ("no compiler or build tool", "runs as non-root: uid 10001", "exactly one libssl mapped"):
         assert f"[PASS] {check}" in out
@@ -86,7 +86,7 @@ def test_legacy_builder_builds_the_same_venv(wheelbarrow: Runner, example_build:
     )
     assert out.returncode == 0, out.output[-4000:]
     assert "built with the legacy builder" in out.output
-    assert "all 12 checks passed" in out.output
+    assert "all 13 checks passed" in out.output
     freeze = (
         "/opt/venv/bin/python -c 'import importlib.metadata as m; print(sorted(d.name for d in m.distributions()))'"
     )
@@ -160,7 +160,7 @@ def test_verify_fails_an_image_that_breaks_each_rule(
     assert failed["no wheel files beyond the base's"] == "/tmp/left-behind-1.0-py3-none-any.whl"
     assert "gunicorn 23.0.0 requires packaging, which is not installed" in failed["dependency check"]
     assert "[PASS] exactly one libssl mapped" in out.output
-    assert "ERROR: the image example-service:broken failed 8 of 12 checks" in out.output
+    assert "ERROR: the image example-service:broken failed 8 of 13 checks" in out.output
 
 
 def test_service_runs_as_configured_user_against_postgres(example_image: BuiltImage, postgres: Postgres) -> None:
@@ -196,7 +196,7 @@ def test_an_image_whose_command_cannot_start_is_not_tagged(
         assert out.returncode == 11, out.output[-3000:]
         (failed,) = re.findall(r"\[FAIL\] the command starts and keeps running: (.*)", out.output)
         assert said in failed
-        assert "failed 1 of 12 checks" in out.output
+        assert "failed 1 of 13 checks" in out.output
         assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0
         skipped = wheelbarrow(
             "image", "--project", str(example_build.project), env={**env, "WHEELBARROW_VERIFY_START": "false"}

@@ -128,7 +128,7 @@ def test_image_archive_loads_and_verifies(
     assert sh(["docker", "image", "inspect", "--format", "{{.Id}}", TAG]).output.strip() == image_id
     out = wheelbarrow("verify", "--project", str(example_build.project))
     assert out.returncode == 0, out.output[-3000:]
-    assert "all 12 checks passed" in out.output
+    assert "all 13 checks passed" in out.output
 
 
 def test_push_to_a_local_registry(

@@ -183,7 +183,7 @@ def test_both_bases_are_pulled_recorded_by_digest_and_a_moved_tag_is_refused(
     pushed_ref = f"{stand_in.registry}/runner/example-service:0.1.0"
     imaged = wheelbarrow("image", "--project", str(project), env=env)
     assert imaged.returncode == 0, imaged.output[-6000:]
-    assert "all 12 checks passed" in imaged.output
+    assert "all 13 checks passed" in imaged.output
     published = wheelbarrow(
         "publish", "--project", str(project), "--dist-dir", str(tmp_path / "dist"), "--push", pushed_ref, env=env
     )

@@ -115,7 +115,7 @@ def test_judge_passes_a_good_image() -> None:
         GOOD_REPORT, ["/usr/share/python-wheels/pip-23.0.1-py3-none-any.whl"], manifest_expecting("libssl.so.3")
     )
     assert [c.name for c in checks if not c.ok] == []
-    assert len(checks) == 11
+    assert len(checks) == 12
 
 
 @pytest.mark.parametrize(
@@ -132,6 +132,7 @@ def test_judge_passes_a_good_image() -> None:
         ({"expected_from_base": {"libssl.so.3": False}}, "libraries expected from the base are present"),
         ({"wheels": ["/tmp/wheelhouse/a-1-py3-none-any.whl"]}, "no wheel files beyond the base's"),
         ({"distributions": [{"name": "a", "version": "1", "requires": ["b"]}]}, "dependency check"),
+        ({"scripts": [{"file": "/opt/venv/bin/t", "interpreter": "/bin/sh"}]}, "every script's interpreter is there"),
     ],
 )
 def test_judge_names_what_fails(change: dict[str, Any], failing: str) -> None:
@@ -309,3 +310,28 @@ def test_an_unreadable_elf_file_in_the_venv_fails_the_libraries_check() -> None:
     )
     (failed,) = [c for c in judge(report, GOOD_REPORT["wheels"], manifest_expecting("libssl.so.3")) if not c.ok]
     assert failed.detail == f"/opt/venv/lib/x/y.so: {said}"
+
+
+def test_the_probe_names_each_script_whose_interpreter_is_not_there(tmp_path: Path) -> None:
+    """#!/bin/sh in a distroless image, /usr/bin/env of a program not on PATH, a path that is no file: each
+    named; an ELF file, a script whose interpreter is there and a plain file are not."""
+    here = Path(sys.executable).resolve()
+    scripts = {
+        "sh-tool": b"#!/nonexistent/sh -e\necho\n",
+        "env-tool": b"#!/usr/bin/env -S wheelbarrow-no-such-program -u\n",
+        "empty": b"#!\n",
+        "good": b"#!" + bytes(here) + b"\nprint()\n",
+        "good-env": b"#!/usr/bin/env python3\n",
+        "data.txt": b"not a script\n",
+        "elf": b"\x7fELF\x02\x01\x01",
+    }
+    for name, text in scripts.items():
+        (tmp_path / name).write_bytes(text)
+    (tmp_path / "link").symlink_to("/nonexistent")
+    found = {Path(e["file"]).name: e["interpreter"] for e in _probe.scripts(tmp_path)}
+    assert found == {
+        "sh-tool": "/nonexistent/sh",
+        "env-tool": "/usr/bin/env wheelbarrow-no-such-program",
+        "empty": "(none)",
+    }
+    assert _probe.scripts(tmp_path / "missing") == []
