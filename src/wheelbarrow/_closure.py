@@ -1,7 +1,8 @@
 """Runs INSIDE the runtime base, in the closure stage of a distroless build (standard library only).
 
-``python3 -S -m wheelbarrow._closure DEST EPOCH EXCLUDE PACKAGES [tzdata]`` copies into ``DEST`` exactly what the
-service executes, each file at its own path, symbolic links kept as links and their targets copied too:
+``python3 -S -m wheelbarrow._closure DEST EPOCH EXCLUDE PACKAGES [tzdata] [gconv]`` copies into ``DEST``
+exactly what the service executes, each file at its own path, symbolic links kept as links and their
+targets copied too:
 
 * the interpreter of the base (the venv's ``python`` leads to it) and its standard library, without the
   top-level modules that match a pattern of ``EXCLUDE`` (comma-separated, fnmatch; also matched against
@@ -21,7 +22,8 @@ service executes, each file at its own path, symbolic links kept as links and th
 * CA certificates (OpenSSL's default paths), ``nsswitch.conf``, ``os-release`` and ``debian_version``
   (scanners read them to know the distribution), ``services``, ``protocols``, ``rpc``, ``host.conf`` and
   ``gai.conf`` where the base has them, ``/etc/passwd`` and ``/etc/group`` with
-  root and the app user only, its home (mode 700), ``/tmp`` (1777), tzdata only with ``tzdata``;
+  root and the app user only, its home (mode 700), ``/tmp`` (1777), tzdata only with ``tzdata``, glibc's
+  iconv modules (the ``gconv`` folder beside libc) only with ``gconv``;
 * ``/var/lib/dpkg/status.d/<package>``: the dpkg entry (with its version) of every package a copied file
   came from, as Google's distroless images write them, for scanners and for wheelbarrow's SBOM;
 * ``/etc/ld.so.cache`` made for what was copied (``ldconfig -r``);
@@ -323,7 +325,7 @@ def _stamp(dest: str, epoch: int) -> None:
 def main() -> None:
     dest, epoch = sys.argv[1], int(sys.argv[2])
     exclude, packages = (tuple(p for p in arg.split(",") if p) for arg in sys.argv[3:5])
-    tzdata = "tzdata" in sys.argv[5:]
+    tzdata, gconv = ("tzdata" in sys.argv[5:]), ("gconv" in sys.argv[5:])
     os.makedirs(dest + "/etc", exist_ok=True)
     copier = Copier(dest)
     base_python = getattr(sys, "_base_executable", sys.executable)
@@ -348,13 +350,17 @@ def main() -> None:
     # service's port by its name, a protocol's number, as getaddrinfo with a service name asks
     for path in ("/etc/services", "/etc/protocols", "/etc/rpc", "/etc/host.conf", "/etc/gai.conf"):
         copier.keep(path)
+    if gconv:  # glibc loads these by name (iconv_open): beside libc, in its multiarch folder
+        libc = _elf.ld_cache().get("libc.so.6", [])
+        for folder in dict.fromkeys(os.path.join(os.path.dirname(os.path.realpath(p)), "gconv") for p in libc):
+            copier.keep(folder)
     if tzdata:
         copier.keep("/usr/share/zoneinfo")
         copier.keep("/etc/localtime")
     _accounts(dest)
     _ld_cache(copier)  # before the dpkg entries: ld.so.conf is libc-bin's
     listed = _dpkg_status(copier)
-    record = {"source_date_epoch": epoch, "stdlib_exclude": exclude, "runtime_packages": packages}
+    record = {"source_date_epoch": epoch, "stdlib_exclude": exclude, "runtime_packages": packages, "gconv": gconv}
     record["runtime_package_dependencies"] = followed
     record.update({"dpkg_packages": listed, "missing": missing, "refused": refused, "files": len(copier.copied)})
     os.makedirs(dest + "/usr/share/wheelbarrow", exist_ok=True)

@@ -270,6 +270,15 @@ class Config:
     tzdata: bool = field(
         metadata=opt("tzdata", "bool", "false", "distroless: copy the time-zone database (/usr/share/zoneinfo).")
     )
+    gconv: bool = field(
+        metadata=opt(
+            "gconv",
+            "bool",
+            "false",
+            "distroless: copy glibc's iconv modules (gconv, about 8 MB): iconv_open in C code for encodings "
+            "other than UTF-8 and ASCII (Python's own codecs need none).",
+        )
+    )
     image_builder: ImageBuilder = field(
         metadata=opt(
             "image-builder",

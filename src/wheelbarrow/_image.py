@@ -94,7 +94,7 @@ def _distroless_args(config: Config) -> dict[str, str]:
     return {
         "STDLIB_EXCLUDE": ",".join(config.stdlib_exclude),
         "RUNTIME_PACKAGES": ",".join(config.runtime_packages),
-        "TZDATA": "tzdata" if config.tzdata else "",
+        "EXTRAS": " ".join(name for name, on in (("tzdata", config.tzdata), ("gconv", config.gconv)) if on),
     }
 
 

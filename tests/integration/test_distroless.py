@@ -336,3 +336,21 @@ def test_the_closure_brings_a_runtime_packages_data_dependencies_and_alternative
     for shell in ("/usr/bin/dash", "/bin/dash", "/usr/bin/sh", "/usr/bin/perl", "/usr/bin/ls", "/usr/bin/bash"):
         assert shell not in files, shell
     assert not any(f.startswith("/usr/lib/x86_64-linux-gnu/gconv/") and f.endswith(".so") for f in files)
+
+
+@pytest.mark.parametrize(("extras", "works"), [("", False), ("gconv", True)])
+def test_iconv_in_c_code_works_in_the_closure_only_with_gconv(extras: str, works: bool) -> None:
+    """glibc's iconv loads its modules by name, which no ELF header says: without gconv = true, C code's
+    iconv_open for ISO-8859-1 fails (EINVAL) in the closure, run as the image would (chroot); with it, works."""
+    code = (
+        "import ctypes; libc = ctypes.CDLL('libc.so.6', use_errno=True); libc.iconv_open.restype = ctypes.c_void_p; "
+        "print('iconv', [libc.iconv_open(b'UTF-8', e) not in (None, 2**64 - 1) for e in (b'ISO-8859-1', b'CP1252')])"
+    )
+    script = (
+        "useradd --system app; mkdir -p /home/app /opt/venv; "
+        f'PYTHONPATH=/src python3 -S -m wheelbarrow._closure /tmp/d 315532800 "" "" {extras} > /dev/null'
+        f' && chroot /tmp/d /usr/bin/python3 -c "{code}"'
+    )
+    argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'src'}:/src:ro", "--entrypoint", "sh"]
+    said = sh([*argv, RUNTIME_BASE, "-c", script]).output.strip().splitlines()[-1]
+    assert said == f"iconv {[works, works]}", said

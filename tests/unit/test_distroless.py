@@ -240,7 +240,9 @@ def test_runtime_style_and_its_keys(tmp_path: Path) -> None:
     config = load_config(project, environ={})
     assert (config.runtime_style, config.stdlib_exclude, config.tzdata) == ("slim", STDLIB_EXCLUDE, False)
     config = load_config(project, environ={"WHEELBARROW_RUNTIME_STYLE": "distroless", "WHEELBARROW_TZDATA": "1"})
-    assert (config.runtime_style, config.tzdata) == ("distroless", True)
+    assert (config.runtime_style, config.tzdata, config.gconv) == ("distroless", True, False)
+    both = load_config(project, environ={"WHEELBARROW_TZDATA": "1", "WHEELBARROW_GCONV": "true"})
+    assert (both.tzdata, both.gconv) == (True, True)
     with pytest.raises(ConfigError, match="'distrolss', which is not one of 'slim', 'distroless'"):
         load_config(project, environ={"WHEELBARROW_RUNTIME_STYLE": "distrolss"})
     write_project(tmp_path, 'stdlib-exclude = ["test", "a b"]')
@@ -257,7 +259,14 @@ def test_the_distroless_context_carries_the_closure_and_its_arguments(tmp_path: 
     context.mkdir()
     args = write_context(config, manifest, context)
     assert args["STDLIB_EXCLUDE"] == ",".join(STDLIB_EXCLUDE)
-    assert (args["RUNTIME_PACKAGES"], args["TZDATA"]) == ("libzstd1", "")
+    assert (args["RUNTIME_PACKAGES"], args["EXTRAS"]) == ("libzstd1", "")
+    for environ, extras in (
+        ({"WHEELBARROW_GCONV": "1"}, "gconv"),
+        ({"WHEELBARROW_GCONV": "1", "WHEELBARROW_TZDATA": "1"}, "tzdata gconv"),
+    ):
+        (tmp_path / f"c-{extras}").mkdir()
+        given = write_context(load_config(project, environ=environ), manifest, tmp_path / f"c-{extras}")
+        assert given["EXTRAS"] == extras
     assert sorted(p.name for p in (context / "closure" / "wheelbarrow").iterdir()) == [
         "__init__.py",
         "_closure.py",
