@@ -314,6 +314,7 @@ def stage_verify(run: Run) -> None:
         config.command,
         start=config.verify_start,
         distroless=style == "distroless",
+        shown=run.image.tag if run.image else tag,
     )
     run.checks = tuple(checks)
     shown = run.image.tag if run.image else tag

@@ -255,7 +255,10 @@ def verify_image(
     *,
     start: bool = True,
     distroless: bool = False,
+    shown: str = "",
 ) -> list[Check]:
+    """Run the probe in ``image`` (and its command beside it) and judge; a failure names the image as
+    ``shown`` (the tag it is built for; ``image`` is then the candidate it waits under)."""
     wanted = sorted({s for w in manifest.wheels for s in w.expected_from_base})
     base_wheels = cache.remember(
         key_of({"base-wheels": engine.image_id(base) or base, "probe": sha256_of(PROBE)}),
@@ -280,7 +283,8 @@ def verify_image(
     failed = [c for c in checks if not c.ok]
     if failed:
         names = "; ".join(f"{c.name} ({c.detail})" for c in failed)
-        msg = f"the image {image} failed {len(failed)} of {len(checks)} checks: {names}"
+        said = f"{shown} (waiting as {image}, never tagged)" if shown and shown != image else image
+        msg = f"the image {said} failed {len(failed)} of {len(checks)} checks: {names}"
         tip = "Fix the runtime base or the wheelhouse, rebuild, and run 'wheelbarrow verify'."
         if any(c.name == SCRIPTS_CHECK for c in failed):
             tip += (

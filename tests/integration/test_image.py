@@ -197,6 +197,7 @@ def test_an_image_whose_command_cannot_start_is_not_tagged(
         (failed,) = re.findall(r"\[FAIL\] the command starts and keeps running: (.*)", out.output)
         assert said in failed
         assert "failed 1 of 13 checks" in out.output
+        assert f"ERROR: the image {tag} (waiting as localhost/wheelbarrow/candidate:" in out.output  # its own name
         assert sh(["docker", "image", "inspect", tag], check=False).returncode != 0
         skipped = wheelbarrow(
             "image", "--project", str(example_build.project), env={**env, "WHEELBARROW_VERIFY_START": "false"}
