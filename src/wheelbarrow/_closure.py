@@ -19,6 +19,7 @@ targets copied too:
   ELF header names elsewhere (an absolute DT_NEEDED such as ``/bin/sh``, an RPATH of ``/usr/bin``, a
   PT_INTERP that is no dynamic loader) is printed and left out, so verify names it too;
 * the C.UTF-8 locale (the image's ``LANG``) and ``ldconfig`` (``ctypes.util.find_library`` asks it);
+* the terminfo database (about 0.2 MB), unless ``curses`` is left out (``setupterm`` reads it);
 * CA certificates (OpenSSL's default paths), ``nsswitch.conf``, ``os-release`` and ``debian_version``
   (scanners read them to know the distribution), ``services``, ``protocols``, ``rpc``, ``host.conf`` and
   ``gai.conf`` where the base has them, ``/etc/passwd`` and ``/etc/group`` with
@@ -332,6 +333,9 @@ def main() -> None:
     for path in (base_python, os.path.realpath(sys.executable)):
         copier.keep(path)
     _stdlib(copier, exclude)
+    if any(os.path.basename(p).startswith("_curses") for p in copier.copied):  # curses kept: its terminals
+        for path in ("/etc/terminfo", "/lib/terminfo", "/usr/share/terminfo"):
+            copier.keep(path)
     copier.keep(VENV)
     followed = _packaged(copier, packages)
     # The locale the image's LANG names (glibc ships C.UTF-8 as a file: without it setlocale(LC_ALL, "")

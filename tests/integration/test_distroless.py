@@ -354,3 +354,20 @@ def test_iconv_in_c_code_works_in_the_closure_only_with_gconv(extras: str, works
     argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'src'}:/src:ro", "--entrypoint", "sh"]
     said = sh([*argv, RUNTIME_BASE, "-c", script]).output.strip().splitlines()[-1]
     assert said == f"iconv {[works, works]}", said
+
+
+@pytest.mark.parametrize(("exclude", "works"), [("", True), ("_curses*,curses", False)])
+def test_curses_finds_its_terminals_unless_it_is_left_out(exclude: str, works: bool) -> None:
+    """The terminfo database comes with curses (setupterm reads it), and stays out when curses is excluded."""
+    found = "any(os.path.isfile(f + '/x/xterm') for f in ('/lib/terminfo', '/usr/share/terminfo'))"
+    code = f"import os; print('terminfo', {found})"
+    if works:
+        code = "import curses; curses.setupterm('xterm', 1); " + code
+    script = (
+        "useradd --system app; mkdir -p /home/app /opt/venv; "
+        f'PYTHONPATH=/src python3 -S -m wheelbarrow._closure /tmp/d 315532800 "{exclude}" "" > /dev/null'
+        f' && chroot /tmp/d /usr/bin/python3 -c "{code}" > /tmp/out 2>&1; cat /tmp/out'
+    )
+    argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'src'}:/src:ro", "--entrypoint", "sh"]
+    said = sh([*argv, RUNTIME_BASE, "-c", script]).output.strip().splitlines()[-1]
+    assert said == f"terminfo {works}", said
