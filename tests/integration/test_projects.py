@@ -23,7 +23,7 @@ def test_a_wheelhouse_of_pure_python_wheels_passes_verify(wheelbarrow: Runner, t
         assert "0 modules, 0 executables, 0 ELF files (every wheel is pure Python)" in out.output
         report = json.loads(out.output[out.output.index("\n{\n") :])  # stdout, after the log lines
         assert all(check["ok"] for check in report["checks"])
-        assert len(report["checks"]) == 12
+        assert len(report["checks"]) == 13
     finally:
         sh(["docker", "rmi", "-f", tag], check=False)
 
