@@ -134,21 +134,25 @@ def elf_files(top: Path) -> list[tuple[Path, str]]:
     return sorted(found)
 
 
+def _quietly(argv: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` with ``env`` added to the probe's own, no input, its output captured as text."""
+    return subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        env={**os.environ, **env},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 def start(path: Path) -> str | None:
     """Start an executable that embeds Python with every symbol bound at once (LD_BIND_NOW): the loader's
     complaint, or None when it started (whatever it then did with ``--version``)."""
-    env = {**os.environ, "LD_BIND_NOW": "1", "HOME": tempfile.gettempdir()}
     try:
-        done = subprocess.run(
-            [str(path), "--version"],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=env,
-            timeout=20,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        done = _quietly([str(path), "--version"], {"LD_BIND_NOW": "1", "HOME": tempfile.gettempdir()}, 20)
     except subprocess.TimeoutExpired:
         return None  # it started and kept running: the loader had nothing to say
     except OSError as err:
@@ -170,18 +174,8 @@ def unbound(path: Path, loader: str) -> list[str]:
     ignores the variable and would run the program."""
     if not Path(loader).name.startswith("ld-linux") or not Path(loader).is_file():
         return []
-    env = {**os.environ, "LD_TRACE_LOADED_OBJECTS": "1", "LD_BIND_NOW": "1", "LD_WARN": "yes"}
     try:
-        done = subprocess.run(
-            [loader, str(path)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            env=env,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        done = _quietly([loader, str(path)], {"LD_TRACE_LOADED_OBJECTS": "1", "LD_BIND_NOW": "1", "LD_WARN": "yes"}, 60)
     except (OSError, subprocess.TimeoutExpired) as err:
         return [f"not listed by its loader: {err}"]
     return sorted({f"symbol {m.group(1)}" for m in UNDEFINED.finditer(done.stdout + done.stderr)})
