@@ -312,20 +312,28 @@ def test_publish_lists_the_distroless_images_debian_packages(
     assert "components" not in json.loads(sbom.read_text(encoding="utf-8"))["metadata"]["component"]
 
 
+def closure_in_base(arguments: str, then: str) -> str:
+    """Run wheelbarrow's closure (this checkout's) into /tmp/d in the real runtime base, with the network
+    off, then the shell line ``then``; the last line it printed."""
+    script = (
+        "useradd --system app; mkdir -p /home/app /opt/venv; "
+        f"PYTHONPATH=/src python3 -S -m wheelbarrow._closure /tmp/d 315532800 {arguments} > /dev/null && {then}"
+    )
+    argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'src'}:/src:ro", "--entrypoint", "sh"]
+    return sh([*argv, RUNTIME_BASE, "-c", script]).output.strip().splitlines()[-1]
+
+
 def test_the_closure_brings_a_runtime_packages_data_dependencies_and_alternatives_links() -> None:
     """In the real runtime base: a runtime package's update-alternatives link (mawk's /usr/bin/awk) and
     the data of what it depends on (libpython3.11-stdlib's mime types, media-types'), never the base
     system (dash, perl-base, coreutils), and the ELF files of a dependency only through the ELF closure."""
-    script = (
-        "useradd --system app; mkdir -p /home/app /opt/venv; "
-        'PYTHONPATH=/src python3 -S -m wheelbarrow._closure /tmp/d 315532800 "" "mawk,libpython3.11-stdlib" '
-        '> /dev/null && python3 -c \'import json, os; r = json.load(open("/tmp/d/usr/share/wheelbarrow/closure.json"));'
+    report = (
+        'python3 -c \'import json, os; r = json.load(open("/tmp/d/usr/share/wheelbarrow/closure.json"));'
         ' print(json.dumps({"deps": r["runtime_package_dependencies"], "awk": os.readlink("/tmp/d/usr/bin/awk"),'
         ' "chosen": os.path.realpath("/tmp/d/etc/alternatives/awk"), "mime": os.path.isfile("/tmp/d/etc/mime.types"),'
         ' "files": sorted(os.path.join(r, n)[6:] for r, _, ns in os.walk("/tmp/d") for n in ns)}))\''
     )
-    argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'src'}:/src:ro", "--entrypoint", "sh"]
-    said = json.loads(sh([*argv, RUNTIME_BASE, "-c", script]).output.strip().splitlines()[-1])
+    said = json.loads(closure_in_base('"" "mawk,libpython3.11-stdlib"', report))
     assert said["awk"] == "/etc/alternatives/awk"
     assert said["chosen"] == "/usr/bin/mawk"  # the link is absolute: read in the base, it leads to mawk
     assert said["mime"]
@@ -346,13 +354,7 @@ def test_iconv_in_c_code_works_in_the_closure_only_with_gconv(extras: str, works
         "import ctypes; libc = ctypes.CDLL('libc.so.6', use_errno=True); libc.iconv_open.restype = ctypes.c_void_p; "
         "print('iconv', [libc.iconv_open(b'UTF-8', e) not in (None, 2**64 - 1) for e in (b'ISO-8859-1', b'CP1252')])"
     )
-    script = (
-        "useradd --system app; mkdir -p /home/app /opt/venv; "
-        f'PYTHONPATH=/src python3 -S -m wheelbarrow._closure /tmp/d 315532800 "" "" {extras} > /dev/null'
-        f' && chroot /tmp/d /usr/bin/python3 -c "{code}"'
-    )
-    argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'src'}:/src:ro", "--entrypoint", "sh"]
-    said = sh([*argv, RUNTIME_BASE, "-c", script]).output.strip().splitlines()[-1]
+    said = closure_in_base(f'"" "" {extras}', f'chroot /tmp/d /usr/bin/python3 -c "{code}"')
     assert said == f"iconv {[works, works]}", said
 
 
@@ -363,11 +365,5 @@ def test_curses_finds_its_terminals_unless_it_is_left_out(exclude: str, works: b
     code = f"import os; print('terminfo', {found})"
     if works:
         code = "import curses; curses.setupterm('xterm', 1); " + code
-    script = (
-        "useradd --system app; mkdir -p /home/app /opt/venv; "
-        f'PYTHONPATH=/src python3 -S -m wheelbarrow._closure /tmp/d 315532800 "{exclude}" "" > /dev/null'
-        f' && chroot /tmp/d /usr/bin/python3 -c "{code}" > /tmp/out 2>&1; cat /tmp/out'
-    )
-    argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{REPO / 'src'}:/src:ro", "--entrypoint", "sh"]
-    said = sh([*argv, RUNTIME_BASE, "-c", script]).output.strip().splitlines()[-1]
+    said = closure_in_base(f'"{exclude}" ""', f'chroot /tmp/d /usr/bin/python3 -c "{code}"')
     assert said == f"terminfo {works}", said
