@@ -131,21 +131,28 @@ def _files_of(name: str) -> list[str]:
     return files
 
 
+def installed_stanzas(status: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each installed package of dpkg's ``status`` text: its name -> its entry as written, and its fields
+    (a field's continuation lines kept)."""
+    out = {}
+    for block in status.split("\n\n"):
+        fields = dict(re.findall(r"^([A-Za-z-]+): *(.*(?:\n .*)*)$", block, re.MULTILINE))
+        if "install ok installed" in fields.get("Status", "") and fields.get("Package"):
+            out[fields["Package"]] = (block.strip(), fields)
+    return out
+
+
 def dependencies(names: tuple[str, ...], status: str) -> list[str]:
     """The installed packages ``names`` depend on (Depends, Pre-Depends), recursively, from the text of
     dpkg's ``status``: of alternatives (``a | b``), the first installed; a virtual package by what provides
     it; never the base system (Essential, or of priority required), whose files the service never needs
     whole. Sorted, ``names`` themselves left out."""
-    stanzas: dict[str, dict[str, str]] = {}
+    stanzas = {name: fields for name, (_text, fields) in installed_stanzas(status).items()}
     provides: dict[str, str] = {}
-    for block in status.split("\n\n"):
-        fields = dict(re.findall(r"^([A-Za-z-]+): *(.*(?:\n .*)*)$", block, re.MULTILINE))
-        if "install ok installed" not in fields.get("Status", "") or not fields.get("Package"):
-            continue
-        stanzas[fields["Package"]] = fields
+    for name, fields in stanzas.items():
         for virtual in re.split(r"\s*,\s*", fields.get("Provides", "")):
             if virtual.split():
-                provides.setdefault(virtual.split()[0], fields["Package"])
+                provides.setdefault(virtual.split()[0], name)
 
     def installed(alternative: str) -> str | None:
         words = alternative.split()  # "libc6:any (>= 2.34)", over continuation lines too
@@ -297,14 +304,13 @@ def _dpkg_status(copier: Copier) -> list[str]:
     owners = _dpkg_owners()
     packages = sorted({owners[r] for r in (os.path.realpath(p) for p in copier.copied) if r in owners})
     with open("/var/lib/dpkg/status", encoding="utf-8", errors="replace") as f:
-        stanzas = [s for s in f.read().split("\n\n") if "Status: install ok installed" in s]
-    by_name = {s.split("\n", 1)[0].removeprefix("Package: ").strip(): s for s in stanzas}
+        by_name = installed_stanzas(f.read())
     folder = copier.dest + "/var/lib/dpkg/status.d"
     os.makedirs(folder, exist_ok=True)
     for package in packages:
         if package in by_name:
             with open(f"{folder}/{package}", "w", encoding="utf-8") as f:
-                f.write(by_name[package].strip() + "\n")
+                f.write(by_name[package][0] + "\n")
     return packages
 
 
